@@ -1,0 +1,41 @@
+"""Settings from the environment (and an optional `.env`), in one place."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SIMULATOR_URL = "http://127.0.0.1:12111"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///.data/billing.db",
+        description="SQLAlchemy URL; PostgreSQL in production (postgresql+psycopg://...).",
+    )
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "billing"
+
+    stripe_secret_key: str | None = Field(
+        None, description="A real Stripe key; unset means the local Stripe simulator."
+    )
+    stripe_simulator_url: str = SIMULATOR_URL
+    stripe_webhook_secret: str = Field("whsec_local_development", min_length=1)
+    webhook_tolerance_seconds: int = 300
+    webhook_max_body_bytes: int = 512 * 1024
+
+    app_api_token: str = Field("dev-app-token", min_length=1)
+    admin_api_token: str = Field("dev-admin-token", min_length=1)
+
+    # Test-only: continue-as-new after this many events, so that path runs in tests.
+    continue_as_new_after_events: int | None = None
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

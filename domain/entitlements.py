@@ -1,0 +1,108 @@
+"""What an account may do: the entitlement mapping from lifecycle and catalog.
+
+Operator overrides win over Stripe: a lock removes all access, a comp grants its plan in full.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from domain.catalog import FREE_PLAN, Catalog
+from domain.lifecycle import BillingState, Lifecycle
+
+
+class Access(StrEnum):
+    FULL = "full"
+    READ_ONLY = "read_only"
+    NONE = "none"
+
+
+class Message(StrEnum):
+    """What the app shows the customer; the app owns the wording."""
+
+    UPGRADE_PROMPT = "upgrade_prompt"
+    FINISH_PAYMENT = "finish_payment"
+    TRIAL_ENDS = "trial_ends"
+    ENDS_ON = "ends_on"
+    PAYMENT_FAILED = "payment_failed"
+    RESTRICTED = "restricted"
+    ADD_PAYMENT_METHOD = "add_payment_method"
+    CONTACT_SUPPORT = "contact_support"
+
+
+COMPED = "comped"
+LOCKED = "locked"
+
+# billing state -> (access, whether the subscribed plan applies, app message)
+STATE_ACCESS: dict[BillingState, tuple[Access, bool, Message | None]] = {
+    BillingState.FREE: (Access.FULL, False, Message.UPGRADE_PROMPT),
+    BillingState.INCOMPLETE: (Access.FULL, False, Message.FINISH_PAYMENT),
+    BillingState.TRIALING: (Access.FULL, True, Message.TRIAL_ENDS),
+    BillingState.ACTIVE: (Access.FULL, True, None),
+    BillingState.CANCELING: (Access.FULL, True, Message.ENDS_ON),
+    BillingState.PAST_DUE: (Access.FULL, True, Message.PAYMENT_FAILED),
+    BillingState.RESTRICTED: (Access.READ_ONLY, True, Message.RESTRICTED),
+    BillingState.PAUSED: (Access.READ_ONLY, True, Message.ADD_PAYMENT_METHOD),
+}
+
+
+@dataclass(frozen=True)
+class Entitlements:
+    billing_state: str
+    # The state that decides access: the billing state, or `comped` / `locked`.
+    effective_state: str
+    plan: str
+    interval: str | None
+    access: Access
+    features: dict[str, bool]
+    limits: dict[str, int]
+    seats: int
+    message: Message | None
+    period_ends_at: datetime | None
+    grace_ends_at: datetime | None
+    trial_ends_at: datetime | None
+    cancel_at: datetime | None
+    open_invoice_url: str | None
+
+
+def entitlements_for(lifecycle: Lifecycle, catalog: Catalog) -> Entitlements:
+    access, plan_applies, message = STATE_ACCESS[lifecycle.state]
+    sub = lifecycle.subscription
+    plan_id = sub.plan if (plan_applies and sub is not None) else FREE_PLAN
+    interval = sub.interval if plan_id != FREE_PLAN and sub is not None else None
+    seats = sub.seats if plan_id != FREE_PLAN and sub is not None else 1
+    effective_state = str(lifecycle.state)
+    if lifecycle.comp is not None:
+        plan_id, interval, access, message = lifecycle.comp.plan, None, Access.FULL, None
+        effective_state = COMPED
+    if lifecycle.lock is not None:
+        access, message, effective_state = Access.NONE, Message.CONTACT_SUPPORT, LOCKED
+    plan = catalog.plan(plan_id)
+    limits = dict(plan.limits)
+    if plan.seat_limit is not None:
+        limits[plan.seat_limit] = seats
+    return Entitlements(
+        billing_state=str(lifecycle.state),
+        effective_state=effective_state,
+        plan=plan_id,
+        interval=interval,
+        access=access,
+        features=dict(plan.features)
+        if access is not Access.NONE
+        else dict.fromkeys(plan.features, False),
+        limits=limits,
+        seats=seats,
+        message=message,
+        period_ends_at=sub.current_period_end if sub else None,
+        grace_ends_at=lifecycle.grace_ends_at,
+        trial_ends_at=sub.trial_end if sub and lifecycle.state is BillingState.TRIALING else None,
+        cancel_at=sub.cancel_at if sub else None,
+        open_invoice_url=sub.open_invoice_url if sub else None,
+    )
+
+
+def free_entitlements(catalog: Catalog) -> Entitlements:
+    """The answer for an account the service has never heard of."""
+    return entitlements_for(Lifecycle(), catalog)

@@ -1,0 +1,68 @@
+"""Reading Stripe subscription objects (plain dicts) into lifecycle snapshots.
+
+Shapes follow the pinned API version: billing periods live on subscription items, and an
+open invoice's payment page is `latest_invoice.hosted_invoice_url` when `latest_invoice` is
+expanded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.catalog import Catalog, CatalogError
+from domain.lifecycle import ENDED_STRIPE_STATUSES, SubscriptionSnapshot
+
+
+def _timestamp(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(int(value), tz=UTC)
+
+
+def snapshot_from_stripe(subscription: Mapping[str, Any], catalog: Catalog) -> SubscriptionSnapshot:
+    items = subscription["items"]["data"]
+    if not items:
+        raise CatalogError(f"subscription {subscription['id']} has no items")
+    item = items[0]
+    price = item["price"]
+    plan_price = catalog.price_by_lookup_key(price.get("lookup_key") or "")
+    if plan_price is None:
+        plan_id = (price.get("metadata") or {}).get("plan")
+        interval = (price.get("recurring") or {}).get("interval")
+        if plan_id not in catalog.plans or interval is None:
+            raise CatalogError(f"price {price['id']} is not in the catalog")
+    else:
+        plan_id, interval = plan_price.plan, plan_price.interval
+    period_end = _timestamp(item.get("current_period_end"))
+    cancel_at = _timestamp(subscription.get("cancel_at"))
+    if cancel_at is None and subscription.get("cancel_at_period_end"):
+        cancel_at = period_end
+    customer = subscription["customer"]
+    invoice = subscription.get("latest_invoice")
+    open_invoice_url = (
+        invoice.get("hosted_invoice_url")
+        if isinstance(invoice, Mapping) and invoice.get("status") == "open"
+        else None
+    )
+    return SubscriptionSnapshot(
+        subscription_id=subscription["id"],
+        customer_id=customer if isinstance(customer, str) else customer["id"],
+        status=subscription["status"],
+        plan=plan_id,
+        interval=interval,
+        seats=int(item.get("quantity") or 1),
+        current_period_end=period_end,
+        trial_end=_timestamp(subscription.get("trial_end")),
+        cancel_at=cancel_at,
+        open_invoice_url=open_invoice_url,
+    )
+
+
+def current_subscription(subscriptions: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The subscription that decides the account: the newest one still alive, if any.
+
+    A customer may have ended subscriptions beside a live one (cancel, then subscribe again);
+    the ended ones must never drag the account back to free.
+    """
+    alive = [s for s in subscriptions if s["status"] not in ENDED_STRIPE_STATUSES]
+    return max(alive, key=lambda s: (s["created"], s["id"]), default=None)
