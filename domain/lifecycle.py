@@ -187,24 +187,24 @@ def transition(current: Lifecycle, event: LifecycleInput, now: datetime) -> Tran
         case GrantComp(comp=comp):
             if comp.until <= now:
                 raise InvalidTransition("a comp must end in the future")
-            after, notices = replace(current, comp=comp), ()
+            after, notices = replace(current, comp=comp), []
         case RevokeComp():
             if current.comp is None:
                 raise InvalidTransition("the account has no comp to revoke")
-            after, notices = replace(current, comp=None), ()
+            after, notices = replace(current, comp=None), []
         case LockAccount(lock=lock):
-            after, notices = replace(current, lock=lock), ()
+            after, notices = replace(current, lock=lock), []
         case UnlockAccount():
             if current.lock is None:
                 raise InvalidTransition("the account is not locked")
-            after, notices = replace(current, lock=None), ()
+            after, notices = replace(current, lock=None), []
         case ExtendGrace(until=until):
             if current.state not in UNPAID_STATES:
                 raise InvalidTransition(f"no grace period to extend in state {current.state}")
             if until <= now:
                 raise InvalidTransition("the new grace end must be in the future")
             after = replace(current, state=BillingState.PAST_DUE, grace_ends_at=until)
-            notices = ()
+            notices = []
         case _:
             raise InvalidTransition(f"unknown lifecycle input {event!r}")
     return Transition(before=current, after=after, notices=tuple(notices))

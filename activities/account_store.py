@@ -1,0 +1,111 @@
+"""The account's records in the database: customer link, entitlements, received events.
+
+Every activity here is safe to retry: the entitlement write carries a version and a stale one
+is ignored, links and event records are insert-if-absent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import TypeAdapter
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from db import repository
+from domain.catalog import Catalog
+from domain.entitlements import entitlements_for
+from domain.lifecycle import Lifecycle
+
+LIFECYCLE_JSON = TypeAdapter(Lifecycle)
+
+
+@dataclass
+class StoredAccountState:
+    customer_id: str | None
+    entitlement_version: int
+    lifecycle: Lifecycle | None
+
+
+@dataclass
+class LinkCustomerInput:
+    account_id: str
+    customer_id: str
+
+
+@dataclass
+class WriteEntitlementsInput:
+    account_id: str
+    version: int
+    lifecycle: Lifecycle
+    cause: str
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReceivedEvent:
+    event_id: str
+    event_type: str
+    created: int
+
+
+@dataclass
+class RecordEventsInput:
+    account_id: str
+    events: list[ReceivedEvent]
+
+
+class AccountStoreActivities:
+    def __init__(self, sessions: sessionmaker[Session], catalog: Catalog) -> None:
+        self._sessions = sessions
+        self._catalog = catalog
+
+    @activity.defn
+    def load_account_state(self, account_id: str) -> StoredAccountState:
+        with self._sessions() as session:
+            stored = repository.stored_account(session, account_id)
+        if stored is None:
+            return StoredAccountState(customer_id=None, entitlement_version=0, lifecycle=None)
+        return StoredAccountState(
+            customer_id=stored.customer_id,
+            entitlement_version=stored.version,
+            lifecycle=(
+                None
+                if stored.lifecycle is None
+                else LIFECYCLE_JSON.validate_python(stored.lifecycle)
+            ),
+        )
+
+    @activity.defn
+    def link_customer(self, request: LinkCustomerInput) -> None:
+        with self._sessions.begin() as session:
+            try:
+                repository.link_customer(session, request.account_id, request.customer_id)
+            except repository.CustomerConflict as err:
+                raise ApplicationError(
+                    str(err), type="CustomerConflict", non_retryable=True
+                ) from err
+
+    @activity.defn
+    def write_entitlements(self, request: WriteEntitlementsInput) -> bool:
+        entitlements = entitlements_for(request.lifecycle, self._catalog)
+        with self._sessions.begin() as session:
+            return repository.write_entitlements(
+                session,
+                request.account_id,
+                request.version,
+                entitlements,
+                LIFECYCLE_JSON.dump_python(request.lifecycle, mode="json"),
+                request.cause,
+                request.notices,
+            )
+
+    @activity.defn
+    def record_stripe_events(self, request: RecordEventsInput) -> int:
+        with self._sessions.begin() as session:
+            return repository.record_stripe_events(
+                session,
+                request.account_id,
+                [(e.event_id, e.event_type, e.created) for e in request.events],
+            )

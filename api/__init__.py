@@ -1,0 +1,1 @@
+"""The HTTP service: Stripe webhook gateway, entitlement API, health."""

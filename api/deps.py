@@ -1,0 +1,74 @@
+"""What routes depend on, as `Annotated` aliases: a signature reads as what the route needs."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from core.config import Settings
+
+# Account ids are ours (the Dataface app's); this keeps them safe in URLs, ETags and
+# Temporal workflow ids.
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+bearer = HTTPBearer(auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    sessions: sessionmaker[Session] = request.app.state.session_factory
+    return sessions
+
+
+def get_session(
+    sessions: Annotated[sessionmaker[Session], Depends(get_session_factory)],
+) -> Iterator[Session]:
+    with sessions() as session:
+        yield session
+
+
+def get_temporal_client(request: Request) -> Client:
+    client: Client = request.app.state.temporal_client
+    return client
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+SessionDep = Annotated[Session, Depends(get_session)]
+TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
+CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def _require_token(credentials: HTTPAuthorizationCredentials | None, expected: str) -> None:
+    # Constant-time comparison: the token must not leak through response timing.
+    if credentials is None or not secrets.compare_digest(
+        credentials.credentials.encode(), expected.encode()
+    ):
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="missing or invalid bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def require_app_token(credentials: CredentialsDep, settings: SettingsDep) -> None:
+    _require_token(credentials, settings.app_api_token)
+
+
+def require_admin_token(credentials: CredentialsDep, settings: SettingsDep) -> None:
+    _require_token(credentials, settings.admin_api_token)
+
+
+AppTokenDep = Annotated[None, Depends(require_app_token)]
+AdminTokenDep = Annotated[None, Depends(require_admin_token)]
+AccountIdPath = Annotated[str, Path(pattern=ACCOUNT_ID_PATTERN)]

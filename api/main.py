@@ -1,0 +1,38 @@
+"""Assembles the FastAPI app. Nothing runs at import: `uvicorn --factory api.main:create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.routes import entitlements, health, webhooks
+from core import temporal
+from core.config import Settings, get_settings
+from db.engine import make_engine, make_session_factory
+
+
+def create_app(settings: Settings | None = None, temporal_client: Client | None = None) -> FastAPI:
+    """The app. Migrations are not run here: the CLI runs them before the service starts."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        app.state.settings = settings
+        app.state.session_factory = make_session_factory(engine)
+        # Lazy: the API starts (and serves entitlements) while Temporal is still down; the
+        # webhook answers 503 until it is reachable.
+        app.state.temporal_client = temporal_client or await temporal.connect(settings, lazy=True)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(title="Dataface Billing", lifespan=lifespan)
+    app.include_router(health.router)
+    app.include_router(webhooks.router)
+    app.include_router(entitlements.router)
+    return app

@@ -1,0 +1,137 @@
+"""Stripe's webhook: verify the signature on the raw bytes, route to an account, signal it.
+
+Nothing is decided here. The answer is 2xx only once Temporal has durably accepted the signal
+(or the event was stored as unroutable); anything else is a 4xx/5xx so Stripe retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import stripe
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.service import RPCError
+
+from api.deps import SessionFactoryDep, SettingsDep, TemporalClientDep
+from api.webhook_routing import (
+    EventRoute,
+    MalformedEvent,
+    check_event_shape,
+    is_handled,
+    route_event,
+)
+from core.config import Settings
+from db import repository
+from workflows.account import StripeEventSignal
+from workflows.starter import signal_stripe_event
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+# A lazy client that cannot reach the server raises RuntimeError ("Failed client connect").
+TEMPORAL_UNAVAILABLE = (RPCError, RuntimeError, ConnectionError, TimeoutError)
+# Stripe abandons slow deliveries; answering 503 ourselves makes the retry explicit.
+SIGNAL_TIMEOUT_SECONDS = 10
+
+
+@router.post("/stripe")
+async def receive_stripe_event(
+    request: Request,
+    settings: SettingsDep,
+    # The session factory, not a session: rejected requests never touch the database.
+    sessions: SessionFactoryDep,
+    temporal: TemporalClientDep,
+) -> dict[str, str]:
+    raw = await read_capped_body(request, settings.webhook_max_body_bytes)
+    event = verified_event(raw, request.headers.get("stripe-signature"), settings)
+    if not is_handled(event["type"]):
+        return {"status": "ignored"}
+
+    route = route_event(event)
+    account_id = await run_in_threadpool(account_or_store_unroutable, sessions, event, route)
+    if account_id is None:
+        return {"status": "unroutable"}
+
+    signal = StripeEventSignal(
+        event_id=event["id"],
+        event_type=event["type"],
+        created=event["created"],
+        customer_id=route.customer_id,
+    )
+    try:
+        async with asyncio.timeout(SIGNAL_TIMEOUT_SECONDS):
+            await signal_stripe_event(temporal, settings.task_queue, account_id, signal)
+    except TEMPORAL_UNAVAILABLE as err:
+        logger.warning("Temporal did not accept %s for %s: %r", event["id"], account_id, err)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="the event was not accepted; retry later",
+        ) from err
+    return {"status": "accepted", "account_id": account_id}
+
+
+async def read_capped_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 beyond `limit` bytes (declared or actually sent)."""
+    too_large = HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE, detail=f"body larger than {limit} bytes"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def verified_event(raw: bytes, signature: str | None, settings: Settings) -> dict[str, Any]:
+    """The event, after checking Stripe's signature over the exact bytes received."""
+    if not signature:
+        raise _bad_request("missing Stripe-Signature header")
+    try:
+        stripe.WebhookSignature.verify_header(
+            raw,
+            signature,
+            settings.stripe_webhook_secret,
+            tolerance=settings.webhook_tolerance_seconds,
+        )
+    except stripe.SignatureVerificationError as err:
+        raise _bad_request(f"invalid Stripe signature: {err.user_message}") from err
+    except UnicodeDecodeError as err:
+        raise _bad_request("the body is not UTF-8") from err
+    try:
+        return check_event_shape(json.loads(raw))
+    except json.JSONDecodeError as err:
+        raise _bad_request("the body is not JSON") from err
+    except MalformedEvent as err:
+        raise _bad_request(f"not a Stripe event: {err}") from err
+
+
+def account_or_store_unroutable(
+    sessions: sessionmaker[Session], event: dict[str, Any], route: EventRoute
+) -> str | None:
+    """The account the event belongs to; None once it is stored for operators instead."""
+    if route.account_id is not None:
+        return route.account_id
+    with sessions.begin() as session:
+        if route.customer_id is not None:
+            account_id = repository.account_for_customer(session, route.customer_id)
+            if account_id is not None:
+                return account_id
+        repository.store_unroutable_event(
+            session, event["id"], event["type"], route.customer_id, event
+        )
+    logger.warning("stored unroutable event %s (%s)", event["id"], event["type"])
+    return None
+
+
+def _bad_request(reason: str) -> HTTPException:
+    return HTTPException(status.HTTP_400_BAD_REQUEST, detail=reason)

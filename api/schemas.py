@@ -1,0 +1,44 @@
+"""Response bodies."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from db.repository import EntitlementRecord
+from domain.catalog import default_catalog
+from domain.entitlements import Access, Message, free_entitlements
+
+
+class EntitlementsAnswer(BaseModel):
+    """What an account may do right now. Datetimes are ISO 8601 in UTC."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    account_id: str
+    # Grows with every change; 0 for an account this service has never heard of.
+    version: int
+    billing_state: str
+    effective_state: str
+    plan: str
+    interval: str | None
+    access: Access
+    features: dict[str, bool]
+    limits: dict[str, int]
+    seats: int
+    message: Message | None
+    period_ends_at: datetime | None
+    grace_ends_at: datetime | None
+    trial_ends_at: datetime | None
+    cancel_at: datetime | None
+    open_invoice_url: str | None
+
+    @classmethod
+    def from_record(cls, record: EntitlementRecord) -> EntitlementsAnswer:
+        return cls.model_validate(record)
+
+    @classmethod
+    def free_plan(cls, account_id: str) -> EntitlementsAnswer:
+        return cls(account_id=account_id, version=0, **asdict(free_entitlements(default_catalog())))

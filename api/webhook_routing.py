@@ -1,0 +1,103 @@
+"""Which account a verified Stripe event is about: a pure mapping, no decisions.
+
+What the event means for the account is decided by the account workflow from the re-fetched
+subscription; the gateway only needs to know where to send it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from api.deps import ACCOUNT_ID_PATTERN
+
+HANDLED_EVENT_TYPES = frozenset(
+    {
+        "checkout.session.completed",
+        "checkout.session.expired",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
+        "customer.subscription.trial_will_end",
+        "customer.subscription.pending_update_applied",
+        "customer.subscription.pending_update_expired",
+        "invoice.paid",
+        "invoice.payment_failed",
+        "invoice.payment_action_required",
+        "invoice.payment_succeeded",
+        "invoice.finalized",
+        "invoice.voided",
+        "invoice.marked_uncollectible",
+    }
+)
+
+
+class MalformedEvent(ValueError):
+    """Validly signed, but not shaped like a Stripe event."""
+
+
+@dataclass(frozen=True)
+class EventRoute:
+    # Named by the event itself (metadata our checkout set); None: look up the customer.
+    account_id: str | None
+    customer_id: str | None
+
+
+def is_handled(event_type: str) -> bool:
+    return event_type in HANDLED_EVENT_TYPES
+
+
+def check_event_shape(event: Any) -> dict[str, Any]:
+    """The fields the gateway relies on, checked once so routing can read them plainly."""
+    if not isinstance(event, dict):
+        raise MalformedEvent("the payload is not a JSON object")
+    for name, kind in (("id", str), ("type", str), ("created", int)):
+        if not isinstance(event.get(name), kind):
+            raise MalformedEvent(f"`{name}` is missing or not a {kind.__name__}")
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise MalformedEvent("`data.object` is missing or not an object")
+    return event
+
+
+def route_event(event: dict[str, Any]) -> EventRoute:
+    """Where a (shape-checked) event goes, most explicit source first:
+
+    1. `metadata.account_id` on the object (subscriptions and sessions our checkout created);
+    2. a checkout session's `client_reference_id`;
+    3. an invoice's `parent.subscription_details.metadata.account_id`;
+    4. otherwise only the customer is known, and the caller looks up its account.
+    An account id that is not a valid id is ignored, so the event falls back to the customer.
+    """
+    obj: dict[str, Any] = event["data"]["object"]
+    candidates = [_path(obj, "metadata", "account_id")]
+    if event["type"].startswith("checkout.session."):
+        candidates.append(obj.get("client_reference_id"))
+    if event["type"].startswith("invoice."):
+        candidates.append(_path(obj, "parent", "subscription_details", "metadata", "account_id"))
+    account_id = next((c for c in candidates if _is_account_id(c)), None)
+    return EventRoute(account_id=account_id, customer_id=_customer_id(obj))
+
+
+def _customer_id(obj: dict[str, Any]) -> str | None:
+    if obj.get("object") == "customer":
+        customer = obj.get("id")
+    else:
+        customer = obj.get("customer")
+        # An expanded customer arrives as an object.
+        if isinstance(customer, dict):
+            customer = customer.get("id")
+    return customer if isinstance(customer, str) and customer else None
+
+
+def _path(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
+
+
+def _is_account_id(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(ACCOUNT_ID_PATTERN, value) is not None

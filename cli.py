@@ -1,0 +1,96 @@
+"""`dataface-billing`: run the service and its tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+from core.config import get_settings
+
+
+def _run_local(args: argparse.Namespace) -> None:
+    from core.local_stack import LocalPorts, run_local_stack
+
+    ports = LocalPorts(api=args.port, temporal=args.temporal_port, temporal_ui=args.ui_port)
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(run_local_stack(get_settings(), data_dir, ports))
+
+
+def _run_api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port)
+
+
+def _run_worker(args: argparse.Namespace) -> None:
+    from worker import run_worker
+
+    asyncio.run(run_worker(get_settings()))
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    from db.engine import migrate
+
+    migrate(get_settings().database_url)
+
+
+def _setup_temporal(args: argparse.Namespace) -> None:
+    from core.temporal import connect, register_search_attributes
+    from workflows.account import SEARCH_ATTRIBUTES
+
+    async def setup() -> None:
+        settings = get_settings()
+        client = await connect(settings)
+        await register_search_attributes(client, SEARCH_ATTRIBUTES, settings.temporal_namespace)
+
+    asyncio.run(setup())
+
+
+def _run_simulator(args: argparse.Namespace) -> None:
+    from stripe_sim.__main__ import main as simulator_main
+
+    simulator_main(["--host", args.host, "--port", str(args.port)])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataface-billing", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser(
+        "local", help="run everything locally: Temporal + UI, Stripe simulator, worker, API"
+    )
+    local.add_argument("--port", type=int, default=8000, help="API port")
+    local.add_argument("--temporal-port", type=int, default=7233)
+    local.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port")
+    local.add_argument("--data-dir", default=".data", help="Temporal's persistent state")
+    local.set_defaults(handler=_run_local)
+
+    api = commands.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(handler=_run_api)
+
+    commands.add_parser("worker", help="run the Temporal worker").set_defaults(handler=_run_worker)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=_migrate)
+    commands.add_parser(
+        "setup-temporal", help="register the search attributes on a Temporal cluster"
+    ).set_defaults(handler=_setup_temporal)
+
+    simulator = commands.add_parser("stripe-simulator", help="run the local Stripe simulator")
+    simulator.add_argument("--host", default="127.0.0.1")
+    simulator.add_argument("--port", type=int, default=12111)
+    simulator.set_defaults(handler=_run_simulator)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Everything on one machine for development: Temporal dev server + UI, the Stripe simulator
+(unless a real Stripe key is set), migrations, the worker and the API, in one command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from temporalio.client import Client
+
+from api.main import create_app
+from core.config import Settings
+from core.stripe_client import make_stripe_client
+from core.temporal import connect, installed_binary
+from db.engine import make_engine, make_session_factory, migrate
+from domain.catalog import default_catalog
+from worker import ACTIVITY_THREADS, build_worker
+from workflows.account import SEARCH_ATTRIBUTES
+
+log = logging.getLogger("dataface_billing.local")
+
+_SEARCH_ATTRIBUTE_TYPES = {"KEYWORD": "Keyword", "DATETIME": "Datetime"}
+
+
+@dataclass(frozen=True)
+class LocalPorts:
+    api: int = 8000
+    temporal: int = 7233
+    temporal_ui: int = 8233
+    stripe_simulator: int = 12111
+
+
+def start_temporal_dev_server(data_dir: Path, ports: LocalPorts) -> subprocess.Popen[bytes]:
+    command = [
+        str(installed_binary("temporal")),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(ports.temporal),
+        "--ui-port",
+        str(ports.temporal_ui),
+        "--db-filename",
+        str(data_dir / "temporal.db"),
+        # WAL is about 2.5x the default SQLite throughput for the dev server.
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--log-level",
+        "warn",
+    ]
+    for key in SEARCH_ATTRIBUTES:
+        kind = _SEARCH_ATTRIBUTE_TYPES[key.indexed_value_type.name]
+        command += ["--search-attribute", f"{key.name}={kind}"]
+    log_file = (data_dir / "temporal.log").open("ab")
+    return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+async def connect_when_up(settings: Settings, server: subprocess.Popen[bytes]) -> Client:
+    for _ in range(300):
+        if server.poll() is not None:
+            raise RuntimeError("the Temporal dev server exited; see .data/temporal.log")
+        try:
+            return await connect(settings)
+        except RuntimeError:
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"Temporal did not come up at {settings.temporal_address}")
+
+
+def start_stripe_simulator(settings: Settings, ports: LocalPorts, stack: ExitStack) -> Settings:
+    """Run the simulator and point a webhook endpoint at our gateway; returns the settings
+    that reach it (the endpoint's signing secret included)."""
+    from stripe_sim.server import SimulatorServer
+
+    simulator = stack.enter_context(SimulatorServer(port=ports.stripe_simulator))
+    settings = settings.model_copy(update={"stripe_simulator_url": simulator.url})
+    endpoint = make_stripe_client(settings).v1.webhook_endpoints.create(
+        params={
+            "url": f"http://127.0.0.1:{ports.api}/webhooks/stripe",
+            "enabled_events": ["*"],
+        }
+    )
+    log.info("Stripe simulator at %s, delivering webhooks to the API", simulator.url)
+    return settings.model_copy(update={"stripe_webhook_secret": endpoint.secret})
+
+
+async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts) -> None:
+    settings = settings.model_copy(update={"temporal_address": f"127.0.0.1:{ports.temporal}"})
+    with ExitStack() as stack:
+        server = start_temporal_dev_server(data_dir, ports)
+        stack.callback(server.wait, 30)
+        stack.callback(server.terminate)
+        client = await connect_when_up(settings, server)
+        log.info(
+            "Temporal at %s, Web UI at http://127.0.0.1:%d",
+            settings.temporal_address,
+            ports.temporal_ui,
+        )
+
+        migrate(settings.database_url)
+        if not settings.stripe_secret_key:
+            settings = start_stripe_simulator(settings, ports, stack)
+
+        executor = stack.enter_context(ThreadPoolExecutor(max_workers=ACTIVITY_THREADS))
+        worker = build_worker(
+            client,
+            settings.task_queue,
+            stripe_client=make_stripe_client(settings),
+            sessions=make_session_factory(make_engine(settings.database_url)),
+            catalog=default_catalog(),
+            executor=executor,
+        )
+        api = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings, temporal_client=client),
+                host="127.0.0.1",
+                port=ports.api,
+                log_level="info",
+            )
+        )
+        log.info("API at http://127.0.0.1:%d (docs at /docs)", ports.api)
+        async with worker:  # polls until the API stops (Ctrl-C)
+            await api.serve()

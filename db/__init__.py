@@ -1,0 +1,1 @@
+"""The service's own records: accounts, current entitlements, their change log, received events."""

@@ -1,0 +1,281 @@
+"""Queries and writes, as plain functions over a `Session`.
+
+The caller owns the transaction: nothing here commits. Every write is safe to repeat, because
+activities retry and Stripe redelivers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import (
+    Account,
+    EntitlementChange,
+    EntitlementRow,
+    StripeEvent,
+    UnroutableEvent,
+    utcnow,
+)
+from domain.entitlements import Access, Entitlements, Message
+
+ENTITLEMENTS_JSON = TypeAdapter(Entitlements)
+
+
+class CustomerConflict(Exception):
+    """A Stripe customer and an account are each already linked elsewhere."""
+
+
+@dataclass(frozen=True)
+class EntitlementRecord:
+    account_id: str
+    version: int
+    billing_state: str
+    effective_state: str
+    plan: str
+    interval: str | None
+    access: Access
+    features: dict[str, bool]
+    limits: dict[str, int]
+    seats: int
+    message: Message | None
+    period_ends_at: datetime | None
+    grace_ends_at: datetime | None
+    trial_ends_at: datetime | None
+    cancel_at: datetime | None
+    open_invoice_url: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredAccount:
+    customer_id: str | None
+    # 0 when no entitlements were ever written.
+    version: int
+    lifecycle: dict[str, Any] | None
+
+
+def account_for_customer(session: Session, customer_id: str) -> str | None:
+    return session.scalar(
+        select(Account.account_id).where(Account.stripe_customer_id == customer_id)
+    )
+
+
+def customer_for_account(session: Session, account_id: str) -> str | None:
+    return session.scalar(
+        select(Account.stripe_customer_id).where(Account.account_id == account_id)
+    )
+
+
+def link_customer(session: Session, account_id: str, customer_id: str) -> None:
+    """Link a Stripe customer to an account, creating the account if needed.
+
+    Re-linking the same pair is a no-op; a customer or account already linked to another
+    counterpart raises `CustomerConflict` (routing would otherwise go to the wrong account).
+    """
+    owner = account_for_customer(session, customer_id)
+    if owner is not None and owner != account_id:
+        raise CustomerConflict(f"customer {customer_id} is already linked to account {owner}")
+    if owner == account_id:
+        return
+    _ensure_account(session, account_id)
+    account = session.get_one(Account, account_id)
+    if account.stripe_customer_id not in (None, customer_id):
+        raise CustomerConflict(
+            f"account {account_id} is already linked to customer {account.stripe_customer_id}"
+        )
+    account.stripe_customer_id = customer_id
+    # Flushed now: a concurrent link of the same customer elsewhere fails here, on the unique
+    # constraint, and the retried call then reports the conflict.
+    session.flush()
+
+
+def write_entitlements(
+    session: Session,
+    account_id: str,
+    version: int,
+    entitlements: Entitlements,
+    lifecycle: dict[str, Any],
+    cause: str,
+    notices: list[str],
+) -> bool:
+    """Store `entitlements` as the account's current answer if `version` is newer.
+
+    A retried or reordered write with a stale or equal version changes nothing. The version
+    check and the write are one statement, so two concurrent writers cannot both win.
+    Returns whether this write applied (and was appended to the change log).
+    """
+    _ensure_account(session, account_id)
+    now = utcnow()
+    values = {
+        "account_id": account_id,
+        "version": version,
+        **_entitlement_columns(entitlements),
+        "lifecycle": lifecycle,
+        "updated_at": now,
+    }
+    insert = _insert_for(session, EntitlementRow).values(values)
+    upsert = insert.on_conflict_do_update(
+        index_elements=[EntitlementRow.account_id],
+        set_={name: insert.excluded[name] for name in values if name != "account_id"},
+        where=EntitlementRow.version < insert.excluded.version,
+    ).returning(EntitlementRow.version)
+    # A skipped update returns no row.
+    applied = session.execute(upsert).first() is not None
+    if applied:
+        session.add(
+            EntitlementChange(
+                account_id=account_id,
+                version=version,
+                billing_state=entitlements.billing_state,
+                effective_state=entitlements.effective_state,
+                plan=entitlements.plan,
+                access=str(entitlements.access),
+                document=entitlement_document(account_id, version, entitlements),
+                cause=cause,
+                notices=list(notices),
+                created_at=now,
+            )
+        )
+        session.flush()
+    return applied
+
+
+def entitlement_document(
+    account_id: str, version: int, entitlements: Entitlements
+) -> dict[str, Any]:
+    """The full entitlement answer as JSON, the same shape the entitlement API returns."""
+    return {
+        "account_id": account_id,
+        "version": version,
+        **ENTITLEMENTS_JSON.dump_python(entitlements, mode="json"),
+    }
+
+
+def read_entitlements(session: Session, account_id: str) -> EntitlementRecord | None:
+    row = session.get(EntitlementRow, account_id)
+    if row is None:
+        return None
+    return EntitlementRecord(
+        account_id=row.account_id,
+        version=row.version,
+        billing_state=row.billing_state,
+        effective_state=row.effective_state,
+        plan=row.plan,
+        interval=row.interval,
+        access=Access(row.access),
+        features=dict(row.features),
+        limits=dict(row.limits),
+        seats=row.seats,
+        message=Message(row.message) if row.message is not None else None,
+        period_ends_at=row.period_ends_at,
+        grace_ends_at=row.grace_ends_at,
+        trial_ends_at=row.trial_ends_at,
+        cancel_at=row.cancel_at,
+        open_invoice_url=row.open_invoice_url,
+        updated_at=row.updated_at,
+    )
+
+
+def stored_account(session: Session, account_id: str) -> StoredAccount | None:
+    row = session.execute(
+        select(Account.stripe_customer_id, EntitlementRow.version, EntitlementRow.lifecycle)
+        .outerjoin(EntitlementRow, EntitlementRow.account_id == Account.account_id)
+        .where(Account.account_id == account_id)
+    ).first()
+    if row is None:
+        return None
+    customer_id, version, lifecycle = row
+    return StoredAccount(customer_id=customer_id, version=version or 0, lifecycle=lifecycle)
+
+
+def record_stripe_events(
+    session: Session, account_id: str, events: list[tuple[str, str, int]]
+) -> int:
+    """Insert (event_id, type, created) rows not seen before; returns how many were new."""
+    if not events:
+        return 0
+    received_at = utcnow()
+    insert = (
+        _insert_for(session, StripeEvent)
+        .values(
+            [
+                {
+                    "event_id": event_id,
+                    "event_type": event_type,
+                    "account_id": account_id,
+                    "created": created,
+                    "received_at": received_at,
+                }
+                for event_id, event_type, created in events
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=[StripeEvent.event_id])
+        .returning(StripeEvent.event_id)
+    )
+    return len(session.execute(insert).all())
+
+
+def store_unroutable_event(
+    session: Session,
+    event_id: str,
+    event_type: str,
+    customer_id: str | None,
+    payload: dict[str, Any],
+) -> None:
+    """Keep an event no account could be found for; a redelivery keeps the first copy."""
+    session.execute(
+        _insert_for(session, UnroutableEvent)
+        .values(
+            event_id=event_id,
+            event_type=event_type,
+            customer_id=customer_id,
+            payload=payload,
+            received_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[UnroutableEvent.event_id])
+    )
+
+
+def _ensure_account(session: Session, account_id: str) -> None:
+    now = utcnow()
+    session.execute(
+        _insert_for(session, Account)
+        .values(account_id=account_id, created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=[Account.account_id])
+    )
+
+
+def _entitlement_columns(entitlements: Entitlements) -> dict[str, Any]:
+    return {
+        "billing_state": entitlements.billing_state,
+        "effective_state": entitlements.effective_state,
+        "plan": entitlements.plan,
+        "interval": entitlements.interval,
+        "access": str(entitlements.access),
+        "features": dict(entitlements.features),
+        "limits": dict(entitlements.limits),
+        "seats": entitlements.seats,
+        "message": str(entitlements.message) if entitlements.message is not None else None,
+        "period_ends_at": entitlements.period_ends_at,
+        "grace_ends_at": entitlements.grace_ends_at,
+        "trial_ends_at": entitlements.trial_ends_at,
+        "cancel_at": entitlements.cancel_at,
+        "open_invoice_url": entitlements.open_invoice_url,
+    }
+
+
+def _insert_for(session: Session, model: type[Any]) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL spell it alike)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(model)
+    if dialect == "sqlite":
+        return sqlite.insert(model)
+    raise NotImplementedError(f"unsupported database dialect {dialect!r}")

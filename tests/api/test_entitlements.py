@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import repository
+from domain.catalog import default_catalog
+from domain.entitlements import Entitlements, free_entitlements
+from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory
+
+pytestmark = pytest.mark.db
+
+AUTH = {"Authorization": f"Bearer {APP_TOKEN}"}
+PERIOD_END = datetime(2027, 1, 31, 12, 30, tzinfo=UTC)
+
+
+def new_account() -> str:
+    return f"acct_{uuid4().hex[:12]}"
+
+
+def url(account_id: str) -> str:
+    return f"/v1/accounts/{account_id}/entitlements"
+
+
+def pro() -> Entitlements:
+    return replace(
+        free_entitlements(default_catalog()),
+        billing_state="active",
+        effective_state="active",
+        plan="pro",
+        interval="month",
+        message=None,
+        period_ends_at=PERIOD_END,
+    )
+
+
+def store(sessions: sessionmaker[Session], account_id: str, version: int) -> None:
+    with sessions.begin() as session:
+        repository.write_entitlements(session, account_id, version, pro(), {}, "test", [])
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {ADMIN_TOKEN}"}],
+    ids=["no-token", "wrong-token", "admin-token"],
+)
+async def test_requires_the_app_token(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    response = await client.get(url(new_account()), headers=headers)
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_unknown_account_gets_the_free_plan(client: httpx.AsyncClient) -> None:
+    account_id = new_account()
+
+    response = await client.get(url(account_id), headers=AUTH)
+
+    assert response.status_code == 200
+    body = response.json()
+    free = free_entitlements(default_catalog())
+    assert body["account_id"] == account_id
+    assert body["version"] == 0
+    assert (body["billing_state"], body["plan"], body["access"]) == ("free", "free", "full")
+    assert body["features"] == free.features and body["limits"] == free.limits
+    assert body["message"] == "upgrade_prompt"
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["ETag"].startswith('"')
+
+
+async def test_stored_entitlements_are_answered(
+    client: httpx.AsyncClient, session_factory: sessionmaker[Session]
+) -> None:
+    account_id = new_account()
+    store(session_factory, account_id, 4)
+
+    response = await client.get(url(account_id), headers=AUTH)
+
+    assert response.status_code == 200
+    assert response.json() == repository.entitlement_document(account_id, 4, pro())
+    assert response.json()["period_ends_at"] == "2027-01-31T12:30:00Z"
+
+
+async def test_etag_revalidation(
+    client: httpx.AsyncClient, session_factory: sessionmaker[Session]
+) -> None:
+    account_id = new_account()
+    store(session_factory, account_id, 1)
+    first = await client.get(url(account_id), headers=AUTH)
+    etag = first.headers["ETag"]
+
+    unchanged = await client.get(url(account_id), headers={**AUTH, "If-None-Match": etag})
+    weak_or_listed = await client.get(
+        url(account_id), headers={**AUTH, "If-None-Match": f'"other", W/{etag}'}
+    )
+    store(session_factory, account_id, 2)
+    changed = await client.get(url(account_id), headers={**AUTH, "If-None-Match": etag})
+
+    assert unchanged.status_code == weak_or_listed.status_code == 304
+    assert unchanged.content == b""
+    assert unchanged.headers["ETag"] == etag
+    assert unchanged.headers["Cache-Control"] == "no-cache"
+    assert changed.status_code == 200
+    assert changed.json()["version"] == 2
+    assert changed.headers["ETag"] != etag
+
+
+async def test_etag_differs_between_accounts(client: httpx.AsyncClient) -> None:
+    first = await client.get(url(new_account()), headers=AUTH)
+    second = await client.get(url(new_account()), headers=AUTH)
+
+    assert first.headers["ETag"] != second.headers["ETag"]
+
+
+@pytest.mark.parametrize(
+    "account_id", ["has space", "x" * 129, "semi;colon", "ümlaut"], ids=str.__len__
+)
+async def test_invalid_account_id_is_422(client: httpx.AsyncClient, account_id: str) -> None:
+    response = await client.get(url(account_id), headers=AUTH)
+
+    assert response.status_code == 422
+
+
+async def test_answers_while_temporal_is_unreachable(
+    make_client: ClientFactory, session_factory: sessionmaker[Session]
+) -> None:
+    account_id = new_account()
+    store(session_factory, account_id, 3)
+
+    # No client passed in: the lazy client points at a port where nothing listens.
+    async with make_client(temporal_client=None) as client:
+        response = await client.get(url(account_id), headers=AUTH)
+
+    assert response.status_code == 200
+    assert response.json()["version"] == 3

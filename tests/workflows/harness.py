@@ -1,0 +1,194 @@
+"""Runs the real account workflow and real database activities, with Stripe replaced by a dict.
+
+Stripe is swapped by registering an activity under the same name, the way the Temporal samples
+do; end-to-end tests against the Stripe simulator live elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.account_store import AccountStoreActivities
+from activities.stripe_sync import FetchSubscriptionInput, SubscriptionFetch
+from db import repository
+from domain.catalog import default_catalog
+from domain.lifecycle import SubscriptionSnapshot
+from tests.conftest import wait_for
+from workflows.account import (
+    AccountBillingWorkflow,
+    AccountState,
+    AccountWorkflowInput,
+    StripeEventSignal,
+    workflow_id_for,
+)
+from workflows.starter import signal_stripe_event
+
+_event_ids = itertools.count(1)
+
+
+def subscription(
+    customer_id: str,
+    status: str = "active",
+    *,
+    plan: str = "pro",
+    interval: str = "month",
+    seats: int = 1,
+    cancel: bool = False,
+) -> SubscriptionSnapshot:
+    period_end = datetime(2027, 1, 1, tzinfo=UTC)
+    return SubscriptionSnapshot(
+        subscription_id=f"sub_{customer_id}",
+        customer_id=customer_id,
+        status=status,
+        plan=plan,
+        interval=interval,
+        seats=seats,
+        current_period_end=period_end,
+        trial_end=period_end if status == "trialing" else None,
+        cancel_at=period_end if cancel else None,
+    )
+
+
+@dataclass
+class FakeStripe:
+    """Each customer's current subscription, as Stripe would answer a fetch right now."""
+
+    subscriptions: dict[str, SubscriptionSnapshot | None] = field(default_factory=dict)
+    broken_customers: set[str] = field(default_factory=set)
+    fetches: int = 0
+
+    @activity.defn(name="fetch_current_subscription")
+    def fetch_current_subscription(self, request: FetchSubscriptionInput) -> SubscriptionFetch:
+        self.fetches += 1
+        if request.customer_id in self.broken_customers:
+            raise ApplicationError("price is not in the catalog", non_retryable=True)
+        sub = self.subscriptions.get(request.customer_id)
+        grace = default_catalog().grace_days_for(sub.interval if sub else None)
+        return SubscriptionFetch(subscription=sub, grace_days=grace)
+
+
+@dataclass
+class Harness:
+    env: WorkflowEnvironment
+    task_queue: str
+    stripe: FakeStripe
+    sessions: sessionmaker[Session]
+    accounts: set[str] = field(default_factory=set)
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    def new_account(self) -> tuple[str, str]:
+        suffix = uuid4().hex[:10]
+        return f"acct_{suffix}", f"cus_{suffix}"
+
+    async def send(
+        self,
+        account_id: str,
+        customer_id: str | None,
+        event_type: str = "customer.subscription.updated",
+        event_id: str | None = None,
+    ) -> str:
+        event_id = event_id or f"evt_{next(_event_ids)}_{uuid4().hex[:6]}"
+        event = StripeEventSignal(
+            event_id=event_id, event_type=event_type, created=1, customer_id=customer_id
+        )
+        self.accounts.add(account_id)
+        await signal_stripe_event(self.client, self.task_queue, account_id, event)
+        return event_id
+
+    async def start(self, account_id: str, **input: Any) -> WorkflowHandle:
+        self.accounts.add(account_id)
+        return await self.client.start_workflow(
+            AccountBillingWorkflow.run,
+            AccountWorkflowInput(account_id=account_id, **input),
+            id=workflow_id_for(account_id),
+            task_queue=self.task_queue,
+        )
+
+    async def terminate_all(self) -> None:
+        """Stop this test's workflows: the time-skipping server shared by all tests cannot
+        skip time while workflows whose worker is gone still have timers to fire."""
+        for account_id in self.accounts:
+            with contextlib.suppress(RPCError):  # already closed
+                await self.handle(account_id).terminate(reason="test finished")
+
+    def handle(self, account_id: str) -> WorkflowHandle:
+        return self.client.get_workflow_handle(workflow_id_for(account_id))
+
+    async def state(self, account_id: str) -> AccountState:
+        return await self.handle(account_id).query(AccountBillingWorkflow.state)
+
+    def entitlements(self, account_id: str) -> repository.EntitlementRecord | None:
+        with self.sessions() as session:
+            return repository.read_entitlements(session, account_id)
+
+    async def wait_for_entitlements(
+        self, account_id: str, *, state: str, version: int | None = None
+    ) -> repository.EntitlementRecord:
+        def probe() -> repository.EntitlementRecord | None:
+            record = self.entitlements(account_id)
+            if record is None or record.billing_state != state:
+                return None
+            if version is not None and record.version != version:
+                return None
+            return record
+
+        return await wait_for(probe, what=f"{account_id} in state {state} (version {version})")
+
+    async def wait_until_handled(self, account_id: str, event_id: str) -> AccountState:
+        """`event_id` and, since signals are handled in order, every earlier event is done."""
+
+        async def probe() -> AccountState | None:
+            state = await self.state(account_id)
+            return state if event_id in state.seen_event_ids else None
+
+        return await wait_for(probe, what=f"{account_id} to handle {event_id}")
+
+    async def skip(self, duration: timedelta) -> None:
+        await self.env.sleep(duration)
+
+
+@asynccontextmanager
+async def running_harness(
+    env: WorkflowEnvironment, sessions: sessionmaker[Session]
+) -> AsyncIterator[Harness]:
+    fake = FakeStripe()
+    store = AccountStoreActivities(sessions, default_catalog())
+    task_queue = f"billing-test-{uuid4()}"
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        async with Worker(
+            env.client,
+            task_queue=task_queue,
+            workflows=[AccountBillingWorkflow],
+            activities=[
+                fake.fetch_current_subscription,
+                store.load_account_state,
+                store.link_customer,
+                store.write_entitlements,
+                store.record_stripe_events,
+            ],
+            activity_executor=executor,
+        ):
+            harness = Harness(env=env, task_queue=task_queue, stripe=fake, sessions=sessions)
+            try:
+                yield harness
+            finally:
+                await harness.terminate_all()

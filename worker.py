@@ -1,0 +1,72 @@
+"""The Temporal worker: the account workflow and every activity it calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import stripe
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.account_store import AccountStoreActivities
+from activities.stripe_sync import StripeSyncActivities
+from core.config import Settings, get_settings
+from core.stripe_client import make_stripe_client
+from core.temporal import connect
+from db.engine import make_engine, make_session_factory
+from domain.catalog import Catalog, default_catalog
+from workflows.account import AccountBillingWorkflow
+
+# Activities are blocking (SQLAlchemy, stripe-python): they run on this many threads.
+ACTIVITY_THREADS = 16
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    *,
+    stripe_client: stripe.StripeClient,
+    sessions: sessionmaker[Session],
+    catalog: Catalog,
+    executor: ThreadPoolExecutor,
+) -> Worker:
+    stripe_sync = StripeSyncActivities(stripe_client, catalog)
+    store = AccountStoreActivities(sessions, catalog)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AccountBillingWorkflow],
+        activities=[
+            stripe_sync.fetch_current_subscription,
+            store.load_account_state,
+            store.link_customer,
+            store.write_entitlements,
+            store.record_stripe_events,
+        ],
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    client = await connect(settings)
+    sessions = make_session_factory(make_engine(settings.database_url))
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+        worker = build_worker(
+            client,
+            settings.task_queue,
+            stripe_client=make_stripe_client(settings),
+            sessions=sessions,
+            catalog=default_catalog(),
+            executor=executor,
+        )
+        logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
+        await worker.run()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(run_worker(get_settings()))
