@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,6 +14,7 @@ import pytest
 
 from api.main import create_app
 from core.config import Settings
+from tests.signing import stripe_signature
 
 WEBHOOK_SECRET = "whsec_test_secret"
 APP_TOKEN = "app-token-for-tests"
@@ -38,11 +36,7 @@ class RecordingTemporal:
 
 
 def sign(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
-    """A `Stripe-Signature` header, computed the way Stripe does."""
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    signed = f"{timestamp}.".encode() + payload
-    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+    return stripe_signature(payload, secret, timestamp)
 
 
 def closed_port() -> int:
