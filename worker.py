@@ -45,6 +45,7 @@ def build_worker(
             store.link_customer,
             store.write_entitlements,
             store.record_stripe_events,
+            store.record_operator_action,
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,

@@ -17,8 +17,10 @@ from db import repository
 from domain.catalog import Catalog
 from domain.entitlements import entitlements_for
 from domain.lifecycle import Lifecycle
+from domain.operator_actions import OperatorRequest
 
 LIFECYCLE_JSON = TypeAdapter(Lifecycle)
+REQUEST_JSON = TypeAdapter(OperatorRequest)
 
 
 @dataclass
@@ -48,6 +50,15 @@ class ReceivedEvent:
     event_id: str
     event_type: str
     created: int
+
+
+@dataclass
+class OperatorActionRecord:
+    update_id: str
+    account_id: str
+    request: OperatorRequest
+    before: Lifecycle
+    after: Lifecycle
 
 
 @dataclass
@@ -108,4 +119,20 @@ class AccountStoreActivities:
                 session,
                 request.account_id,
                 [(e.event_id, e.event_type, e.created) for e in request.events],
+            )
+
+    @activity.defn
+    def record_operator_action(self, record: OperatorActionRecord) -> None:
+        request = record.request
+        with self._sessions.begin() as session:
+            repository.record_operator_action(
+                session,
+                update_id=record.update_id,
+                account_id=record.account_id,
+                action=request.action,
+                actor=request.actor,
+                reason=request.reason,
+                request=REQUEST_JSON.dump_python(request, mode="json"),
+                before=LIFECYCLE_JSON.dump_python(record.before, mode="json"),
+                after=LIFECYCLE_JSON.dump_python(record.after, mode="json"),
             )

@@ -147,3 +147,40 @@ class UnroutableEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_account_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class EmailDelivery(Base):
+    """The email outbox: one row per (account, billing cycle, step) key, sent at most once."""
+
+    __tablename__ = "email_deliveries"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text)
+    # pending -> sent; attempts and the last error say what delivery went through.
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OperatorAction(Base):
+    """Audit trail: every operator action on an account, who, why, and what it changed."""
+
+    __tablename__ = "operator_actions"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(FeedId, primary_key=True, autoincrement=True)
+    # The workflow update's id: a retried audit write finds its row already there.
+    update_id: Mapped[str] = mapped_column(String(255), unique=True)
+    account_id: Mapped[str] = mapped_column(String(128), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    request: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    before: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    after: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

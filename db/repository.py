@@ -19,6 +19,7 @@ from db.models import (
     Account,
     EntitlementChange,
     EntitlementRow,
+    OperatorAction,
     StripeEvent,
     UnroutableEvent,
     utcnow,
@@ -240,6 +241,36 @@ def store_unroutable_event(
             received_at=utcnow(),
         )
         .on_conflict_do_nothing(index_elements=[UnroutableEvent.event_id])
+    )
+
+
+def record_operator_action(
+    session: Session,
+    *,
+    update_id: str,
+    account_id: str,
+    action: str,
+    actor: str,
+    reason: str,
+    request: dict[str, Any],
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> None:
+    """Append to the audit trail; the same update recorded twice stays one row."""
+    session.execute(
+        _insert_for(session, OperatorAction)
+        .values(
+            update_id=update_id,
+            account_id=account_id,
+            action=action,
+            actor=actor,
+            reason=reason,
+            request=request,
+            before=before,
+            after=after,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[OperatorAction.update_id])
     )
 
 

@@ -7,6 +7,7 @@ lifecycle rules, so duplicated or reordered deliveries converge on the same stat
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -14,12 +15,13 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.account_store import (
         AccountStoreActivities,
         LinkCustomerInput,
+        OperatorActionRecord,
         ReceivedEvent,
         RecordEventsInput,
         StoredAccountState,
@@ -31,12 +33,18 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionFetch,
     )
     from domain.lifecycle import (
+        InvalidTransition,
         Lifecycle,
         LifecycleInput,
         SubscriptionObserved,
         TimePassed,
         next_deadline,
         transition,
+    )
+    from domain.operator_actions import (
+        OperatorRequest,
+        check_operator_request,
+        lifecycle_input_for,
     )
 
 WORKFLOW_ID_PREFIX = "billing-account-"
@@ -90,6 +98,12 @@ class AccountState:
 
 
 @dataclass
+class OperatorResult:
+    action: str
+    state: AccountState
+
+
+@dataclass
 class AccountWorkflowInput:
     account_id: str
     state: AccountState | None = None
@@ -108,14 +122,56 @@ class AccountBillingWorkflow:
         self._pending: list[StripeEventSignal] = list(input.pending_events)
         # Ask Stripe even without a new event (a rebuilt run, an operator's resync).
         self._resync_requested = False
+        # Counts finished Stripe syncs, so a resync can wait for one that started after it.
+        self._syncs_done = 0
+        self._syncing = False
         self._events_this_run = 0
         self._continue_as_new_after = input.continue_as_new_after_events
+        # Applying a transition awaits the entitlement write; without the lock an operator
+        # update and the main loop could both start from the same lifecycle and one change
+        # would silently overwrite the other.
+        self._apply_lock = asyncio.Lock()
 
     @workflow.signal(name="stripe_event")
     def stripe_event(self, event: StripeEventSignal) -> None:
         if event.event_id in self._seen or any(p.event_id == event.event_id for p in self._pending):
             return
         self._pending.append(event)
+
+    @workflow.update(name="operator_action")
+    async def operator_action(self, request: OperatorRequest) -> OperatorResult:
+        before = self._state.lifecycle
+        lifecycle_input = lifecycle_input_for(request)
+        if lifecycle_input is None:  # resync
+            await self._resync_now()
+        else:
+            try:
+                await self._apply(lifecycle_input, cause=f"operator:{request.action}")
+            except InvalidTransition as err:  # the state moved since validation
+                raise ApplicationError(str(err), type="InvalidTransition") from err
+        update = workflow.current_update_info()
+        assert update is not None  # this is an update handler
+        await workflow.execute_activity_method(
+            AccountStoreActivities.record_operator_action,
+            OperatorActionRecord(
+                update_id=update.id,
+                account_id=self._account_id,
+                request=request,
+                before=before,
+                after=self._state.lifecycle,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=PATIENT_RETRY,
+        )
+        return OperatorResult(action=request.action, state=self.state())
+
+    @operator_action.validator
+    def _check_operator_action(self, request: OperatorRequest) -> None:
+        # Refused here, a bad request never reaches the history.
+        check_operator_request(request)
+        lifecycle_input = lifecycle_input_for(request)
+        if lifecycle_input is not None:
+            transition(self._state.lifecycle, lifecycle_input, workflow.now())
 
     @workflow.query(name="state")
     def state(self) -> AccountState:
@@ -165,7 +221,11 @@ class AccountBillingWorkflow:
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: (
-                    bool(self._pending) or self._resync_requested or self._should_continue_as_new()
+                    bool(self._pending)
+                    or self._resync_requested
+                    or self._should_continue_as_new()
+                    # An operator update moved the deadline: re-arm the timer.
+                    or next_deadline(self._state.lifecycle) != deadline
                 ),
                 timeout=timeout,
             )
@@ -181,6 +241,20 @@ class AccountBillingWorkflow:
         # the next pass of the loop.
         events, self._pending = self._pending, []
         self._resync_requested = False
+        self._syncing = True
+        try:
+            await self._fetch_and_apply(events)
+        finally:
+            self._syncing = False
+            self._syncs_done += 1
+
+    async def _resync_now(self) -> None:
+        """Ask Stripe now, and return once that answer has been applied."""
+        target = self._syncs_done + 1 + (1 if self._syncing else 0)
+        self._resync_requested = True
+        await workflow.wait_condition(lambda: self._syncs_done >= target)
+
+    async def _fetch_and_apply(self, events: list[StripeEventSignal]) -> None:
         await self._learn_customer(events)
         if self._state.customer_id is not None:
             try:
@@ -231,25 +305,26 @@ class AccountBillingWorkflow:
         self._state.customer_id = customer_id
 
     async def _apply(self, event: LifecycleInput, cause: str) -> None:
-        result = transition(self._state.lifecycle, event, workflow.now())
-        if not result.changed:
-            return
-        version = self._state.entitlement_version + 1
-        await workflow.execute_activity_method(
-            AccountStoreActivities.write_entitlements,
-            WriteEntitlementsInput(
-                account_id=self._account_id,
-                version=version,
-                lifecycle=result.after,
-                cause=cause,
-                notices=[str(n) for n in result.notices],
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=PATIENT_RETRY,
-        )
-        self._state.lifecycle = result.after
-        self._state.entitlement_version = version
-        self._upsert_search_attributes()
+        async with self._apply_lock:
+            result = transition(self._state.lifecycle, event, workflow.now())
+            if not result.changed:
+                return
+            version = self._state.entitlement_version + 1
+            await workflow.execute_activity_method(
+                AccountStoreActivities.write_entitlements,
+                WriteEntitlementsInput(
+                    account_id=self._account_id,
+                    version=version,
+                    lifecycle=result.after,
+                    cause=cause,
+                    notices=[str(n) for n in result.notices],
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=PATIENT_RETRY,
+            )
+            self._state.lifecycle = result.after
+            self._state.entitlement_version = version
+            self._upsert_search_attributes()
 
     def _remember(self, event_id: str) -> None:
         self._seen[event_id] = None

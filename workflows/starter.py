@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
 
+from domain.operator_actions import OperatorRequest
 from workflows.account import (
     AccountBillingWorkflow,
     AccountWorkflowInput,
+    OperatorResult,
     StripeEventSignal,
     workflow_id_for,
 )
@@ -28,3 +31,22 @@ async def signal_stripe_event(
         start_signal="stripe_event",
         start_signal_args=[event],
     )
+
+
+async def run_operator_action(
+    client: Client, task_queue: str, account_id: str, request: OperatorRequest
+) -> OperatorResult:
+    """Run an operator action as a workflow Update, starting the account's workflow if no run
+    exists (update-with-start). A request the workflow's validator refuses raises
+    `temporalio.client.WorkflowUpdateFailedError` and leaves no trace in the history."""
+    start = WithStartWorkflowOperation(
+        AccountBillingWorkflow.run,
+        AccountWorkflowInput(account_id=account_id),
+        id=workflow_id_for(account_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    result: OperatorResult = await client.execute_update_with_start_workflow(
+        "operator_action", request, start_workflow_operation=start, result_type=OperatorResult
+    )
+    return result

@@ -157,7 +157,12 @@ class Harness:
         """`event_id` and, since signals are handled in order, every earlier event is done."""
 
         async def probe() -> AccountState | None:
-            state = await self.state(account_id)
+            try:
+                state = await self.handle(account_id).query(
+                    AccountBillingWorkflow.state, rpc_timeout=timedelta(seconds=2)
+                )
+            except RPCError:  # a run just continued-as-new can miss a query: ask again
+                return None
             return state if event_id in state.seen_event_ids else None
 
         return await wait_for(probe, what=f"{account_id} to handle {event_id}")
@@ -184,6 +189,7 @@ async def running_harness(
                 store.link_customer,
                 store.write_entitlements,
                 store.record_stripe_events,
+                store.record_operator_action,
             ],
             activity_executor=executor,
         ):
