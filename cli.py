@@ -49,6 +49,26 @@ def _setup_temporal(args: argparse.Namespace) -> None:
     asyncio.run(setup())
 
 
+def _catalog(args: argparse.Namespace) -> None:
+    from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
+    from core.stripe_client import make_stripe_client
+    from domain.catalog import default_catalog
+
+    client = make_stripe_client(get_settings())
+    catalog = default_catalog()
+    changes = plan_catalog_changes(client, catalog)
+    if not changes:
+        print("Stripe matches the catalog: nothing to do.")
+        return
+    for change in changes:
+        print(change.describe())
+    if args.action == "apply":
+        apply_catalog_changes(client, catalog, changes)
+        print(f"applied {len(changes)} change(s)")
+    else:
+        print(f"{len(changes)} change(s); run `dataface-billing catalog apply` to make them")
+
+
 def _run_simulator(args: argparse.Namespace) -> None:
     from stripe_sim.__main__ import main as simulator_main
 
@@ -78,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "setup-temporal", help="register the search attributes on a Temporal cluster"
     ).set_defaults(handler=_setup_temporal)
+
+    catalog = commands.add_parser("catalog", help="publish catalog.toml to Stripe")
+    catalog.add_argument("action", choices=["plan", "apply"])
+    catalog.set_defaults(handler=_catalog)
 
     simulator = commands.add_parser("stripe-simulator", help="run the local Stripe simulator")
     simulator.add_argument("--host", default="127.0.0.1")

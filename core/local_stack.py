@@ -16,6 +16,7 @@ import uvicorn
 from temporalio.client import Client
 
 from api.main import create_app
+from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
 from core.stripe_client import make_stripe_client
 from core.temporal import connect, installed_binary
@@ -89,7 +90,11 @@ def start_stripe_simulator(settings: Settings, ports: LocalPorts, stack: ExitSta
             "enabled_events": ["*"],
         }
     )
-    log.info("Stripe simulator at %s, delivering webhooks to the API", simulator.url)
+    client = make_stripe_client(settings)
+    apply_catalog_changes(
+        client, default_catalog(), plan_catalog_changes(client, default_catalog())
+    )
+    log.info("Stripe simulator at %s (catalog synced), webhooks to the API", simulator.url)
     return settings.model_copy(update={"stripe_webhook_secret": endpoint.secret})
 
 

@@ -1,0 +1,223 @@
+"""The HTTP application: Stripe's ``/v1`` API plus the simulator's hosted pages.
+
+Request handling mirrors Stripe: bearer (or basic) auth with any ``sk_test_`` key,
+form-decoded parameters, ``Idempotency-Key`` replay, ``Stripe-Version`` echo, JSON error
+bodies with Stripe's status codes. Handlers run under the store lock, and after every write
+the affected clocks' due work runs (for example a ``trial_will_end`` that is already due).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from stripe_sim import (
+    catalog,
+    checkout,
+    clocks,
+    customers,
+    events_api,
+    expandable,
+    invoices,
+    portal,
+)
+from stripe_sim import subscriptions as subscriptions_api
+from stripe_sim.billing import Engine
+from stripe_sim.errors import StripeError, invalid
+from stripe_sim.formdata import decode
+from stripe_sim.pages import page_routes
+from stripe_sim.params import as_list
+from stripe_sim.router import Ctx, Router
+from stripe_sim.store import IdempotentResult, RequestInfo, Store
+from stripe_sim.webhooks import WebhookDispatcher
+
+log = logging.getLogger("stripe_sim")
+
+# "2026-10-28.endive", optionally followed by beta flags ("; feature_beta=v1").
+_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?(;.*)?$")
+_ROUTERS: list[Router] = [
+    catalog.router, customers.router, subscriptions_api.router, invoices.router,
+    clocks.router, events_api.router, checkout.router, portal.router,
+]
+
+
+class Simulator:
+    """The state plus the HTTP app; shared by the in-process server and ``__main__``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.engine = Engine(store)
+        self.webhooks = WebhookDispatcher(store, store.settings)
+        self.app = Starlette(routes=[
+            *page_routes(self),
+            Route("/v1/{path:path}", self.api, methods=["GET", "POST", "DELETE"]),
+            Route("/_sim/health", self.health, methods=["GET"]),
+            Route("/_sim/idle", self.idle, methods=["GET"]),
+            Route("/_sim/settings", self.get_settings, methods=["GET"]),
+            Route("/_sim/settings", self.update_settings, methods=["POST"]),
+        ])
+
+    # Simulator controls (not Stripe API): for demos and out-of-process tests. -------------
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def idle(self, request: Request) -> Response:
+        """Answer once every webhook delivery is done (``?timeout=`` seconds, default 10)."""
+        timeout = float(request.query_params.get("timeout", "10"))
+        try:
+            await run_in_threadpool(self.webhooks.wait_idle, timeout)
+        except TimeoutError as exc:
+            return JSONResponse({"idle": False, "detail": str(exc)}, 504)
+        return JSONResponse({"idle": True})
+
+    async def get_settings(self, request: Request) -> Response:
+        return JSONResponse(_settings_json(self.store.settings))
+
+    async def update_settings(self, request: Request) -> Response:
+        """Change settings at run time, e.g. ``{"faults": {"duplicate_rate": 0.3}}``."""
+        changes = await request.json()
+        settings = self.store.settings
+        with self.store.lock:
+            for key, value in changes.items():
+                target = settings.faults if key == "faults" else settings
+                values = value if key == "faults" else {key: value}
+                for name, new in values.items():
+                    if not hasattr(target, name):
+                        return JSONResponse({"error": f"unknown setting: {name}"}, 400)
+                    current = getattr(target, name)
+                    setattr(target, name, tuple(new) if isinstance(current, tuple) else new)
+            self.webhooks.reseed()
+        return JSONResponse(_settings_json(settings))
+
+    def run_due(self, clocks_to_run: set[str | None]) -> None:
+        """Perform what has fallen due "now" for objects on these clocks (None: real time)."""
+        for clock_id in clocks_to_run:
+            if clock_id is None:
+                self.engine.run_due(None, self.store.clock_now(None))
+                continue
+            clock = self.store.get(clock_id, "test_helpers.test_clock")
+            if clock is not None and clock["status"] == "ready" and not clock.get("_deleted"):
+                self.engine.run_due(clock_id, clock["frozen_time"])
+
+    async def api(self, request: Request) -> Response:
+        request_id = self.store.new_id("req_", 14)
+        version = request.headers.get("stripe-version") or self.store.settings.api_version
+        headers = {"Request-Id": request_id, "Stripe-Version": version}
+        try:
+            api_key = _api_key(request)
+            if not _VERSION.match(version):
+                raise invalid(f"Invalid Stripe API version: {version}")
+            body = await request.body()
+            raw = request.url.query if request.method != "POST" else body.decode()
+            params = decode(raw)
+            if request.method == "POST" and request.url.query:
+                params = {**decode(request.url.query), **params}
+            key = request.headers.get("idempotency-key") if request.method == "POST" else None
+            fingerprint = hashlib.sha256(
+                f"{request.url.path}\n{json.dumps(params, sort_keys=True)}".encode()
+            ).hexdigest()
+            if key:
+                replay = self._replay(api_key, key, fingerprint)
+                if replay is not None:
+                    return Response(replay.body, replay.status, headers={
+                        **headers, "Idempotent-Replayed": "true"},
+                        media_type="application/json")
+            status, payload = self._dispatch(request, params, request_id, key)
+        except StripeError as exc:
+            status, payload = exc.status, exc.body(request_id)
+            key = None
+        except Exception:  # a simulator bug must still answer in Stripe's shape
+            log.exception("unhandled error in %s %s", request.method, request.url.path)
+            status = 500
+            payload = StripeError(500, "api_error", "An unexpected error occurred in the "
+                                  "Stripe simulator.").body(request_id)
+            key = None
+        content = json.dumps(payload, indent=2).encode()
+        # Stripe saves the result once the endpoint started executing: successes and card
+        # errors are replayed; parameter validation failures are not.
+        if key and (status < 400 or status == 402):
+            with self.store.lock:
+                self.store.idempotency[f"{api_key}:{key}"] = IdempotentResult(
+                    fingerprint, status, content)
+        return Response(content, status, headers=headers, media_type="application/json")
+
+    def _replay(self, api_key: str, key: str, fingerprint: str) -> IdempotentResult | None:
+        with self.store.lock:
+            saved = self.store.idempotency.get(f"{api_key}:{key}")
+        if saved is None:
+            return None
+        if saved.fingerprint != fingerprint:
+            raise StripeError(
+                400, "idempotency_error",
+                "Keys for idempotent requests can only be used with the same parameters they "
+                f"were first used with. Try using a key other than '{key}' if you meant to "
+                "execute a different request.")
+        return saved
+
+    def _dispatch(self, request: Request, params: dict[str, Any], request_id: str,
+                  key: str | None) -> tuple[int, dict[str, Any]]:
+        path = request.url.path
+        handler, path_params = _match(request.method, path)
+        kind = expandable.kind_for_write(path) if request.method != "GET" else None
+        if kind is not None:
+            expandable.check(kind, [str(p) for p in as_list(params, "expand")])
+        with self.store.lock:
+            ctx = Ctx(self.store, self.engine, request.method, path, params)
+            self.store.request = RequestInfo(request_id, key)
+            try:
+                result = handler(ctx, **path_params)
+                if request.method != "GET":
+                    self.run_due(ctx.touched_clocks)
+            finally:
+                self.store.request = RequestInfo()
+        return 200, result
+
+
+def _settings_json(settings: Any) -> dict[str, Any]:
+    return dataclasses.asdict(settings)
+
+
+def _match(method: str, path: str) -> tuple[Any, dict[str, str]]:
+    last_error: StripeError | None = None
+    for router in _ROUTERS:
+        try:
+            return router.match(method, path)
+        except StripeError as exc:
+            last_error = exc
+    assert last_error is not None
+    raise last_error
+
+
+def _api_key(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    key = ""
+    if header.lower().startswith("bearer "):
+        key = header[7:].strip()
+    elif header.lower().startswith("basic "):
+        try:
+            key = base64.b64decode(header[6:]).decode().split(":", 1)[0]
+        except (ValueError, UnicodeDecodeError):
+            key = ""
+    if not key:
+        raise StripeError(
+            401, "invalid_request_error",
+            "You did not provide an API key. You need to provide your API key in the "
+            "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+            "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, "
+            "or we can help at https://support.stripe.com/.")
+    if not key.startswith(("sk_test_", "rk_test_")):
+        shown = key[:8] + "*" * 4 + key[-4:] if len(key) > 12 else key
+        raise StripeError(401, "invalid_request_error", f"Invalid API Key provided: {shown}",
+                          code="api_key_invalid" if key.startswith("sk_live_") else None)
+    return key

@@ -1,0 +1,131 @@
+"""In-memory state: every Stripe object by id, id generation, time, idempotency records.
+
+Objects are plain dicts in their public Stripe shape. Keys starting with ``_`` are the
+simulator's own bookkeeping and are never rendered. One re-entrant lock guards everything:
+API requests, clock advances, the real-time ticker and page handlers all take it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import string
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from stripe_sim.errors import no_such
+from stripe_sim.settings import SimulatorSettings
+
+Obj = dict[str, Any]
+
+_ALPHABET = string.ascii_letters + string.digits
+
+# Human names used in "No such ..." errors, keyed by the object's ``object`` field.
+_KIND_NAMES = {
+    "test_helpers.test_clock": "test clock",
+    "checkout.session": "checkout session",
+    "billing_portal.session": "billing portal session",
+    "payment_method": "PaymentMethod",
+    "payment_intent": "payment_intent",
+    "webhook_endpoint": "webhook endpoint",
+    "subscription_item": "subscription item",
+}
+
+
+@dataclass
+class IdempotentResult:
+    fingerprint: str
+    status: int
+    body: bytes
+
+
+@dataclass
+class RequestInfo:
+    """Which API request caused the events being emitted (``event.request``)."""
+
+    id: str | None = None
+    idempotency_key: str | None = None
+
+
+class Store:
+    def __init__(self, settings: SimulatorSettings) -> None:
+        self.settings = settings
+        self.lock = threading.RLock()
+        self.objects: dict[str, Obj] = {}
+        self._kinds: dict[str, list[str]] = {}
+        self._seq = itertools.count(1)
+        self.idempotency: dict[str, IdempotentResult] = {}
+        self.request = RequestInfo()
+        # Called with every new event (the webhook dispatcher subscribes here).
+        self.event_listeners: list[Callable[[Obj], None]] = []
+        self.invoice_numbers = itertools.count(1)
+        # When set, events.emit collects new events here instead of publishing them.
+        self.event_buffer: list[Obj] | None = None
+        # Public base URL of the simulator, for hosted pages (set by the server).
+        self.base_url = "http://127.0.0.1:12111"
+
+    # ids -----------------------------------------------------------------------------------
+    @staticmethod
+    def new_id(prefix: str, length: int = 24) -> str:
+        return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+    # objects -------------------------------------------------------------------------------
+    def insert(self, obj: Obj) -> Obj:
+        obj["_seq"] = next(self._seq)
+        self.objects[obj["id"]] = obj
+        self._kinds.setdefault(obj["object"], []).append(obj["id"])
+        return obj
+
+    def get(self, object_id: Any, kind: str | None = None) -> Obj | None:
+        if not isinstance(object_id, str):
+            return None
+        obj = self.objects.get(object_id)
+        if obj is None or (kind is not None and obj["object"] != kind):
+            return None
+        return obj
+
+    def require(self, kind: str, object_id: Any, param: str = "id") -> Obj:
+        obj = self.get(object_id, kind)
+        if obj is None or obj.get("_deleted"):
+            raise no_such(_KIND_NAMES.get(kind, kind), str(object_id), param)
+        return obj
+
+    def of_kind(self, kind: str) -> list[Obj]:
+        return [
+            self.objects[i]
+            for i in self._kinds.get(kind, [])
+            if i in self.objects and not self.objects[i].get("_deleted")
+        ]
+
+    def remove(self, object_id: str) -> None:
+        obj = self.objects.pop(object_id, None)
+        if obj is not None:
+            self._kinds[obj["object"]].remove(object_id)
+
+    # time ----------------------------------------------------------------------------------
+    def clock_now(self, clock_id: str | None) -> int:
+        """The current time for objects on ``clock_id`` (wall clock when there is none)."""
+        if clock_id:
+            clock = self.objects.get(clock_id)
+            if clock is not None:
+                return int(clock["frozen_time"])
+        return int(time.time())
+
+    def clock_of(self, obj: Obj) -> str | None:
+        clock = obj.get("test_clock")
+        if isinstance(clock, str):
+            return clock
+        customer = self.get(obj.get("customer"), "customer")
+        if customer is not None and isinstance(customer.get("test_clock"), str):
+            return str(customer["test_clock"])
+        return None
+
+    def now_for(self, obj: Obj) -> int:
+        return self.clock_now(self.clock_of(obj))
+
+    @staticmethod
+    def newest_first(objs: Iterable[Obj]) -> list[Obj]:
+        return sorted(objs, key=lambda o: (o.get("created", 0), o.get("_seq", 0)), reverse=True)
