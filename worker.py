@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.account_store import AccountStoreActivities
+from activities.stripe_changes import StripeChangeActivities
 from activities.stripe_sync import StripeSyncActivities
 from core.config import Settings, get_settings
 from core.stripe_client import make_stripe_client
@@ -34,6 +35,7 @@ def build_worker(
     executor: ThreadPoolExecutor,
 ) -> Worker:
     stripe_sync = StripeSyncActivities(stripe_client, catalog)
+    stripe_changes = StripeChangeActivities(stripe_client)
     store = AccountStoreActivities(sessions, catalog)
     return Worker(
         client,
@@ -41,6 +43,11 @@ def build_worker(
         workflows=[AccountBillingWorkflow],
         activities=[
             stripe_sync.fetch_current_subscription,
+            stripe_changes.change_subscription,
+            stripe_changes.set_cancel_at_period_end,
+            stripe_changes.cancel_subscription_now,
+            stripe_changes.resume_paused_subscription,
+            stripe_changes.pay_open_invoice,
             store.load_account_state,
             store.link_customer,
             store.write_entitlements,

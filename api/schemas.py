@@ -12,6 +12,15 @@ from domain.catalog import default_catalog
 from domain.entitlements import Access, Message, free_entitlements
 
 
+class ScheduledPlanAnswer(BaseModel):
+    """A downgrade taking effect at `effective_at`, the end of the paid period."""
+
+    plan: str
+    interval: str
+    seats: int
+    effective_at: datetime
+
+
 class EntitlementsAnswer(BaseModel):
     """What an account may do right now. Datetimes are ISO 8601 in UTC."""
 
@@ -34,6 +43,7 @@ class EntitlementsAnswer(BaseModel):
     trial_ends_at: datetime | None
     cancel_at: datetime | None
     open_invoice_url: str | None
+    pending_change: ScheduledPlanAnswer | None = None
 
     @classmethod
     def from_record(cls, record: EntitlementRecord) -> EntitlementsAnswer:

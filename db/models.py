@@ -95,6 +95,7 @@ class EntitlementRow(Base):
     trial_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     open_invoice_url: Mapped[str | None] = mapped_column(Text)
+    pending_change: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
     # Opaque to the database: what the account workflow needs to rebuild itself.
     lifecycle: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

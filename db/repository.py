@@ -24,9 +24,10 @@ from db.models import (
     UnroutableEvent,
     utcnow,
 )
-from domain.entitlements import Access, Entitlements, Message
+from domain.entitlements import Access, Entitlements, Message, ScheduledPlan
 
 ENTITLEMENTS_JSON = TypeAdapter(Entitlements)
+SCHEDULED_PLAN_JSON = TypeAdapter(ScheduledPlan)
 
 
 class CustomerConflict(Exception):
@@ -51,6 +52,7 @@ class EntitlementRecord:
     trial_ends_at: datetime | None
     cancel_at: datetime | None
     open_invoice_url: str | None
+    pending_change: dict[str, Any] | None
     updated_at: datetime
 
 
@@ -180,6 +182,7 @@ def read_entitlements(session: Session, account_id: str) -> EntitlementRecord | 
         trial_ends_at=row.trial_ends_at,
         cancel_at=row.cancel_at,
         open_invoice_url=row.open_invoice_url,
+        pending_change=row.pending_change,
         updated_at=row.updated_at,
     )
 
@@ -299,6 +302,11 @@ def _entitlement_columns(entitlements: Entitlements) -> dict[str, Any]:
         "trial_ends_at": entitlements.trial_ends_at,
         "cancel_at": entitlements.cancel_at,
         "open_invoice_url": entitlements.open_invoice_url,
+        "pending_change": (
+            None
+            if entitlements.pending_change is None
+            else SCHEDULED_PLAN_JSON.dump_python(entitlements.pending_change, mode="json")
+        ),
     }
 
 

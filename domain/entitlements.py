@@ -49,6 +49,16 @@ STATE_ACCESS: dict[BillingState, tuple[Access, bool, Message | None]] = {
 
 
 @dataclass(frozen=True)
+class ScheduledPlan:
+    """A downgrade the customer asked for, taking effect at the end of the paid period."""
+
+    plan: str
+    interval: str
+    seats: int
+    effective_at: datetime
+
+
+@dataclass(frozen=True)
 class Entitlements:
     billing_state: str
     # The state that decides access: the billing state, or `comped` / `locked`.
@@ -65,6 +75,7 @@ class Entitlements:
     trial_ends_at: datetime | None
     cancel_at: datetime | None
     open_invoice_url: str | None
+    pending_change: ScheduledPlan | None = None
 
 
 def entitlements_for(lifecycle: Lifecycle, catalog: Catalog) -> Entitlements:
@@ -100,7 +111,16 @@ def entitlements_for(lifecycle: Lifecycle, catalog: Catalog) -> Entitlements:
         trial_ends_at=sub.trial_end if sub and lifecycle.state is BillingState.TRIALING else None,
         cancel_at=sub.cancel_at if sub else None,
         open_invoice_url=sub.open_invoice_url if sub else None,
+        pending_change=_scheduled_plan(lifecycle),
     )
+
+
+def _scheduled_plan(lifecycle: Lifecycle) -> ScheduledPlan | None:
+    change = lifecycle.pending_change
+    if change is None:
+        return None
+    purchase = change.purchase
+    return ScheduledPlan(purchase.plan, purchase.interval, purchase.seats, change.effective_at)
 
 
 def free_entitlements(catalog: Catalog) -> Entitlements:

@@ -36,6 +36,7 @@ class Notice(StrEnum):
     SUBSCRIPTION_ENDED = "subscription_ended"
     SUBSCRIPTION_PAUSED = "subscription_paused"
     PLAN_CHANGED = "plan_changed"
+    DOWNGRADE_SCHEDULED = "downgrade_scheduled"
 
 
 UNPAID_STATES = frozenset({BillingState.PAST_DUE, BillingState.RESTRICTED})
@@ -49,6 +50,8 @@ PAID_STATES = frozenset(
         BillingState.PAUSED,
     }
 )
+# A change of plan needs a subscription in good standing that is not ending.
+SCHEDULABLE_STATES = frozenset({BillingState.TRIALING, BillingState.ACTIVE})
 # Stripe statuses after which the subscription can never charge again.
 ENDED_STRIPE_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
@@ -67,6 +70,24 @@ class SubscriptionSnapshot:
     trial_end: datetime | None = None
     cancel_at: datetime | None = None
     open_invoice_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """A self-serve plan as Stripe sells it: the price's lookup key and the seat count."""
+
+    plan: str
+    interval: str
+    seats: int
+    lookup_key: str
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """A downgrade waiting for the end of the paid period."""
+
+    purchase: Purchase
+    effective_at: datetime
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,7 @@ class Lifecycle:
     grace_ends_at: datetime | None = None
     comp: Comp | None = None
     lock: Lock | None = None
+    pending_change: PendingChange | None = None
 
 
 # --- inputs -----------------------------------------------------------------------------
@@ -133,6 +155,16 @@ class ExtendGrace:
     until: datetime
 
 
+@dataclass(frozen=True)
+class SchedulePlanChange:
+    change: PendingChange
+
+
+@dataclass(frozen=True)
+class CancelPlanChange:
+    pass
+
+
 LifecycleInput = (
     SubscriptionObserved
     | TimePassed
@@ -141,6 +173,8 @@ LifecycleInput = (
     | LockAccount
     | UnlockAccount
     | ExtendGrace
+    | SchedulePlanChange
+    | CancelPlanChange
 )
 
 
@@ -205,6 +239,16 @@ def transition(current: Lifecycle, event: LifecycleInput, now: datetime) -> Tran
                 raise InvalidTransition("the new grace end must be in the future")
             after = replace(current, state=BillingState.PAST_DUE, grace_ends_at=until)
             notices = []
+        case SchedulePlanChange(change=change):
+            if current.state not in SCHEDULABLE_STATES:
+                raise InvalidTransition(f"no plan change can be scheduled in state {current.state}")
+            if change.effective_at <= now:
+                raise InvalidTransition("a scheduled change must take effect in the future")
+            after, notices = replace(current, pending_change=change), [Notice.DOWNGRADE_SCHEDULED]
+        case CancelPlanChange():
+            if current.pending_change is None:
+                raise InvalidTransition("no plan change is scheduled")
+            after, notices = replace(current, pending_change=None), []
         case _:
             raise InvalidTransition(f"unknown lifecycle input {event!r}")
     return Transition(before=current, after=after, notices=tuple(notices))
@@ -229,8 +273,21 @@ def _observe(
         grace_ends_at=grace_ends_at,
         comp=current.comp,
         lock=current.lock,
+        pending_change=_still_pending(current.pending_change, sub, target),
     )
     return after, _notices_between(current, after)
+
+
+def _still_pending(
+    change: PendingChange | None, sub: SubscriptionSnapshot | None, state: BillingState
+) -> PendingChange | None:
+    """A scheduled change lapses once Stripe shows it applied, or when the plan ends."""
+    if change is None or sub is None or state not in SCHEDULABLE_STATES:
+        return None
+    purchase = change.purchase
+    if (sub.plan, sub.interval, sub.seats) == (purchase.plan, purchase.interval, purchase.seats):
+        return None
+    return change
 
 
 def _time_passed(current: Lifecycle, now: datetime) -> tuple[Lifecycle, list[Notice]]:
@@ -279,11 +336,19 @@ def _plan_of(lifecycle: Lifecycle) -> tuple[str, str, int] | None:
     return None if sub is None else (sub.plan, sub.interval, sub.seats)
 
 
+def due_plan_change(lifecycle: Lifecycle, now: datetime) -> PendingChange | None:
+    change = lifecycle.pending_change
+    return change if change is not None and change.effective_at <= now else None
+
+
 def next_deadline(lifecycle: Lifecycle) -> datetime | None:
-    """When `TimePassed` must next be fed in, if ever: grace end or comp expiry."""
+    """When the workflow must next look at the clock: grace end, comp expiry, or a scheduled
+    plan change falling due."""
     deadlines = []
     if lifecycle.state is BillingState.PAST_DUE and lifecycle.grace_ends_at is not None:
         deadlines.append(lifecycle.grace_ends_at)
     if lifecycle.comp is not None:
         deadlines.append(lifecycle.comp.until)
+    if lifecycle.pending_change is not None:
+        deadlines.append(lifecycle.pending_change.effective_at)
     return min(deadlines, default=None)

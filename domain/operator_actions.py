@@ -18,7 +18,7 @@ from domain.lifecycle import (
 
 # Actions that change the lifecycle directly; the others ask Stripe for something.
 LIFECYCLE_ACTIONS = frozenset({"grant_comp", "revoke_comp", "lock", "unlock", "extend_grace"})
-STRIPE_ACTIONS = frozenset({"resync"})
+STRIPE_ACTIONS = frozenset({"resync", "retry_invoice", "cancel_now"})
 ACTIONS = LIFECYCLE_ACTIONS | STRIPE_ACTIONS
 
 

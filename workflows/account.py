@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
@@ -27,17 +28,30 @@ with workflow.unsafe.imports_passed_through():
         StoredAccountState,
         WriteEntitlementsInput,
     )
+    from activities.stripe_changes import (
+        CancellationInput,
+        ChangeOutcome,
+        ChangeSubscriptionInput,
+        StripeChangeActivities,
+        SubscriptionCallInput,
+    )
     from activities.stripe_sync import (
         FetchSubscriptionInput,
         StripeSyncActivities,
         SubscriptionFetch,
     )
     from domain.lifecycle import (
+        SCHEDULABLE_STATES,
+        BillingState,
+        CancelPlanChange,
         InvalidTransition,
         Lifecycle,
         LifecycleInput,
+        PendingChange,
+        SchedulePlanChange,
         SubscriptionObserved,
         TimePassed,
+        due_plan_change,
         next_deadline,
         transition,
     )
@@ -46,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         check_operator_request,
         lifecycle_input_for,
     )
+    from domain.plan_changes import ChangeKind, PlanChange
 
 WORKFLOW_ID_PREFIX = "billing-account-"
 # Stripe retries a delivery for up to 3 days; this many ids covers far more than that per account.
@@ -71,6 +86,9 @@ PATIENT_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
 )
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# A downgrade is made in Stripe this long before the period ends, so the renewal invoice
+# Stripe drafts at the boundary already bills the new price (no proration either way).
+DOWNGRADE_LEAD = timedelta(minutes=5)
 
 
 def workflow_id_for(account_id: str) -> str:
@@ -95,6 +113,21 @@ class AccountState:
     seen_event_ids: list[str] = field(default_factory=list)
     # Set when the newest Stripe truth could not be applied (bad data); operators resync.
     sync_error: str | None = None
+
+
+@dataclass
+class PlanChangeResult:
+    kind: str
+    # False when an upgrade's payment failed: the account stays on its plan, and
+    # `open_invoice_url` is where the customer can pay (or fix the card).
+    applied: bool
+    state: AccountState
+    open_invoice_url: str | None = None
+
+
+@dataclass
+class CancelRequest:
+    at_period_end: bool = True
 
 
 @dataclass
@@ -138,17 +171,109 @@ class AccountBillingWorkflow:
             return
         self._pending.append(event)
 
+    @workflow.update(name="change_plan")
+    async def change_plan(self, change: PlanChange) -> PlanChangeResult:
+        subscription = self._state.lifecycle.subscription
+        assert subscription is not None  # checked by the validator
+        if change.kind is ChangeKind.DOWNGRADE:
+            effective_at = (subscription.current_period_end or workflow.now()) - DOWNGRADE_LEAD
+            await self._apply_or_refuse(
+                SchedulePlanChange(PendingChange(change.purchase, effective_at)),
+                cause="customer:downgrade",
+            )
+            return PlanChangeResult(kind=change.kind, applied=True, state=self.state())
+        if self._state.lifecycle.pending_change is not None:
+            await self._apply(CancelPlanChange(), cause="customer:upgrade")
+        outcome: ChangeOutcome = await self._call(
+            StripeChangeActivities.change_subscription,
+            ChangeSubscriptionInput(
+                subscription_id=subscription.subscription_id,
+                purchase=change.purchase,
+                proration_behavior="always_invoice",
+                idempotency_key=self._idempotency_key(),
+            ),
+        )
+        await self._resync_now()
+        return PlanChangeResult(
+            kind=change.kind,
+            applied=outcome.applied,
+            state=self.state(),
+            open_invoice_url=outcome.open_invoice_url,
+        )
+
+    @change_plan.validator
+    def _check_change_plan(self, change: PlanChange) -> None:
+        lifecycle = self._state.lifecycle
+        if lifecycle.state not in SCHEDULABLE_STATES or lifecycle.subscription is None:
+            raise ValueError(f"the plan cannot be changed while the account is {lifecycle.state}")
+
+    @workflow.update(name="cancel_plan_change")
+    async def cancel_plan_change(self) -> AccountState:
+        await self._apply_or_refuse(CancelPlanChange(), cause="customer:keep_plan")
+        return self.state()
+
+    @cancel_plan_change.validator
+    def _check_cancel_plan_change(self) -> None:
+        if self._state.lifecycle.pending_change is None:
+            raise ValueError("no plan change is scheduled")
+
+    @workflow.update(name="cancel_subscription")
+    async def cancel_subscription(self, request: CancelRequest) -> AccountState:
+        subscription = self._state.lifecycle.subscription
+        assert subscription is not None  # checked by the validator
+        if request.at_period_end:
+            await self._call(
+                StripeChangeActivities.set_cancel_at_period_end,
+                CancellationInput(subscription.subscription_id, self._idempotency_key(), True),
+            )
+        else:
+            await self._call(
+                StripeChangeActivities.cancel_subscription_now,
+                SubscriptionCallInput(subscription.subscription_id, self._idempotency_key()),
+            )
+        await self._resync_now()
+        return self.state()
+
+    @cancel_subscription.validator
+    def _check_cancel_subscription(self, request: CancelRequest) -> None:
+        lifecycle = self._state.lifecycle
+        if lifecycle.subscription is None:
+            raise ValueError("the account has no subscription to cancel")
+        if request.at_period_end and lifecycle.state not in SCHEDULABLE_STATES:
+            raise ValueError(f"cannot cancel at period end while the account is {lifecycle.state}")
+
+    @workflow.update(name="resume_subscription")
+    async def resume_subscription(self) -> AccountState:
+        lifecycle = self._state.lifecycle
+        assert lifecycle.subscription is not None  # checked by the validator
+        subscription_id = lifecycle.subscription.subscription_id
+        if lifecycle.state is BillingState.CANCELING:
+            await self._call(
+                StripeChangeActivities.set_cancel_at_period_end,
+                CancellationInput(subscription_id, self._idempotency_key(), False),
+            )
+        else:
+            await self._call(
+                StripeChangeActivities.resume_paused_subscription,
+                SubscriptionCallInput(subscription_id, self._idempotency_key()),
+            )
+        await self._resync_now()
+        return self.state()
+
+    @resume_subscription.validator
+    def _check_resume_subscription(self) -> None:
+        state = self._state.lifecycle.state
+        if state not in (BillingState.CANCELING, BillingState.PAUSED):
+            raise ValueError(f"nothing to resume: the account is {state}")
+
     @workflow.update(name="operator_action")
     async def operator_action(self, request: OperatorRequest) -> OperatorResult:
         before = self._state.lifecycle
         lifecycle_input = lifecycle_input_for(request)
-        if lifecycle_input is None:  # resync
-            await self._resync_now()
+        if lifecycle_input is not None:
+            await self._apply_or_refuse(lifecycle_input, cause=f"operator:{request.action}")
         else:
-            try:
-                await self._apply(lifecycle_input, cause=f"operator:{request.action}")
-            except InvalidTransition as err:  # the state moved since validation
-                raise ApplicationError(str(err), type="InvalidTransition") from err
+            await self._stripe_operator_action(request.action)
         update = workflow.current_update_info()
         assert update is not None  # this is an update handler
         await workflow.execute_activity_method(
@@ -172,6 +297,22 @@ class AccountBillingWorkflow:
         lifecycle_input = lifecycle_input_for(request)
         if lifecycle_input is not None:
             transition(self._state.lifecycle, lifecycle_input, workflow.now())
+        elif request.action != "resync" and self._state.lifecycle.subscription is None:
+            raise ValueError(f"{request.action} needs a subscription; the account has none")
+
+    async def _stripe_operator_action(self, action: str) -> None:
+        subscription = self._state.lifecycle.subscription
+        if action == "cancel_now" and subscription is not None:
+            await self._call(
+                StripeChangeActivities.cancel_subscription_now,
+                SubscriptionCallInput(subscription.subscription_id, self._idempotency_key()),
+            )
+        elif action == "retry_invoice" and subscription is not None:
+            await self._call(
+                StripeChangeActivities.pay_open_invoice,
+                SubscriptionCallInput(subscription.subscription_id, self._idempotency_key()),
+            )
+        await self._resync_now()
 
     @workflow.query(name="state")
     def state(self) -> AccountState:
@@ -186,6 +327,8 @@ class AccountBillingWorkflow:
             if self._pending or self._resync_requested:
                 await self._sync_with_stripe()
             await self._apply(TimePassed(), cause="time_passed")
+            if (due := due_plan_change(self._state.lifecycle, workflow.now())) is not None:
+                await self._make_scheduled_change(due)
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
@@ -247,6 +390,29 @@ class AccountBillingWorkflow:
         finally:
             self._syncing = False
             self._syncs_done += 1
+
+    async def _make_scheduled_change(self, change: PendingChange) -> None:
+        subscription = self._state.lifecycle.subscription
+        assert subscription is not None  # a pending change lapses with the subscription
+        try:
+            await self._call(
+                StripeChangeActivities.change_subscription,
+                ChangeSubscriptionInput(
+                    subscription_id=subscription.subscription_id,
+                    purchase=change.purchase,
+                    proration_behavior="none",
+                    idempotency_key=(
+                        f"{workflow.info().workflow_id}/scheduled/{change.effective_at.isoformat()}"
+                    ),
+                ),
+            )
+        except ActivityError as err:
+            self._state.sync_error = f"scheduled plan change refused: {err.cause or err}"
+            await self._apply(CancelPlanChange(), cause="scheduled_change_refused")
+            return
+        # Stripe now shows the new plan; the sync applies it and clears the pending change.
+        self._resync_requested = True
+        await self._sync_with_stripe()
 
     async def _resync_now(self) -> None:
         """Ask Stripe now, and return once that answer has been applied."""
@@ -325,6 +491,28 @@ class AccountBillingWorkflow:
             self._state.lifecycle = result.after
             self._state.entitlement_version = version
             self._upsert_search_attributes()
+
+    async def _apply_or_refuse(self, event: LifecycleInput, cause: str) -> None:
+        """`_apply` for update handlers: a transition the state no longer allows (it moved
+        since the validator ran) fails the update, not the workflow task."""
+        try:
+            await self._apply(event, cause)
+        except InvalidTransition as err:
+            raise ApplicationError(str(err), type="InvalidTransition") from err
+
+    async def _call(self, activity: Any, argument: Any) -> Any:
+        return await workflow.execute_activity_method(
+            activity,
+            argument,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=PATIENT_RETRY,
+        )
+
+    def _idempotency_key(self) -> str:
+        """Stripe idempotency key for the running update: same update, same key."""
+        update = workflow.current_update_info()
+        assert update is not None
+        return f"{workflow.info().workflow_id}/{update.id}"
 
     def _remember(self, event_id: str) -> None:
         self._seen[event_id] = None

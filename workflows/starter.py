@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
@@ -13,6 +15,8 @@ from workflows.account import (
     StripeEventSignal,
     workflow_id_for,
 )
+
+T = TypeVar("T")
 
 
 async def signal_stripe_event(
@@ -33,11 +37,16 @@ async def signal_stripe_event(
     )
 
 
-async def run_operator_action(
-    client: Client, task_queue: str, account_id: str, request: OperatorRequest
-) -> OperatorResult:
-    """Run an operator action as a workflow Update, starting the account's workflow if no run
-    exists (update-with-start). A request the workflow's validator refuses raises
+async def update_account(
+    client: Client,
+    task_queue: str,
+    account_id: str,
+    update: str,
+    argument: object,
+    result_type: type[T],
+) -> T:
+    """Run a workflow Update on the account, starting its workflow if no run exists
+    (update-with-start). A request the workflow's validator refuses raises
     `temporalio.client.WorkflowUpdateFailedError` and leaves no trace in the history."""
     start = WithStartWorkflowOperation(
         AccountBillingWorkflow.run,
@@ -46,7 +55,16 @@ async def run_operator_action(
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
-    result: OperatorResult = await client.execute_update_with_start_workflow(
-        "operator_action", request, start_workflow_operation=start, result_type=OperatorResult
+    args = [] if argument is None else [argument]
+    result: T = await client.execute_update_with_start_workflow(
+        update, args=args, start_workflow_operation=start, result_type=result_type
     )
     return result
+
+
+async def run_operator_action(
+    client: Client, task_queue: str, account_id: str, request: OperatorRequest
+) -> OperatorResult:
+    return await update_account(
+        client, task_queue, account_id, "operator_action", request, OperatorResult
+    )

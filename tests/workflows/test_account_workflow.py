@@ -10,10 +10,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.common import TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from db import repository
 from db.models import StripeEvent
+from tests.conftest import wait_for
 from workflows.account import (
     BILLING_PLAN,
     BILLING_STATE,
@@ -282,8 +284,12 @@ async def test_search_attributes_follow_every_transition(harness: Harness) -> No
     await harness.send(account, customer, "invoice.payment_failed")
     await harness.wait_for_entitlements(account, state="past_due")
 
-    attributes = (await harness.handle(account).describe()).typed_search_attributes
-    assert attributes.get(BILLING_STATE) == "past_due"
+    # Upserted by the workflow task after the entitlement write: wait for it.
+    async def upserted() -> TypedSearchAttributes | None:
+        attributes = (await harness.handle(account).describe()).typed_search_attributes
+        return attributes if attributes.get(BILLING_STATE) == "past_due" else None
+
+    attributes = await wait_for(upserted, what="BillingState search attribute")
     assert attributes.get(BILLING_PLAN) == "team"
     assert attributes.get(GRACE_ENDS_AT) is not None
 
