@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.account_store import AccountStoreActivities
+from activities.notifications import NotificationActivities
 from activities.stripe_changes import StripeChangeActivities
 from activities.stripe_sync import StripeSyncActivities
 from core.config import Settings, get_settings
@@ -27,7 +28,7 @@ ACTIVITY_THREADS = 16
 
 def build_worker(
     client: Client,
-    task_queue: str,
+    settings: Settings,
     *,
     stripe_client: stripe.StripeClient,
     sessions: sessionmaker[Session],
@@ -37,9 +38,10 @@ def build_worker(
     stripe_sync = StripeSyncActivities(stripe_client, catalog)
     stripe_changes = StripeChangeActivities(stripe_client)
     store = AccountStoreActivities(sessions, catalog)
+    notifications = NotificationActivities(sessions, stripe_client, catalog, settings)
     return Worker(
         client,
-        task_queue=task_queue,
+        task_queue=settings.task_queue,
         workflows=[AccountBillingWorkflow],
         activities=[
             stripe_sync.fetch_current_subscription,
@@ -53,6 +55,7 @@ def build_worker(
             store.write_entitlements,
             store.record_stripe_events,
             store.record_operator_action,
+            notifications.send_email,
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
@@ -65,7 +68,7 @@ async def run_worker(settings: Settings) -> None:
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         worker = build_worker(
             client,
-            settings.task_queue,
+            settings,
             stripe_client=make_stripe_client(settings),
             sessions=sessions,
             catalog=default_catalog(),

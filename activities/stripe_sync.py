@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import stripe
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.catalog import Catalog, CatalogError
+from domain.catalog import Catalog, CatalogError, DunningPolicy
 from domain.lifecycle import SubscriptionSnapshot
 from domain.subscriptions import current_subscription, snapshot_from_stripe
 
@@ -23,6 +23,7 @@ class SubscriptionFetch:
     subscription: SubscriptionSnapshot | None
     # Resolved from the catalog here, so the workflow never reads the catalog file.
     grace_days: int
+    dunning: DunningPolicy = field(default_factory=DunningPolicy)
 
 
 class StripeSyncActivities:
@@ -56,5 +57,7 @@ class StripeSyncActivities:
         except CatalogError as err:
             raise ApplicationError(str(err), type="CatalogError", non_retryable=True) from err
         return SubscriptionFetch(
-            subscription=snapshot, grace_days=self._catalog.grace_days_for(snapshot.interval)
+            subscription=snapshot,
+            grace_days=self._catalog.grace_days_for(snapshot.interval),
+            dunning=self._catalog.dunning_for(snapshot.interval),
         )

@@ -32,8 +32,23 @@ class Settings(BaseSettings):
     app_api_token: str = Field("dev-app-token", min_length=1)
     admin_api_token: str = Field("dev-admin-token", min_length=1)
 
-    # Test-only: continue-as-new after this many events, so that path runs in tests.
-    continue_as_new_after_events: int | None = None
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_starttls: bool = Field(False, description="Upgrade the connection with STARTTLS.")
+    smtp_implicit_tls: bool = Field(False, description="TLS from the first byte (port 465).")
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout_seconds: float = 10
+    email_sender: str = "Dataface Billing <billing@dataface.local>"
+    billing_portal_url: str = Field(
+        "http://127.0.0.1:8000/billing",
+        description="Where emails send customers to update their card or manage the plan.",
+    )
+
+    checkout_success_url: str = Field(
+        "http://127.0.0.1:8000/billing/done", description="Where Checkout returns the customer."
+    )
+    checkout_cancel_url: str = "http://127.0.0.1:8000/billing/canceled"
 
 
 @cache

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from api.main import create_app
 from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
+from core.mail_sink import MailSink
 from core.stripe_client import make_stripe_client
 from core.temporal import connect, installed_binary
 from db.engine import make_engine, make_session_factory, migrate
@@ -112,13 +113,17 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
         )
 
         migrate(settings.database_url)
+        stack.enter_context(
+            MailSink(data_dir / "mail", host=settings.smtp_host, port=settings.smtp_port)
+        )
+        log.info("emails are written to %s", data_dir / "mail")
         if not settings.stripe_secret_key:
             settings = start_stripe_simulator(settings, ports, stack)
 
         executor = stack.enter_context(ThreadPoolExecutor(max_workers=ACTIVITY_THREADS))
         worker = build_worker(
             client,
-            settings.task_queue,
+            settings,
             stripe_client=make_stripe_client(settings),
             sessions=make_session_factory(make_engine(settings.database_url)),
             catalog=default_catalog(),

@@ -49,10 +49,17 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class DunningPolicy:
+    reminders_after_days: tuple[int, ...] = (3,)
+    final_reminder_days_before: int = 1
+
+
+@dataclass(frozen=True)
 class Catalog:
     currency: str
     plans: dict[str, Plan]
     grace_days: dict[str, int]
+    dunning: dict[str, DunningPolicy] = field(default_factory=dict)
 
     def plan(self, plan_id: str) -> Plan:
         try:
@@ -75,6 +82,9 @@ class Catalog:
 
     def grace_days_for(self, interval: str | None) -> int:
         return self.grace_days.get(interval or "month", self.grace_days["month"])
+
+    def dunning_for(self, interval: str | None) -> DunningPolicy:
+        return self.dunning.get(interval or "month", DunningPolicy())
 
 
 def parse_catalog(data: dict[str, Any]) -> Catalog:
@@ -110,12 +120,21 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
             max_seats=int(raw.get("max_seats", 1 if not per_seat else 10_000)),
             seat_limit=raw.get("seat_limit"),
         )
+    dunning = {
+        interval: DunningPolicy(
+            reminders_after_days=tuple(int(d) for d in raw["reminders_after_days"]),
+            final_reminder_days_before=int(raw["final_reminder_days_before"]),
+        )
+        for interval, raw in data.get("dunning", {}).items()
+    }
+    if unknown := set(dunning) - set(INTERVALS):
+        raise CatalogError(f"dunning ladders for unknown intervals {unknown}")
     if FREE_PLAN not in plans:
         raise CatalogError("the catalog must define the free plan")
     lookup_keys = [p.lookup_key for plan in plans.values() for p in plan.prices.values()]
     if len(lookup_keys) != len(set(lookup_keys)):
         raise CatalogError("price lookup keys must be unique")
-    return Catalog(currency=currency, plans=plans, grace_days=grace_days)
+    return Catalog(currency=currency, plans=plans, grace_days=grace_days, dunning=dunning)
 
 
 @cache

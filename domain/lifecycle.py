@@ -109,6 +109,8 @@ class Lifecycle:
     state: BillingState = BillingState.FREE
     subscription: SubscriptionSnapshot | None = None
     grace_ends_at: datetime | None = None
+    # When the unpaid period began: names the dunning cycle (one ladder per cycle).
+    grace_started_at: datetime | None = None
     comp: Comp | None = None
     lock: Lock | None = None
     pending_change: PendingChange | None = None
@@ -259,18 +261,20 @@ def _observe(
 ) -> tuple[Lifecycle, list[Notice]]:
     target = state_for_subscription(sub)
     grace_ends_at: datetime | None = None
+    grace_started_at: datetime | None = None
     if target is BillingState.PAST_DUE:
         if current.state in UNPAID_STATES and current.grace_ends_at is not None:
             # Still unpaid: the grace period that started at the first failure keeps running.
-            grace_ends_at = current.grace_ends_at
+            grace_ends_at, grace_started_at = current.grace_ends_at, current.grace_started_at
             if current.state is BillingState.RESTRICTED or grace_ends_at <= now:
                 target = BillingState.RESTRICTED
         else:
-            grace_ends_at = now + timedelta(days=grace_days)
+            grace_ends_at, grace_started_at = now + timedelta(days=grace_days), now
     after = Lifecycle(
         state=target,
         subscription=None if target is BillingState.FREE else sub,
         grace_ends_at=grace_ends_at,
+        grace_started_at=grace_started_at,
         comp=current.comp,
         lock=current.lock,
         pending_change=_still_pending(current.pending_change, sub, target),

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         StoredAccountState,
         WriteEntitlementsInput,
     )
+    from activities.notifications import NotificationActivities, SendEmailInput
     from activities.stripe_changes import (
         CancellationInput,
         ChangeOutcome,
@@ -40,8 +41,10 @@ with workflow.unsafe.imports_passed_through():
         StripeSyncActivities,
         SubscriptionFetch,
     )
+    from domain.catalog import DunningPolicy
     from domain.lifecycle import (
         SCHEDULABLE_STATES,
+        UNPAID_STATES,
         BillingState,
         CancelPlanChange,
         InvalidTransition,
@@ -54,6 +57,15 @@ with workflow.unsafe.imports_passed_through():
         due_plan_change,
         next_deadline,
         transition,
+    )
+    from domain.notices import (
+        DUNNING_NOTICES,
+        Email,
+        due_ladder_steps,
+        event_email,
+        ladder_email,
+        next_ladder_step_at,
+        notice_email,
     )
     from domain.operator_actions import (
         OperatorRequest,
@@ -86,6 +98,18 @@ PATIENT_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
 )
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# SMTP being down is waited out for up to three days, then the email is given up (and the
+# outbox row shows the last error); the account's processing never waits for email.
+EMAIL_TIMEOUT = timedelta(minutes=2)
+EMAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+)
+EMAIL_GIVE_UP_AFTER = timedelta(days=3)
+DUNNING_EMAIL_KINDS = frozenset(
+    {str(n) for n in DUNNING_NOTICES} | {"payment_reminder", "final_reminder"}
+)
 # A downgrade is made in Stripe this long before the period ends, so the renewal invoice
 # Stripe drafts at the boundary already bills the new price (no proration either way).
 DOWNGRADE_LEAD = timedelta(minutes=5)
@@ -113,6 +137,10 @@ class AccountState:
     seen_event_ids: list[str] = field(default_factory=list)
     # Set when the newest Stripe truth could not be applied (bad data); operators resync.
     sync_error: str | None = None
+    # The ladder of the account's plan (from the catalog, via the last Stripe fetch) and the
+    # steps of the current unpaid period already sent.
+    dunning_policy: DunningPolicy = field(default_factory=DunningPolicy)
+    ladder_sent: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -164,6 +192,8 @@ class AccountBillingWorkflow:
         # update and the main loop could both start from the same lifecycle and one change
         # would silently overwrite the other.
         self._apply_lock = asyncio.Lock()
+        # Emails being sent (retried while SMTP is down) by key, with their kind.
+        self._emails_in_flight: dict[str, tuple[str, asyncio.Future[Any]]] = {}
 
     @workflow.signal(name="stripe_event")
     def stripe_event(self, event: StripeEventSignal) -> None:
@@ -329,8 +359,13 @@ class AccountBillingWorkflow:
             await self._apply(TimePassed(), cause="time_passed")
             if (due := due_plan_change(self._state.lifecycle, workflow.now())) is not None:
                 await self._make_scheduled_change(due)
+            self._send_due_reminders()
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                # A new run would not know these: let them finish (they are idempotent).
+                await asyncio.gather(
+                    *(task for _, task in self._emails_in_flight.values()), return_exceptions=True
+                )
                 workflow.continue_as_new(
                     AccountWorkflowInput(
                         account_id=self._account_id,
@@ -356,8 +391,17 @@ class AccountBillingWorkflow:
         self._resync_requested = stored.customer_id is not None
         self._upsert_search_attributes()
 
+    def _next_wake_up(self) -> datetime | None:
+        deadlines = [
+            next_deadline(self._state.lifecycle),
+            next_ladder_step_at(
+                self._state.lifecycle, self._state.dunning_policy, set(self._state.ladder_sent)
+            ),
+        ]
+        return min((d for d in deadlines if d is not None), default=None)
+
     async def _wait_for_work(self) -> None:
-        deadline = next_deadline(self._state.lifecycle)
+        deadline = self._next_wake_up()
         timeout = None
         if deadline is not None:
             timeout = max(deadline - workflow.now(), timedelta(0))
@@ -368,7 +412,7 @@ class AccountBillingWorkflow:
                     or self._resync_requested
                     or self._should_continue_as_new()
                     # An operator update moved the deadline: re-arm the timer.
-                    or next_deadline(self._state.lifecycle) != deadline
+                    or self._next_wake_up() != deadline
                 ),
                 timeout=timeout,
             )
@@ -435,8 +479,15 @@ class AccountBillingWorkflow:
                 workflow.logger.error("cannot apply Stripe state: %s", self._state.sync_error)
             else:
                 self._state.sync_error = None
+                self._state.dunning_policy = fetched.dunning
                 observed = SubscriptionObserved(fetched.subscription, fetched.grace_days)
                 await self._apply(observed, cause=_cause(events))
+                for event in events:
+                    email = event_email(
+                        self._account_id, event.event_type, event.event_id, self._state.lifecycle
+                    )
+                    if email is not None:
+                        self._send(email)
         if events:
             await workflow.execute_activity_method(
                 AccountStoreActivities.record_stripe_events,
@@ -491,6 +542,53 @@ class AccountBillingWorkflow:
             self._state.lifecycle = result.after
             self._state.entitlement_version = version
             self._upsert_search_attributes()
+            if result.after.grace_started_at != result.before.grace_started_at:
+                self._state.ladder_sent = []
+            if result.before.state in UNPAID_STATES and result.after.state not in UNPAID_STATES:
+                self._cancel_dunning_emails()
+            for notice in result.notices:
+                self._send(
+                    notice_email(self._account_id, notice, result.before, result.after, version)
+                )
+
+    def _send_due_reminders(self) -> None:
+        state = self._state
+        sent = set(state.ladder_sent)
+        for step in due_ladder_steps(state.lifecycle, state.dunning_policy, sent, workflow.now()):
+            self._send(ladder_email(self._account_id, step, state.lifecycle))
+            state.ladder_sent.append(step.step)
+
+    def _send(self, email: Email) -> None:
+        """Start sending without waiting: SMTP retries must never hold up the account."""
+        if email.key in self._emails_in_flight:
+            return
+        task = workflow.start_activity_method(
+            NotificationActivities.send_email,
+            SendEmailInput(
+                key=email.key,
+                account_id=self._account_id,
+                customer_id=self._state.customer_id,
+                kind=email.kind,
+                context=email.context,
+            ),
+            start_to_close_timeout=EMAIL_TIMEOUT,
+            schedule_to_close_timeout=EMAIL_GIVE_UP_AFTER,
+            retry_policy=EMAIL_RETRY,
+        )
+        self._emails_in_flight[email.key] = (email.kind, task)
+        task.add_done_callback(lambda done: self._email_done(email.key, done))
+
+    def _email_done(self, key: str, task: asyncio.Future[Any]) -> None:
+        self._emails_in_flight.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            # Given up after retries or refused (bad template): the outbox row says why.
+            workflow.logger.error("email %s not sent: %s", key, task.exception())
+
+    def _cancel_dunning_emails(self) -> None:
+        """The account paid: an unsent dunning email would now be wrong."""
+        for kind, task in self._emails_in_flight.values():
+            if kind in DUNNING_EMAIL_KINDS:
+                task.cancel()
 
     async def _apply_or_refuse(self, event: LifecycleInput, cause: str) -> None:
         """`_apply` for update handlers: a transition the state no longer allows (it moved

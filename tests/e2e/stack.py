@@ -37,6 +37,7 @@ from domain.catalog import default_catalog
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
 from tests.conftest import wait_for
+from tests.smtp_server import SmtpRecorder
 from worker import ACTIVITY_THREADS, build_worker
 
 APP_TOKEN = "e2e-app-token"
@@ -85,6 +86,13 @@ class Stack:
     settings: Settings
     sessions: sessionmaker[Session]
     api: httpx.AsyncClient
+    smtp: SmtpRecorder
+
+    def emails_to(self, account_id: str) -> list[str]:
+        """Subjects of the emails received for the account's customer (address from
+        `new_customer`), in order."""
+        address = f"{account_id}@example.com"
+        return [m.message["Subject"] for m in self.smtp.messages if address in m.rcpt_tos]
 
     async def deliveries_done(self) -> None:
         """Every webhook the simulator owes has been answered by the gateway."""
@@ -156,10 +164,11 @@ async def running_stack(
         webhook_backoff_seconds=(0.05, 0.1, 0.2), webhook_max_attempts=5
     )
     task_queue = f"billing-e2e-{uuid4()}"
-    with SimulatorServer(settings=sim_settings) as sim:
+    with SimulatorServer(settings=sim_settings) as sim, SmtpRecorder() as smtp:
         settings = Settings(
             _env_file=None,
             database_url=database_url,
+            smtp_port=smtp.port,
             stripe_simulator_url=sim.url,
             app_api_token=APP_TOKEN,
             admin_api_token=ADMIN_TOKEN,
@@ -179,13 +188,13 @@ async def running_stack(
             with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
                 worker = build_worker(
                     env.client,
-                    task_queue,
+                    settings,
                     stripe_client=stripe_client,
                     sessions=sessions,
                     catalog=catalog,
                     executor=executor,
                 )
                 async with worker, httpx.AsyncClient(base_url=api_server.url) as api:
-                    yield Stack(env, sim, stripe_client, settings, sessions, api)
+                    yield Stack(env, sim, stripe_client, settings, sessions, api, smtp)
         finally:
             api_server.stop()

@@ -13,9 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 from uuid import uuid4
 
+import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
@@ -25,11 +27,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.account_store import AccountStoreActivities
+from activities.notifications import NotificationActivities
 from activities.stripe_sync import FetchSubscriptionInput, SubscriptionFetch
-from db import repository
+from core.config import Settings
+from db import outbox, repository
 from domain.catalog import default_catalog
 from domain.lifecycle import SubscriptionSnapshot
 from tests.conftest import wait_for
+from tests.smtp_server import SmtpRecorder
 from workflows.account import (
     AccountBillingWorkflow,
     AccountState,
@@ -73,14 +78,30 @@ class FakeStripe:
     broken_customers: set[str] = field(default_factory=set)
     fetches: int = 0
 
+    @property
+    def v1(self) -> Any:
+        """Enough of `StripeClient.v1` for the email activity: customers have an email."""
+        return SimpleNamespace(
+            customers=SimpleNamespace(
+                retrieve=lambda customer_id, *_, **__: SimpleNamespace(
+                    id=customer_id, email=f"{customer_id}@example.com"
+                )
+            )
+        )
+
     @activity.defn(name="fetch_current_subscription")
     def fetch_current_subscription(self, request: FetchSubscriptionInput) -> SubscriptionFetch:
         self.fetches += 1
         if request.customer_id in self.broken_customers:
             raise ApplicationError("price is not in the catalog", non_retryable=True)
         sub = self.subscriptions.get(request.customer_id)
-        grace = default_catalog().grace_days_for(sub.interval if sub else None)
-        return SubscriptionFetch(subscription=sub, grace_days=grace)
+        interval = sub.interval if sub else None
+        catalog = default_catalog()
+        return SubscriptionFetch(
+            subscription=sub,
+            grace_days=catalog.grace_days_for(interval),
+            dunning=catalog.dunning_for(interval),
+        )
 
 
 @dataclass
@@ -89,6 +110,7 @@ class Harness:
     task_queue: str
     stripe: FakeStripe
     sessions: sessionmaker[Session]
+    smtp: SmtpRecorder
     accounts: set[str] = field(default_factory=set)
 
     @property
@@ -170,6 +192,19 @@ class Harness:
     async def skip(self, duration: timedelta) -> None:
         await self.env.sleep(duration)
 
+    def emails_to(self, customer_id: str) -> list[str]:
+        """Subjects of the emails the SMTP server received for the customer, in order."""
+        address = f"{customer_id}@example.com"
+        return [m.message["Subject"] for m in self.smtp.messages if address in m.rcpt_tos]
+
+    def email_kinds(self, account_id: str) -> list[str]:
+        """Kinds of the emails sent for the account, in the order the outbox recorded them."""
+        with self.sessions() as session:
+            deliveries = outbox.deliveries_for_account(session, account_id)
+        return [
+            d.kind for d in sorted(deliveries, key=lambda d: d.created_at) if d.status == "sent"
+        ]
+
 
 @asynccontextmanager
 async def running_harness(
@@ -178,7 +213,12 @@ async def running_harness(
     fake = FakeStripe()
     store = AccountStoreActivities(sessions, default_catalog())
     task_queue = f"billing-test-{uuid4()}"
-    with ThreadPoolExecutor(max_workers=8) as executor:
+    smtp = SmtpRecorder()
+    settings = Settings(_env_file=None, smtp_port=smtp.port, task_queue=task_queue)
+    emails = NotificationActivities(
+        sessions, cast(stripe.StripeClient, fake), default_catalog(), settings
+    )
+    with smtp, ThreadPoolExecutor(max_workers=8) as executor:
         async with Worker(
             env.client,
             task_queue=task_queue,
@@ -190,10 +230,13 @@ async def running_harness(
                 store.write_entitlements,
                 store.record_stripe_events,
                 store.record_operator_action,
+                emails.send_email,
             ],
             activity_executor=executor,
         ):
-            harness = Harness(env=env, task_queue=task_queue, stripe=fake, sessions=sessions)
+            harness = Harness(
+                env=env, task_queue=task_queue, stripe=fake, sessions=sessions, smtp=smtp
+            )
             try:
                 yield harness
             finally:

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.common import TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
@@ -241,8 +241,12 @@ async def test_continue_as_new_carries_state_and_the_dedupe_window(harness: Harn
     sent = [await harness.send(account, customer, "invoice.paid") for _ in range(5)]
     await harness.wait_until_handled(account, sent[-1])
 
-    description = await harness.handle(account).describe()
-    assert description.run_id != first_run
+    # The run continues as new once its in-flight emails are done.
+    async def next_run() -> WorkflowExecutionDescription | None:
+        description = await harness.handle(account).describe()
+        return description if description.run_id != first_run else None
+
+    description = await wait_for(next_run, what="continue-as-new")
     assert description.status == WorkflowExecutionStatus.RUNNING
 
     fetches = harness.stripe.fetches
@@ -261,8 +265,12 @@ async def test_terminated_workflow_is_rebuilt_from_database_and_stripe(harness: 
     failure = await harness.send(account, customer, "invoice.payment_failed")
     before = await harness.wait_for_entitlements(account, state="past_due", version=2)
     # Terminate when idle: the test server holds time still while a terminated run's
-    # activity is in flight.
+    # activity is in flight (here: the emails).
     await harness.wait_until_handled(account, failure)
+    await wait_for(
+        lambda: harness.email_kinds(account) == ["subscription_started", "payment_failed"],
+        what="the emails sent before terminating",
+    )
 
     await harness.handle(account).terminate(reason="operator test")
     await harness.skip(timedelta(days=2))

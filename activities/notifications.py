@@ -1,0 +1,182 @@
+"""Sending customer emails through the outbox, so that each email key goes out at most once.
+
+The outbox row is the memory across attempts: a retried activity, a replayed event or a
+restarted worker asking for a key already `sent` gets `already_sent` and nothing goes out.
+The row is claimed (`pending`, one more attempt) and committed before the SMTP conversation,
+so a failed attempt leaves its error for operators; SMTP errors are raised again for Temporal
+to retry with backoff, and only a successful send marks the row `sent`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import stripe
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core import smtp
+from core.config import Settings
+from db import outbox
+from db.outbox import DeliveryStatus
+from domain.catalog import Catalog
+from notifications.context import email_context
+from notifications.message import compose_message
+from notifications.render import EMAIL_KINDS, EmailRenderError, render_email
+
+__all__ = [
+    "EMAIL_KINDS",
+    "EmailOutcome",
+    "NotificationActivities",
+    "SendEmailInput",
+]
+
+T = TypeVar("T")
+
+SENT = "sent"
+ALREADY_SENT = "already_sent"
+NO_RECIPIENT = "no_recipient"
+
+
+@dataclass
+class SendEmailInput:
+    # Unique per (account, billing cycle, step): the outbox's primary key.
+    key: str
+    account_id: str
+    customer_id: str | None
+    # One of EMAIL_KINDS.
+    kind: str
+    # What the workflow knows, as strings (ISO dates); absent keys are allowed. Keys read:
+    # plan, previous_plan, interval, seats, grace_ends_at, period_ends_at, trial_ends_at,
+    # cancel_at, open_invoice_url.
+    context: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EmailOutcome:
+    key: str
+    # "sent" | "already_sent" | "no_recipient"
+    status: str
+
+
+class NotificationActivities:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        stripe_client: stripe.StripeClient,
+        catalog: Catalog,
+        settings: Settings,
+    ) -> None:
+        self._sessions = sessions
+        self._stripe = stripe_client
+        self._catalog = catalog
+        self._settings = settings
+
+    @activity.defn
+    async def send_email(self, request: SendEmailInput) -> EmailOutcome:
+        key = request.key
+        existing = await self._db(lambda session: outbox.get_delivery(session, key))
+        if existing is not None and existing.status == DeliveryStatus.SENT:
+            return EmailOutcome(key=key, status=ALREADY_SENT)
+
+        try:
+            context = email_context(
+                request.context,
+                self._catalog,
+                billing_portal_url=self._settings.billing_portal_url,
+            )
+            email = render_email(request.kind, context)
+        except EmailRenderError as err:
+            reason = str(err)
+            await self._db(
+                lambda session: outbox.mark_render_failed(
+                    session,
+                    key=key,
+                    account_id=request.account_id,
+                    kind=request.kind,
+                    error=reason,
+                )
+            )
+            raise ApplicationError(reason, type="EmailRenderError", non_retryable=True) from err
+
+        # stripe-python blocks: off the worker's event loop.
+        recipient, why_none = await asyncio.to_thread(self._customer_email, request.customer_id)
+        if recipient is None:
+            await self._db(
+                lambda session: outbox.mark_no_recipient(
+                    session,
+                    key=key,
+                    account_id=request.account_id,
+                    kind=request.kind,
+                    subject=email.subject,
+                    reason=why_none,
+                )
+            )
+            activity.logger.warning("email %s not sent: %s", key, why_none)
+            return EmailOutcome(key=key, status=NO_RECIPIENT)
+
+        # Committed before sending: if this attempt dies mid-send, the row says so.
+        claimed = await self._db(
+            lambda session: outbox.begin_attempt(
+                session,
+                key=key,
+                account_id=request.account_id,
+                kind=request.kind,
+                recipient=recipient,
+                subject=email.subject,
+            )
+        )
+        if claimed is None:
+            return EmailOutcome(key=key, status=ALREADY_SENT)
+
+        message = compose_message(
+            key=key, sender=self._settings.email_sender, recipient=recipient, email=email
+        )
+        try:
+            await smtp.send_message(self._settings, message)
+        except Exception as err:
+            # Any failure, not only SMTP's: the row shows operators why the email is late.
+            error = f"{type(err).__name__}: {err}"
+            await self._db(lambda session: outbox.mark_failed(session, key, error))
+            # Raised again: Temporal retries it with backoff, with the same key.
+            raise
+        await self._db(lambda session: outbox.mark_sent(session, key))
+        activity.logger.info(
+            "sent email %s (%s) for account %s, attempt %d",
+            key,
+            request.kind,
+            request.account_id,
+            claimed.attempts,
+        )
+        return EmailOutcome(key=key, status=SENT)
+
+    def _customer_email(self, customer_id: str | None) -> tuple[str | None, str]:
+        """The Stripe customer's address, or None and why there is none."""
+        if not customer_id:
+            return None, "the account has no Stripe customer"
+        try:
+            customer = self._stripe.v1.customers.retrieve(customer_id)
+        except stripe.InvalidRequestError as err:
+            if err.code == "resource_missing":
+                return None, f"Stripe customer {customer_id} does not exist"
+            raise ApplicationError(
+                str(err), type="StripeInvalidRequest", non_retryable=True
+            ) from err
+        # A deleted customer comes back with `deleted` and no email field.
+        address = getattr(customer, "email", None)
+        if not address:
+            return None, f"Stripe customer {customer_id} has no email address"
+        return str(address), ""
+
+    async def _db(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in one committed transaction, on a thread (SQLAlchemy blocks)."""
+
+        def in_transaction() -> T:
+            with self._sessions.begin() as session:
+                return work(session)
+
+        return await asyncio.to_thread(in_transaction)

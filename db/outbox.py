@@ -1,0 +1,190 @@
+"""The email outbox: one row per email key, which is what keeps an email from going out twice.
+
+Plain functions over a `Session`; the caller owns the transaction. A row moves
+`pending` → `sent`, or ends as `no_recipient` / `failed`; only `sent` is final; every other
+status is left again by the next attempt for the same key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.models import EmailDelivery, utcnow
+from db.repository import _insert_for
+
+# Enough of an SMTP or Stripe error to act on, without storing a whole traceback per attempt.
+MAX_ERROR_CHARS = 2000
+
+
+class DeliveryStatus(StrEnum):
+    # Written as `.value`: psycopg would store an enum member by its name.
+    # Claimed for sending (committed before the SMTP conversation starts); may have failed.
+    PENDING = "pending"
+    SENT = "sent"
+    # The Stripe customer has no email address; nothing was sent.
+    NO_RECIPIENT = "no_recipient"
+    # The email could not be rendered; retrying will not help.
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    key: str
+    account_id: str
+    kind: str
+    recipient: str
+    subject: str
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def get_delivery(session: Session, key: str) -> DeliveryRecord | None:
+    row = session.get(EmailDelivery, key, populate_existing=True)
+    return None if row is None else _record(row)
+
+
+def deliveries_for_account(session: Session, account_id: str) -> list[DeliveryRecord]:
+    """Every email kept for the account, newest first."""
+    rows = session.scalars(
+        select(EmailDelivery)
+        .where(EmailDelivery.account_id == account_id)
+        .order_by(EmailDelivery.created_at.desc(), EmailDelivery.key)
+    )
+    return [_record(row) for row in rows]
+
+
+def begin_attempt(
+    session: Session, *, key: str, account_id: str, kind: str, recipient: str, subject: str
+) -> DeliveryRecord | None:
+    """Claim `key` for a send attempt: the row becomes `pending` with one more attempt.
+
+    Returns None, changing nothing, when the key is already `sent` (another attempt won).
+    """
+    return _upsert_unsent(
+        session,
+        key=key,
+        account_id=account_id,
+        kind=kind,
+        recipient=recipient,
+        subject=subject,
+        status=DeliveryStatus.PENDING,
+        count_attempt=True,
+        error=None,
+    )
+
+
+def mark_sent(session: Session, key: str) -> None:
+    session.execute(
+        update(EmailDelivery)
+        .where(EmailDelivery.key == key)
+        .values(status=DeliveryStatus.SENT.value, sent_at=utcnow())
+    )
+
+
+def mark_failed(session: Session, key: str, error: str) -> None:
+    """Record why an attempt failed; the row stays `pending` for the next attempt."""
+    session.execute(
+        update(EmailDelivery)
+        .where(EmailDelivery.key == key, EmailDelivery.status != DeliveryStatus.SENT.value)
+        .values(last_error=error[:MAX_ERROR_CHARS])
+    )
+
+
+def mark_no_recipient(
+    session: Session, *, key: str, account_id: str, kind: str, subject: str, reason: str
+) -> None:
+    """Nobody to send to: kept so operators see the email that could not go out."""
+    _upsert_unsent(
+        session,
+        key=key,
+        account_id=account_id,
+        kind=kind,
+        recipient="",
+        subject=subject,
+        status=DeliveryStatus.NO_RECIPIENT,
+        count_attempt=False,
+        error=reason,
+    )
+
+
+def mark_render_failed(
+    session: Session, *, key: str, account_id: str, kind: str, error: str
+) -> None:
+    """The email cannot be rendered (a template bug or missing data); kept for operators."""
+    _upsert_unsent(
+        session,
+        key=key,
+        account_id=account_id,
+        kind=kind,
+        recipient="",
+        subject="",
+        status=DeliveryStatus.FAILED,
+        count_attempt=False,
+        error=error,
+    )
+
+
+def _upsert_unsent(
+    session: Session,
+    *,
+    key: str,
+    account_id: str,
+    kind: str,
+    recipient: str,
+    subject: str,
+    status: DeliveryStatus,
+    count_attempt: bool,
+    error: str | None,
+) -> DeliveryRecord | None:
+    """Insert the row or update it in one statement, never touching a `sent` row."""
+    values = {
+        "key": key,
+        "account_id": account_id,
+        "kind": kind,
+        "recipient": recipient,
+        "subject": subject,
+        "status": status.value,
+        "attempts": 1 if count_attempt else 0,
+        "last_error": None if error is None else error[:MAX_ERROR_CHARS],
+        "created_at": utcnow(),
+    }
+    insert = _insert_for(session, EmailDelivery).values(values)
+    changes = {
+        "recipient": insert.excluded.recipient,
+        "subject": insert.excluded.subject,
+        "status": insert.excluded.status,
+        "attempts": EmailDelivery.attempts + insert.excluded.attempts,
+    }
+    # A new attempt keeps the previous error until it fails itself: it says what happened.
+    if error is not None:
+        changes["last_error"] = insert.excluded.last_error
+    upsert = insert.on_conflict_do_update(
+        index_elements=[EmailDelivery.key],
+        set_=changes,
+        where=EmailDelivery.status != DeliveryStatus.SENT.value,
+    ).returning(EmailDelivery)
+    row = session.scalars(upsert, execution_options={"populate_existing": True}).first()
+    return None if row is None else _record(row)
+
+
+def _record(row: EmailDelivery) -> DeliveryRecord:
+    return DeliveryRecord(
+        key=row.key,
+        account_id=row.account_id,
+        kind=row.kind,
+        recipient=row.recipient,
+        subject=row.subject,
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+    )

@@ -1,0 +1,1 @@
+"""Jinja2 templates of the customer emails (a package so that wheels ship them)."""

@@ -1,0 +1,136 @@
+"""The dunning conversation: each email at its time, exactly once, over a real SMTP server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from domain.operator_actions import OperatorRequest
+from tests.conftest import wait_for
+from workflows.starter import run_operator_action
+
+from .harness import Harness, running_harness, subscription
+
+
+@pytest.fixture
+async def harness(
+    workflow_env: WorkflowEnvironment, session_factory: sessionmaker[Session]
+) -> AsyncIterator[Harness]:
+    async with running_harness(workflow_env, session_factory) as h:
+        yield h
+
+
+async def failing_account(h: Harness) -> tuple[str, str]:
+    """An active Pro account (monthly: 7 days of grace, reminders on day 3 and day 6) whose
+    renewal just failed."""
+    account, customer = h.new_account()
+    h.stripe.subscriptions[customer] = subscription(customer, "active")
+    await h.send(account, customer)
+    await h.wait_for_entitlements(account, state="active")
+    h.stripe.subscriptions[customer] = subscription(customer, "past_due")
+    await h.send(account, customer, "invoice.payment_failed")
+    await h.wait_for_entitlements(account, state="past_due")
+    return account, customer
+
+
+async def emails(h: Harness, account: str, expected: list[str]) -> list[str]:
+    async def arrived() -> list[str] | None:
+        kinds = h.email_kinds(account)
+        return kinds if kinds == expected else None
+
+    return await wait_for(arrived, what=f"emails {expected}")
+
+
+async def test_the_ladder_runs_on_time_then_restriction_then_recovery(harness: Harness) -> None:
+    account, customer = await failing_account(harness)
+    started = ["subscription_started", "payment_failed"]
+    await emails(harness, account, started)
+
+    await harness.skip(timedelta(days=2, hours=23))
+    marker = await harness.send(account, customer, "invoice.updated")
+    await harness.wait_until_handled(account, marker)
+    assert harness.email_kinds(account) == started  # day 3 not reached yet
+
+    await harness.skip(timedelta(hours=2))
+    await emails(harness, account, [*started, "payment_reminder"])
+    await harness.skip(timedelta(days=3))
+    await emails(harness, account, [*started, "payment_reminder", "final_reminder"])
+    await harness.skip(timedelta(days=1))
+    ladder = [*started, "payment_reminder", "final_reminder", "access_restricted"]
+    await emails(harness, account, ladder)
+
+    harness.stripe.subscriptions[customer] = subscription(customer, "active")
+    await harness.send(account, customer, "invoice.paid")
+    await emails(harness, account, [*ladder, "payment_recovered"])
+
+    await harness.skip(timedelta(days=30))
+    marker = await harness.send(account, customer, "invoice.updated")
+    await harness.wait_until_handled(account, marker)
+    assert harness.email_kinds(account) == [*ladder, "payment_recovered"]
+    assert len(harness.emails_to(customer)) == len(ladder) + 1
+
+
+async def test_recovery_stops_the_ladder(harness: Harness) -> None:
+    account, customer = await failing_account(harness)
+    await harness.skip(timedelta(days=4))
+    sent = ["subscription_started", "payment_failed", "payment_reminder"]
+    await emails(harness, account, sent)
+
+    harness.stripe.subscriptions[customer] = subscription(customer, "active")
+    await harness.send(account, customer, "invoice.paid")
+    await emails(harness, account, [*sent, "payment_recovered"])
+
+    await harness.skip(timedelta(days=10))
+    marker = await harness.send(account, customer, "invoice.updated")
+    await harness.wait_until_handled(account, marker)
+    assert harness.email_kinds(account) == [*sent, "payment_recovered"]
+
+
+async def test_a_duplicated_failure_event_sends_one_ladder(harness: Harness) -> None:
+    account, customer = await failing_account(harness)
+    for _ in range(2):
+        await harness.send(account, customer, "invoice.payment_failed")
+    await harness.skip(timedelta(days=4))
+    await emails(harness, account, ["subscription_started", "payment_failed", "payment_reminder"])
+    assert len(harness.emails_to(customer)) == 3
+
+
+async def test_smtp_down_for_hours_then_up_sends_each_email_once(harness: Harness) -> None:
+    account, customer = harness.new_account()
+    harness.stripe.subscriptions[customer] = subscription(customer, "active")
+    harness.smtp.stop()
+    await harness.send(account, customer)
+    await harness.wait_for_entitlements(account, state="active")
+
+    await harness.skip(timedelta(hours=3))
+    assert harness.emails_to(customer) == []
+    harness.smtp.start()
+    await harness.skip(timedelta(minutes=15))
+
+    await emails(harness, account, ["subscription_started"])
+    assert len(harness.emails_to(customer)) == 1
+
+
+async def test_extending_grace_moves_the_final_reminder(harness: Harness) -> None:
+    account, _ = await failing_account(harness)
+    now = await harness.env.get_current_time()
+    harness.accounts.add(account)
+    await run_operator_action(
+        harness.client,
+        harness.task_queue,
+        account,
+        OperatorRequest("extend_grace", "ops", "customer asked", until=now + timedelta(days=14)),
+    )
+    await harness.skip(timedelta(days=7))
+    # The final reminder belongs to the day before the new end, not the old one.
+    await emails(harness, account, ["subscription_started", "payment_failed", "payment_reminder"])
+    await harness.skip(timedelta(days=6, hours=1))
+    await emails(
+        harness,
+        account,
+        ["subscription_started", "payment_failed", "payment_reminder", "final_reminder"],
+    )
