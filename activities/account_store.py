@@ -14,12 +14,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db import repository
+from db.repository import LIFECYCLE_JSON
 from domain.catalog import Catalog
 from domain.entitlements import entitlements_for
 from domain.lifecycle import Lifecycle
 from domain.operator_actions import OperatorRequest
 
-LIFECYCLE_JSON = TypeAdapter(Lifecycle)
 REQUEST_JSON = TypeAdapter(OperatorRequest)
 
 

@@ -25,8 +25,11 @@ from db.models import (
     utcnow,
 )
 from domain.entitlements import Access, Entitlements, Message, ScheduledPlan
+from domain.lifecycle import Lifecycle
 
 ENTITLEMENTS_JSON = TypeAdapter(Entitlements)
+# The workflow's lifecycle as stored beside the entitlements it produced.
+LIFECYCLE_JSON = TypeAdapter(Lifecycle)
 SCHEDULED_PLAN_JSON = TypeAdapter(ScheduledPlan)
 
 
@@ -197,6 +200,13 @@ def stored_account(session: Session, account_id: str) -> StoredAccount | None:
         return None
     customer_id, version, lifecycle = row
     return StoredAccount(customer_id=customer_id, version=version or 0, lifecycle=lifecycle)
+
+
+def stored_lifecycle(session: Session, account_id: str) -> Lifecycle | None:
+    stored = session.scalar(
+        select(EntitlementRow.lifecycle).where(EntitlementRow.account_id == account_id)
+    )
+    return None if stored is None else LIFECYCLE_JSON.validate_python(stored)
 
 
 def record_stripe_events(

@@ -1,0 +1,261 @@
+"""What a customer does to buy and change a plan, called by the Dataface app for them.
+
+Checkout and the portal are Stripe pages; plan changes, cancel and resume are validated
+Updates of the account's workflow, so they take turns with Stripe's own events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, Literal
+
+import stripe
+from fastapi import APIRouter, Header, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import WorkflowUpdateFailedError
+
+from api.deps import AccountIdPath, AppTokenDep, SessionFactoryDep, SettingsDep, TemporalClientDep
+from api.routes.webhooks import TEMPORAL_UNAVAILABLE
+from api.schemas import EntitlementsAnswer
+from core.config import Settings
+from core.stripe_client import make_stripe_client
+from db import repository
+from domain.catalog import default_catalog
+from domain.lifecycle import BillingState
+from domain.plan_changes import PlanChangeError, classify_change, purchase_for
+from workflows.account import (
+    AccountState,
+    CancelRequest,
+    PlanChangeResult,
+)
+from workflows.starter import update_account
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["billing"])
+
+
+class PlanRequest(BaseModel):
+    plan: str = Field(examples=["team"])
+    interval: Literal["month", "year"] = "month"
+    seats: int = Field(1, ge=1)
+
+
+class CheckoutAnswer(BaseModel):
+    url: str
+    session_id: str
+
+
+class PortalAnswer(BaseModel):
+    url: str
+
+
+class PlanChangeAnswer(BaseModel):
+    kind: str
+    applied: bool
+    open_invoice_url: str | None
+    entitlements: EntitlementsAnswer
+
+
+class CancelBody(BaseModel):
+    at_period_end: bool = True
+
+
+def _unprocessable(reason: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=reason)
+
+
+def _entitlements(sessions: sessionmaker[Session], account_id: str) -> EntitlementsAnswer:
+    with sessions() as session:
+        record = repository.read_entitlements(session, account_id)
+    return (
+        EntitlementsAnswer.free_plan(account_id)
+        if record is None
+        else EntitlementsAnswer.from_record(record)
+    )
+
+
+@router.post("/checkout", status_code=status.HTTP_201_CREATED)
+def start_checkout(
+    account_id: AccountIdPath,
+    body: PlanRequest,
+    _: AppTokenDep,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    idempotency_key: str | None = Header(None),
+) -> CheckoutAnswer:
+    """A Stripe Checkout page for a first subscription; 409 when the account already has one."""
+    catalog = default_catalog()
+    try:
+        purchase = purchase_for(catalog, body.plan, body.interval, body.seats)
+    except PlanChangeError as err:
+        raise _unprocessable(str(err)) from err
+    current = _entitlements(sessions, account_id)
+    if current.billing_state != BillingState.FREE:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"the account is {current.billing_state}: change its plan instead "
+            f"(POST /v1/accounts/{account_id}/plan)",
+        )
+    client = make_stripe_client(settings)
+    customer_id = _customer_for(client, sessions, account_id)
+    [price] = client.v1.prices.list(
+        params={"lookup_keys": [purchase.lookup_key], "active": True}
+    ).data
+    subscription_data: dict[str, Any] = {"metadata": {"account_id": account_id}}
+    if trial_days := catalog.plan(purchase.plan).trial_days:
+        subscription_data["trial_period_days"] = trial_days
+    params: dict[str, Any] = {
+        "mode": "subscription",
+        "customer": customer_id,
+        "client_reference_id": account_id,
+        "line_items": [{"price": price.id, "quantity": purchase.seats}],
+        "subscription_data": subscription_data,
+        "metadata": {"account_id": account_id},
+        "success_url": settings.checkout_success_url,
+        "cancel_url": settings.checkout_cancel_url,
+    }
+    # The same request retried gives the same session; a different request a new one.
+    key = idempotency_key or hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()
+    session = client.v1.checkout.sessions.create(
+        params=params,  # type: ignore[arg-type]
+        options={"idempotency_key": f"checkout-{account_id}-{key}"},
+    )
+    assert session.url is not None
+    return CheckoutAnswer(url=session.url, session_id=session.id)
+
+
+def _customer_for(
+    client: stripe.StripeClient, sessions: sessionmaker[Session], account_id: str
+) -> str:
+    """The account's Stripe customer, created (once) and linked when it has none."""
+    with sessions() as session:
+        existing = repository.customer_for_account(session, account_id)
+    if existing is not None:
+        return existing
+    customer = client.v1.customers.create(
+        params={"metadata": {"account_id": account_id}},
+        options={"idempotency_key": f"customer-for-{account_id}"},
+    )
+    with sessions.begin() as session:
+        repository.link_customer(session, account_id, customer.id)
+    return customer.id
+
+
+@router.post("/portal", status_code=status.HTTP_201_CREATED)
+def open_portal(
+    account_id: AccountIdPath, _: AppTokenDep, settings: SettingsDep, sessions: SessionFactoryDep
+) -> PortalAnswer:
+    """A Stripe customer portal page: change plan, update the card, cancel."""
+    with sessions() as session:
+        customer_id = repository.customer_for_account(session, account_id)
+    if customer_id is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="the account has no Stripe customer")
+    portal = make_stripe_client(settings).v1.billing_portal.sessions.create(
+        params={"customer": customer_id, "return_url": settings.checkout_success_url}
+    )
+    return PortalAnswer(url=portal.url)
+
+
+async def _update(
+    settings: Settings,
+    temporal: Any,
+    account_id: str,
+    update: str,
+    argument: object,
+    result_type: type[Any],
+) -> Any:
+    try:
+        return await update_account(
+            temporal, settings.task_queue, account_id, update, argument, result_type
+        )
+    except WorkflowUpdateFailedError as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err.cause or err)) from err
+    except TEMPORAL_UNAVAILABLE as err:
+        logger.warning("Temporal did not take %s for %s: %r", update, account_id, err)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail="billing is unavailable; retry later"
+        ) from err
+
+
+def _current_subscription(sessions: sessionmaker[Session], account_id: str) -> Any:
+    with sessions() as session:
+        lifecycle = repository.stored_lifecycle(session, account_id)
+    if lifecycle is None or lifecycle.subscription is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail="the account has no subscription: start one with a checkout",
+        )
+    return lifecycle.subscription
+
+
+@router.post("/plan")
+async def change_plan(
+    account_id: AccountIdPath,
+    body: PlanRequest,
+    _: AppTokenDep,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalClientDep,
+) -> PlanChangeAnswer:
+    """Upgrade now (prorated, charged at once) or downgrade at the end of the period."""
+    catalog = default_catalog()
+    try:
+        purchase = purchase_for(catalog, body.plan, body.interval, body.seats)
+        current = await run_in_threadpool(_current_subscription, sessions, account_id)
+        change = classify_change(catalog, current, purchase)
+    except PlanChangeError as err:
+        raise _unprocessable(str(err)) from err
+    result: PlanChangeResult = await _update(
+        settings, temporal, account_id, "change_plan", change, PlanChangeResult
+    )
+    return PlanChangeAnswer(
+        kind=result.kind,
+        applied=result.applied,
+        open_invoice_url=result.open_invoice_url,
+        entitlements=await run_in_threadpool(_entitlements, sessions, account_id),
+    )
+
+
+@router.delete("/plan/pending")
+async def keep_current_plan(
+    account_id: AccountIdPath,
+    _: AppTokenDep,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalClientDep,
+) -> EntitlementsAnswer:
+    """Call off a scheduled downgrade."""
+    await _update(settings, temporal, account_id, "cancel_plan_change", None, AccountState)
+    return await run_in_threadpool(_entitlements, sessions, account_id)
+
+
+@router.post("/cancel")
+async def cancel_subscription(
+    account_id: AccountIdPath,
+    _: AppTokenDep,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalClientDep,
+    body: CancelBody | None = None,
+) -> EntitlementsAnswer:
+    """Cancel at the end of the paid period (access stays until then); resumable."""
+    request = CancelRequest(at_period_end=(body or CancelBody()).at_period_end)
+    await _update(settings, temporal, account_id, "cancel_subscription", request, AccountState)
+    return await run_in_threadpool(_entitlements, sessions, account_id)
+
+
+@router.post("/resume")
+async def resume_subscription(
+    account_id: AccountIdPath,
+    _: AppTokenDep,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalClientDep,
+) -> EntitlementsAnswer:
+    """Undo a cancellation before the period ends, or resume a paused subscription."""
+    await _update(settings, temporal, account_id, "resume_subscription", None, AccountState)
+    return await run_in_threadpool(_entitlements, sessions, account_id)
