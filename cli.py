@@ -7,6 +7,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from api import admin_cli
 from core.config import get_settings
 
 
@@ -75,6 +76,10 @@ def _run_simulator(args: argparse.Namespace) -> None:
     simulator_main(["--host", args.host, "--port", str(args.port)])
 
 
+def _admin(args: argparse.Namespace) -> None:
+    raise SystemExit(admin_cli.run_command(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dataface-billing", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.add_argument("--host", default="127.0.0.1")
     simulator.add_argument("--port", type=int, default=12111)
     simulator.set_defaults(handler=_run_simulator)
+
+    admin = commands.add_parser("admin", help="the operator console, over the admin API")
+    admin_cli.configure(admin)
+    admin.set_defaults(handler=_admin)
     return parser
 
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api.routes import entitlements, health, webhooks
+from api.routes import admin, billing, entitlements, health, webhooks
 from core import temporal
 from core.config import Settings, get_settings
 from db.engine import make_engine, make_session_factory
@@ -35,4 +35,6 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(entitlements.router)
+    app.include_router(billing.router)
+    app.include_router(admin.router)
     return app

@@ -1,0 +1,456 @@
+"""The operator console's API: read an account's whole story, act on it, repair routing.
+
+Every route needs the admin token. Reads come from the database only (the live workflow view
+is a bonus that may be missing), so operators can still look while Temporal is down. Actions
+are validated here first, then run as the account workflow's validated Update, which applies
+them and writes the audit row itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import uuid4
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import FailureError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.admin_schemas import (
+    LISTABLE_STATES,
+    AccountDetail,
+    AccountPage,
+    AccountSummary,
+    CompOut,
+    EmailOut,
+    EntitlementChangeOut,
+    LinkAnswer,
+    LinkBody,
+    LockOut,
+    OperatorActionAnswer,
+    OperatorActionBody,
+    OperatorActionOut,
+    Overrides,
+    StripeEventOut,
+    UnroutableEventList,
+    UnroutableEventOut,
+    WorkflowView,
+)
+from api.deps import (
+    ACCOUNT_ID_PATTERN,
+    AccountIdPath,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+    TemporalClientDep,
+    require_admin_token,
+)
+from api.routes.webhooks import TEMPORAL_UNAVAILABLE
+from api.schemas import EntitlementsAnswer
+from db import admin_queries, repository
+from db.models import OperatorAction
+from domain.operator_actions import ACTIONS, InvalidOperatorRequest
+from workflows.account import AccountBillingWorkflow, StripeEventSignal, workflow_id_for
+from workflows.starter import run_operator_action, signal_stripe_event
+
+logger = logging.getLogger(__name__)
+
+# On the router, not per route: an admin route added later cannot forget the token.
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_token)])
+
+# A resync waits for a Stripe fetch; beyond this the operator gets a 503 (the action may still
+# complete: `show` the account before repeating it).
+ACTION_TIMEOUT_SECONDS = 30
+SIGNAL_TIMEOUT_SECONDS = 10
+# The live view is optional: never hold a read up for long waiting on it.
+LIVE_VIEW_TIMEOUT = timedelta(seconds=2)
+HISTORY_LIMIT = 50
+# An update Temporal did not confirm in time is "unavailable" too.
+ACTION_UNAVAILABLE = (*TEMPORAL_UNAVAILABLE, WorkflowUpdateRPCTimeoutOrCancelledError)
+LINK_ACTION = "link_customer"
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+@router.get("/accounts/{account_id}", response_model=AccountDetail)
+async def read_account(
+    account_id: AccountIdPath, sessions: SessionFactoryDep, temporal: TemporalClientDep
+) -> AccountDetail:
+    """Everything the database knows about one account, and the workflow's view if it answers."""
+    detail = await run_in_threadpool(account_detail, sessions, account_id)
+    if detail is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown account {account_id}")
+    detail.workflow = await live_workflow(temporal, account_id)
+    detail.warnings = warnings_for(detail)
+    return detail
+
+
+@router.get("/accounts", response_model=AccountPage)
+def list_accounts(
+    session: SessionDep,
+    state: Annotated[
+        str | None,
+        Query(description=f"a billing state or comped/locked: {', '.join(LISTABLE_STATES)}"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    after: Annotated[str | None, Query(pattern=ACCOUNT_ID_PATTERN)] = None,
+) -> AccountPage:
+    if state is not None and state not in LISTABLE_STATES:
+        raise _unprocessable(f"unknown state {state!r}; one of: {', '.join(LISTABLE_STATES)}")
+    # One more than asked for tells whether another page follows.
+    rows = admin_queries.accounts(session, state=state, limit=limit + 1, after=after)
+    page = [_summary(row) for row in rows[:limit]]
+    next_after = page[-1].account_id if len(rows) > limit else None
+    return AccountPage(accounts=page, next_after=next_after)
+
+
+@router.get("/unroutable-events", response_model=UnroutableEventList)
+def list_unroutable_events(
+    session: SessionDep,
+    resolved: bool | None = None,
+    customer_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> UnroutableEventList:
+    rows = admin_queries.unroutable_events(
+        session, resolved=resolved, customer_id=customer_id, limit=limit
+    )
+    return UnroutableEventList(
+        events=[
+            UnroutableEventOut(
+                event_id=row.event_id,
+                event_type=row.event_type,
+                customer_id=row.customer_id,
+                received_at=row.received_at,
+                resolved=row.resolved_at is not None,
+                resolved_at=row.resolved_at,
+                resolved_account_id=row.resolved_account_id,
+            )
+            for row in rows
+        ]
+    )
+
+
+# --- actions -----------------------------------------------------------------------------
+
+
+@router.post("/accounts/{account_id}/actions/{action}", response_model=OperatorActionAnswer)
+async def run_action(
+    account_id: AccountIdPath,
+    action: Annotated[str, Path(description=f"one of {', '.join(sorted(ACTIONS))}")],
+    body: OperatorActionBody,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalClientDep,
+) -> OperatorActionAnswer:
+    """Apply an operator action through the account workflow (started if no run exists)."""
+    if action not in ACTIONS:
+        raise _unprocessable(f"unknown action {action!r}; one of: {', '.join(sorted(ACTIONS))}")
+    try:
+        request = body.to_request(action, datetime.now(UTC))
+    except InvalidOperatorRequest as err:
+        raise _unprocessable(str(err)) from err
+    try:
+        async with asyncio.timeout(ACTION_TIMEOUT_SECONDS):
+            result = await run_operator_action(temporal, settings.task_queue, account_id, request)
+    except WorkflowUpdateFailedError as err:
+        # The workflow's validator (or the handler, if the state moved) refused it.
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=_refusal(err)) from err
+    except ACTION_UNAVAILABLE as err:
+        logger.warning("operator action %s on %s not confirmed: %r", action, account_id, err)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="Temporal did not confirm the action; it may still apply: "
+            "show the account before repeating it",
+        ) from err
+    # The update returns only once its entitlement write is done: the database is current.
+    entitlements = await run_in_threadpool(_entitlements, sessions, account_id)
+    return OperatorActionAnswer(
+        account_id=account_id,
+        action=result.action,
+        entitlements=entitlements,
+        workflow=WorkflowView.from_state("running", result.state),
+    )
+
+
+@router.post("/unroutable-events/link", response_model=LinkAnswer)
+async def link_customer_and_replay(
+    body: LinkBody,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    temporal: TemporalClientDep,
+) -> LinkAnswer:
+    """Link a Stripe customer to an account, then replay its stored unroutable events.
+
+    Safe to repeat: a second call finds the link in place and nothing left to replay; a call
+    cut short by Temporal leaves the events unresolved for the next one (the workflow drops
+    event ids it has already seen).
+    """
+    try:
+        linking = await run_in_threadpool(_link, sessions, body)
+    except repository.CustomerConflict as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err)) from err
+    try:
+        for event in linking.events:
+            async with asyncio.timeout(SIGNAL_TIMEOUT_SECONDS):
+                await signal_stripe_event(temporal, settings.task_queue, body.account_id, event)
+    except TEMPORAL_UNAVAILABLE as err:
+        logger.warning("replay to %s not accepted: %r", body.account_id, err)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"{body.customer_id} is linked to {body.account_id}, but its events were not "
+            "replayed: Temporal is unreachable; repeat the call",
+        ) from err
+    event_ids = [event.event_id for event in linking.events]
+    if linking.newly_linked or event_ids:
+        await run_in_threadpool(_finish_link, sessions, body, linking.previous_customer, event_ids)
+    return LinkAnswer(
+        account_id=body.account_id,
+        customer_id=body.customer_id,
+        newly_linked=linking.newly_linked,
+        replayed=len(event_ids),
+        replayed_event_ids=event_ids,
+    )
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def account_detail(sessions: sessionmaker[Session], account_id: str) -> AccountDetail | None:
+    with sessions() as session:
+        account = admin_queries.account(session, account_id)
+        if account is None:
+            return None
+        row = admin_queries.entitlement_row(session, account_id)
+        record = repository.read_entitlements(session, account_id)
+        return AccountDetail(
+            account_id=account_id,
+            stripe_customer_id=account.stripe_customer_id,
+            created_at=account.created_at,
+            entitlements=_answer(account_id, record),
+            overrides=overrides_from(row.lifecycle if row is not None else None),
+            entitlement_changes=[
+                EntitlementChangeOut.model_validate(change)
+                for change in admin_queries.recent_entitlement_changes(
+                    session, account_id, HISTORY_LIMIT
+                )
+            ],
+            stripe_events=[
+                StripeEventOut.model_validate(event)
+                for event in admin_queries.recent_stripe_events(session, account_id, HISTORY_LIMIT)
+            ],
+            emails=[
+                EmailOut.model_validate(email)
+                for email in admin_queries.email_deliveries(session, account_id, HISTORY_LIMIT)
+            ],
+            operator_actions=[
+                _audit_entry(audit)
+                for audit in admin_queries.operator_actions(session, account_id, HISTORY_LIMIT)
+            ],
+            workflow=WorkflowView(status="unknown"),
+        )
+
+
+async def live_workflow(client: Client, account_id: str) -> WorkflowView:
+    """Temporal's view of the account's workflow, or why there is none. Never raises."""
+    handle = client.get_workflow_handle(workflow_id_for(account_id))
+    try:
+        async with asyncio.timeout(2 * LIVE_VIEW_TIMEOUT.total_seconds()):
+            description = await handle.describe(rpc_timeout=LIVE_VIEW_TIMEOUT)
+            execution_status = description.status
+            if execution_status is not WorkflowExecutionStatus.RUNNING:
+                name = execution_status.name.lower() if execution_status else "unknown"
+                return WorkflowView(status=name)
+            state = await handle.query(AccountBillingWorkflow.state, rpc_timeout=LIVE_VIEW_TIMEOUT)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return WorkflowView(status="not_found")
+        return _unavailable(account_id, err)
+    except Exception as err:  # informative only: the database answer stands on its own
+        return _unavailable(account_id, err)
+    return WorkflowView.from_state("running", state)
+
+
+def warnings_for(detail: AccountDetail) -> list[str]:
+    live = detail.workflow
+    if live.status != "running":
+        return []
+    warnings = []
+    if live.customer_id != detail.stripe_customer_id:
+        # The workflow learns a customer from events only; a resync asks Stripe about the one
+        # it knows.
+        warnings.append(
+            f"the workflow knows customer {live.customer_id or 'none'}, the database links "
+            f"{detail.stripe_customer_id or 'none'}: terminate the workflow, then resync"
+        )
+    if live.sync_error:
+        warnings.append(f"the last Stripe sync failed: {live.sync_error}")
+    return warnings
+
+
+def _unavailable(account_id: str, err: BaseException) -> WorkflowView:
+    logger.info("no live workflow view for %s: %r", account_id, err)
+    return WorkflowView(status="unavailable", error=str(err) or type(err).__name__)
+
+
+def overrides_from(lifecycle: dict[str, Any] | None) -> Overrides:
+    """The comp and lock in force, from the lifecycle stored beside the entitlements."""
+    lifecycle = lifecycle or {}
+    comp, lock = lifecycle.get("comp"), lifecycle.get("lock")
+    return Overrides(
+        comp=CompOut.model_validate(comp) if comp else None,
+        lock=LockOut.model_validate(lock) if lock else None,
+    )
+
+
+def lifecycle_summary(document: dict[str, Any]) -> dict[str, Any]:
+    """The part of a stored lifecycle an operator reads in the audit trail; anything that is
+    not a lifecycle (a customer link) is shown as it is."""
+    if "state" not in document:
+        return document
+    subscription = document.get("subscription") or {}
+    comp = document.get("comp")
+    pending = document.get("pending_change")
+    return {
+        "state": document["state"],
+        "plan": subscription.get("plan", "free"),
+        "grace_ends_at": document.get("grace_ends_at"),
+        "comp": {"plan": comp["plan"], "until": comp["until"]} if comp else None,
+        "locked": document.get("lock") is not None,
+        "pending_change": (
+            {"plan": pending["purchase"]["plan"], "effective_at": pending["effective_at"]}
+            if pending
+            else None
+        ),
+    }
+
+
+def _audit_entry(row: OperatorAction) -> OperatorActionOut:
+    return OperatorActionOut(
+        action=row.action,
+        actor=row.actor,
+        reason=row.reason,
+        request=row.request,
+        before=lifecycle_summary(row.before),
+        after=lifecycle_summary(row.after),
+        created_at=row.created_at,
+    )
+
+
+def _summary(listing: admin_queries.AccountListing) -> AccountSummary:
+    account, row = listing.account, listing.entitlements
+    if row is None:
+        free = EntitlementsAnswer.free_plan(account.account_id)
+        return AccountSummary(
+            account_id=account.account_id,
+            stripe_customer_id=account.stripe_customer_id,
+            version=0,
+            billing_state=free.billing_state,
+            effective_state=free.effective_state,
+            plan=free.plan,
+            grace_ends_at=None,
+            trial_ends_at=None,
+            cancel_at=None,
+            period_ends_at=None,
+            updated_at=account.updated_at,
+        )
+    return AccountSummary(
+        account_id=account.account_id,
+        stripe_customer_id=account.stripe_customer_id,
+        version=row.version,
+        billing_state=row.billing_state,
+        effective_state=row.effective_state,
+        plan=row.plan,
+        grace_ends_at=row.grace_ends_at,
+        trial_ends_at=row.trial_ends_at,
+        cancel_at=row.cancel_at,
+        period_ends_at=row.period_ends_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _answer(account_id: str, record: repository.EntitlementRecord | None) -> EntitlementsAnswer:
+    if record is None:
+        return EntitlementsAnswer.free_plan(account_id)
+    return EntitlementsAnswer.from_record(record)
+
+
+def _entitlements(sessions: sessionmaker[Session], account_id: str) -> EntitlementsAnswer:
+    with sessions() as session:
+        return _answer(account_id, repository.read_entitlements(session, account_id))
+
+
+@dataclass(frozen=True)
+class _Linking:
+    previous_customer: str | None
+    newly_linked: bool
+    events: list[StripeEventSignal]
+
+
+def _link(sessions: sessionmaker[Session], body: LinkBody) -> _Linking:
+    # Committed before the replay: from here on, new deliveries for the customer route to the
+    # account directly, so nothing can fall between the stored events and the live stream.
+    with sessions.begin() as session:
+        previous = repository.customer_for_account(session, body.account_id)
+        repository.link_customer(session, body.account_id, body.customer_id)
+        stored = admin_queries.unresolved_events_for_customer(session, body.customer_id)
+        events = [
+            StripeEventSignal(
+                event_id=row.event_id,
+                event_type=row.event_type,
+                created=int(row.payload.get("created", 0)),
+                customer_id=body.customer_id,
+            )
+            for row in stored
+        ]
+    return _Linking(
+        previous_customer=previous, newly_linked=previous != body.customer_id, events=events
+    )
+
+
+def _finish_link(
+    sessions: sessionmaker[Session],
+    body: LinkBody,
+    previous_customer: str | None,
+    event_ids: list[str],
+) -> None:
+    with sessions.begin() as session:
+        admin_queries.mark_unroutable_resolved(
+            session, event_ids, body.account_id, datetime.now(UTC)
+        )
+        # Not a workflow update, so the audit row is written here; its id only has to be
+        # unique (each call that changed something is one entry).
+        repository.record_operator_action(
+            session,
+            update_id=f"{LINK_ACTION}-{uuid4()}",
+            account_id=body.account_id,
+            action=LINK_ACTION,
+            actor=body.actor,
+            reason=body.reason,
+            request={"customer_id": body.customer_id, "account_id": body.account_id},
+            before={"stripe_customer_id": previous_customer},
+            after={"stripe_customer_id": body.customer_id, "replayed_event_ids": event_ids},
+        )
+
+
+def _refusal(err: WorkflowUpdateFailedError) -> str:
+    # The failure's own message ("the account is not locked"), without the error type prefix.
+    cause = err.cause
+    if isinstance(cause, FailureError) and cause.message:
+        return cause.message
+    return str(cause)
+
+
+def _unprocessable(reason: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=reason)
