@@ -466,6 +466,12 @@ class AccountBillingWorkflow:
 
     async def _fetch_and_apply(self, events: list[StripeEventSignal]) -> None:
         await self._learn_customer(events)
+        if self._state.customer_id is None:
+            # An operator may have linked the customer since (unroutable events, resync).
+            stored: StoredAccountState = await self._call(
+                AccountStoreActivities.load_account_state, self._account_id
+            )
+            self._state.customer_id = stored.customer_id
         if self._state.customer_id is not None:
             try:
                 fetched: SubscriptionFetch = await workflow.execute_activity_method(

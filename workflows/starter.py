@@ -44,10 +44,14 @@ async def update_account(
     update: str,
     argument: object,
     result_type: type[T],
+    *,
+    update_id: str | None = None,
 ) -> T:
     """Run a workflow Update on the account, starting its workflow if no run exists
     (update-with-start). A request the workflow's validator refuses raises
-    `temporalio.client.WorkflowUpdateFailedError` and leaves no trace in the history."""
+    `temporalio.client.WorkflowUpdateFailedError` and leaves no trace in the history.
+    The same `update_id` sent again (a retry after a timeout) gets the first answer instead
+    of running twice, within the workflow's current run."""
     start = WithStartWorkflowOperation(
         AccountBillingWorkflow.run,
         AccountWorkflowInput(account_id=account_id),
@@ -57,14 +61,25 @@ async def update_account(
     )
     args = [] if argument is None else [argument]
     result: T = await client.execute_update_with_start_workflow(
-        update, args=args, start_workflow_operation=start, result_type=result_type
+        update, args=args, start_workflow_operation=start, result_type=result_type, id=update_id
     )
     return result
 
 
 async def run_operator_action(
-    client: Client, task_queue: str, account_id: str, request: OperatorRequest
+    client: Client,
+    task_queue: str,
+    account_id: str,
+    request: OperatorRequest,
+    *,
+    update_id: str | None = None,
 ) -> OperatorResult:
     return await update_account(
-        client, task_queue, account_id, "operator_action", request, OperatorResult
+        client,
+        task_queue,
+        account_id,
+        "operator_action",
+        request,
+        OperatorResult,
+        update_id=update_id,
     )

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import uuid4
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import (
@@ -153,8 +153,12 @@ async def run_action(
     settings: SettingsDep,
     sessions: SessionFactoryDep,
     temporal: TemporalClientDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> OperatorActionAnswer:
-    """Apply an operator action through the account workflow (started if no run exists)."""
+    """Apply an operator action through the account workflow (started if no run exists).
+
+    Send an `Idempotency-Key` to make a retry after a timeout safe: the same key gets the
+    first answer instead of applying the action twice."""
     if action not in ACTIONS:
         raise _unprocessable(f"unknown action {action!r}; one of: {', '.join(sorted(ACTIONS))}")
     try:
@@ -163,7 +167,13 @@ async def run_action(
         raise _unprocessable(str(err)) from err
     try:
         async with asyncio.timeout(ACTION_TIMEOUT_SECONDS):
-            result = await run_operator_action(temporal, settings.task_queue, account_id, request)
+            result = await run_operator_action(
+                temporal,
+                settings.task_queue,
+                account_id,
+                request,
+                update_id=f"admin-{action}-{idempotency_key}" if idempotency_key else None,
+            )
     except WorkflowUpdateFailedError as err:
         # The workflow's validator (or the handler, if the state moved) refused it.
         raise HTTPException(status.HTTP_409_CONFLICT, detail=_refusal(err)) from err
@@ -292,7 +302,7 @@ def warnings_for(detail: AccountDetail) -> list[str]:
         # it knows.
         warnings.append(
             f"the workflow knows customer {live.customer_id or 'none'}, the database links "
-            f"{detail.stripe_customer_id or 'none'}: terminate the workflow, then resync"
+            f"{detail.stripe_customer_id or 'none'}: resync the account"
         )
     if live.sync_error:
         warnings.append(f"the last Stripe sync failed: {live.sync_error}")

@@ -223,3 +223,18 @@ async def test_admin_routes_refuse_anything_but_the_admin_token(
 async def test_the_admin_token_is_not_an_app_token(offline_api: httpx.AsyncClient) -> None:
     response = await offline_api.get("/v1/accounts/acct_x/entitlements", headers=ADMIN)
     assert response.status_code == 401
+
+
+async def test_a_retried_action_with_the_same_idempotency_key_applies_once(
+    harness: Harness, api: httpx.AsyncClient, session_factory: sessionmaker[Session]
+) -> None:
+    account, _ = await active_account(harness)
+    body = {"actor": "ops@dataface", "reason": "ticket 42"}
+    headers = {**ADMIN, "Idempotency-Key": "ticket-42-lock"}
+
+    first = await api.post(f"/admin/accounts/{account}/actions/lock", json=body, headers=headers)
+    again = await api.post(f"/admin/accounts/{account}/actions/lock", json=body, headers=headers)
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json()["entitlements"]["version"] == first.json()["entitlements"]["version"]
+    assert [row.action for row in audit_rows(session_factory, account)] == ["lock"]

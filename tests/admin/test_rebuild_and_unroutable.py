@@ -143,11 +143,11 @@ async def test_link_refuses_malformed_ids(api: httpx.AsyncClient) -> None:
     }
 
 
-async def test_a_link_the_running_workflow_does_not_know_is_flagged_until_rebuilt(
+async def test_a_link_the_running_workflow_does_not_know_is_flagged_until_resynced(
     harness: Harness, api: httpx.AsyncClient
 ) -> None:
-    """A customer linked without stored events: the running workflow cannot learn it (resync
-    asks Stripe about the customer it knows), so `show` says so; terminate + resync fixes it."""
+    """A customer linked without stored events: the running workflow learns of it at its next
+    sync; until then `show` says so."""
     account, customer = harness.new_account()
     harness.stripe.subscriptions[customer] = subscription(customer, "active", plan="team")
     assert (await act(api, account, "lock")).status_code == 200  # starts a run without customer
@@ -159,10 +159,9 @@ async def test_a_link_the_running_workflow_does_not_know_is_flagged_until_rebuil
     [warning] = detail["warnings"]
     assert warning == (
         f"the workflow knows customer none, the database links {customer}: "
-        "terminate the workflow, then resync"
+        "resync the account"
     )
 
-    await harness.handle(account).terminate(reason="rebuild to read the link")
     rebuilt = await act(api, account, "resync")
     assert rebuilt.json()["entitlements"]["plan"] == "team"
     assert (await show(api, account))["warnings"] == []
