@@ -50,11 +50,8 @@ def _price_params(price: Price, product_id: str | None) -> dict[str, Any]:
 
 def _managed(service: Any) -> list[dict[str, Any]]:
     """Every object of a Stripe list endpoint that this service manages, as plain dicts."""
-    return [
-        obj.to_dict()
-        for obj in service.list(params={"limit": 100}).auto_paging_iter()
-        if (obj.get("metadata") or {}).get("managed_by") == MANAGED_BY
-    ]
+    objects = [obj.to_dict() for obj in service.list(params={"limit": 100}).auto_paging_iter()]
+    return [o for o in objects if (o.get("metadata") or {}).get("managed_by") == MANAGED_BY]
 
 
 def _price_matches(existing: dict[str, Any], price: Price) -> bool:

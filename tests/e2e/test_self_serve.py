@@ -186,3 +186,14 @@ async def test_changes_on_an_account_without_a_subscription_are_refused(stack: S
 async def test_billing_routes_need_the_app_token(stack: Stack) -> None:
     response = await stack.api.post(f"/v1/accounts/{account()}/checkout", json={"plan": "pro"})
     assert response.status_code == 401
+
+
+async def test_portal_opens_for_a_customer_and_not_for_a_stranger(stack: Stack) -> None:
+    acct, _, _ = await subscribed(stack)
+    response = await post(stack, f"/v1/accounts/{acct}/portal")
+    assert response.status_code == 201, response.text
+    async with httpx.AsyncClient() as browser:
+        page = await browser.get(response.json()["url"])
+    assert page.status_code == 200
+
+    assert (await post(stack, f"/v1/accounts/{account()}/portal")).status_code == 404
