@@ -389,7 +389,7 @@ class AccountBillingWorkflow:
             self._state.lifecycle = stored.lifecycle
         # Whatever happened while no run existed is only known to Stripe: ask it.
         self._resync_requested = stored.customer_id is not None
-        self._upsert_search_attributes()
+        self._publish_for_operators()
 
     def _next_wake_up(self) -> datetime | None:
         deadlines = [
@@ -547,7 +547,7 @@ class AccountBillingWorkflow:
             )
             self._state.lifecycle = result.after
             self._state.entitlement_version = version
-            self._upsert_search_attributes()
+            self._publish_for_operators()
             if result.after.grace_started_at != result.before.grace_started_at:
                 self._state.ladder_sent = []
             if result.before.state in UNPAID_STATES and result.after.state not in UNPAID_STATES:
@@ -623,7 +623,9 @@ class AccountBillingWorkflow:
         while len(self._seen) > SEEN_EVENT_WINDOW:
             del self._seen[next(iter(self._seen))]
 
-    def _upsert_search_attributes(self) -> None:
+    def _publish_for_operators(self) -> None:
+        """What the Web UI shows: search attributes to filter by, and a one-line summary."""
+        workflow.set_current_details(_operator_summary(self._state))
         lifecycle = self._state.lifecycle
         sub = lifecycle.subscription
         updates: list[SearchAttributeUpdate] = [
@@ -639,6 +641,31 @@ class AccountBillingWorkflow:
             # Unsetting one never set stores a value the SDK cannot decode on describe().
             updates.append(GRACE_ENDS_AT.value_unset())
         workflow.upsert_search_attributes(updates)
+
+
+def _operator_summary(state: AccountState) -> str:
+    """Ids and states only: like search attributes, details are stored unencrypted."""
+    lifecycle = state.lifecycle
+    sub = lifecycle.subscription
+    parts = [f"**{lifecycle.state}**"]
+    if sub is not None:
+        parts.append(
+            f"{sub.plan} ({sub.interval}, {sub.seats} seat{'s' if sub.seats != 1 else ''})"
+        )
+    if lifecycle.grace_ends_at is not None:
+        parts.append(f"grace ends {lifecycle.grace_ends_at:%Y-%m-%d %H:%M} UTC")
+    if lifecycle.pending_change is not None:
+        change = lifecycle.pending_change
+        parts.append(f"to {change.purchase.plan} on {change.effective_at:%Y-%m-%d}")
+    if lifecycle.comp is not None:
+        parts.append(f"comped {lifecycle.comp.plan} until {lifecycle.comp.until:%Y-%m-%d}")
+    if lifecycle.lock is not None:
+        parts.append("locked")
+    if state.customer_id:
+        parts.append(f"customer {state.customer_id}")
+    if state.sync_error:
+        parts.append("sync error: see the state query")
+    return " · ".join(parts)
 
 
 def _cause(events: list[StripeEventSignal]) -> str:

@@ -19,6 +19,10 @@ from workflows.account import (
 T = TypeVar("T")
 
 
+def _summary(account_id: str) -> str:
+    return f"Billing of account {account_id}"
+
+
 async def signal_stripe_event(
     client: Client, task_queue: str, account_id: str, event: StripeEventSignal
 ) -> None:
@@ -34,6 +38,7 @@ async def signal_stripe_event(
         task_queue=task_queue,
         start_signal="stripe_event",
         start_signal_args=[event],
+        static_summary=_summary(account_id),
     )
 
 
@@ -58,6 +63,7 @@ async def update_account(
         id=workflow_id_for(account_id),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary=_summary(account_id),
     )
     args = [] if argument is None else [argument]
     result: T = await client.execute_update_with_start_workflow(

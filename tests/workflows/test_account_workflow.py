@@ -317,3 +317,13 @@ async def test_bad_stripe_data_is_reported_and_changes_nothing(harness: Harness)
     state = await harness.wait_until_handled(account, marker)
     assert state.sync_error is None
     assert harness.entitlements(account).plan == "team"  # type: ignore[union-attr]
+
+
+async def test_the_web_ui_shows_a_summary_of_the_account(harness: Harness) -> None:
+    account, customer = await subscribe(harness, plan="team", seats=3)
+    marker = await harness.send(account, customer, "invoice.updated")
+    await harness.wait_until_handled(account, marker)
+
+    # (The start's static summary needs a full Temporal server; the test server drops it.)
+    details = await harness.handle(account).query("__temporal_workflow_metadata")
+    assert details.current_details == f"**active** · team (month, 3 seats) · customer {customer}"
