@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from core import smtp
 from core.config import Settings
-from db import outbox
+from db import outbox, repository
 from db.outbox import DeliveryStatus
 from domain.catalog import Catalog
 from notifications.context import email_context
@@ -40,6 +40,7 @@ T = TypeVar("T")
 SENT = "sent"
 ALREADY_SENT = "already_sent"
 NO_RECIPIENT = "no_recipient"
+OBSOLETE = "obsolete"
 
 
 @dataclass
@@ -54,6 +55,10 @@ class SendEmailInput:
     # plan, previous_plan, interval, seats, grace_ends_at, period_ends_at, trial_ends_at,
     # cancel_at, open_invoice_url.
     context: dict[str, str] = field(default_factory=dict)
+    # Billing states the email is only true in (dunning emails: past_due, restricted). Checked
+    # against the stored entitlements, which the workflow writes before asking for the email,
+    # on every attempt: an email held up by an SMTP outage is dropped once the customer paid.
+    only_in_states: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -82,6 +87,22 @@ class NotificationActivities:
         existing = await self._db(lambda session: outbox.get_delivery(session, key))
         if existing is not None and existing.status == DeliveryStatus.SENT:
             return EmailOutcome(key=key, status=ALREADY_SENT)
+
+        if request.only_in_states:
+            stale = await self._db(
+                lambda session: _left_states(session, request.account_id, request.only_in_states)
+            )
+            if stale is not None:
+                await self._db(
+                    lambda session: outbox.mark_obsolete(
+                        session,
+                        key=key,
+                        account_id=request.account_id,
+                        kind=request.kind,
+                        reason=stale,
+                    )
+                )
+                return EmailOutcome(key=key, status=OBSOLETE)
 
         try:
             context = email_context(
@@ -180,3 +201,10 @@ class NotificationActivities:
                 return work(session)
 
         return await asyncio.to_thread(in_transaction)
+
+
+def _left_states(session: Session, account_id: str, states: list[str]) -> str | None:
+    """Why the email no longer applies, or None while the account is still in `states`."""
+    record = repository.read_entitlements(session, account_id)
+    current = record.billing_state if record is not None else "free"
+    return None if current in states else f"the account is {current} now"

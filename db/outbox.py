@@ -30,6 +30,8 @@ class DeliveryStatus(StrEnum):
     NO_RECIPIENT = "no_recipient"
     # The email could not be rendered; retrying will not help.
     FAILED = "failed"
+    # The account left the state the email was about before it could go out.
+    OBSOLETE = "obsolete"
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,21 @@ def mark_no_recipient(
         recipient="",
         subject=subject,
         status=DeliveryStatus.NO_RECIPIENT,
+        count_attempt=False,
+        error=reason,
+    )
+
+
+def mark_obsolete(session: Session, *, key: str, account_id: str, kind: str, reason: str) -> None:
+    """No longer true when its turn came (the customer paid meanwhile): kept, not sent."""
+    _upsert_unsent(
+        session,
+        key=key,
+        account_id=account_id,
+        kind=kind,
+        recipient="",
+        subject="",
+        status=DeliveryStatus.OBSOLETE,
         count_attempt=False,
         error=reason,
     )

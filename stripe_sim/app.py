@@ -47,8 +47,14 @@ log = logging.getLogger("stripe_sim")
 # "2026-10-28.endive", optionally followed by beta flags ("; feature_beta=v1").
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?(;.*)?$")
 _ROUTERS: list[Router] = [
-    catalog.router, customers.router, subscriptions_api.router, invoices.router,
-    clocks.router, events_api.router, checkout.router, portal.router,
+    catalog.router,
+    customers.router,
+    subscriptions_api.router,
+    invoices.router,
+    clocks.router,
+    events_api.router,
+    checkout.router,
+    portal.router,
 ]
 
 
@@ -59,14 +65,16 @@ class Simulator:
         self.store = store
         self.engine = Engine(store)
         self.webhooks = WebhookDispatcher(store, store.settings)
-        self.app = Starlette(routes=[
-            *page_routes(self),
-            Route("/v1/{path:path}", self.api, methods=["GET", "POST", "DELETE"]),
-            Route("/_sim/health", self.health, methods=["GET"]),
-            Route("/_sim/idle", self.idle, methods=["GET"]),
-            Route("/_sim/settings", self.get_settings, methods=["GET"]),
-            Route("/_sim/settings", self.update_settings, methods=["POST"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                *page_routes(self),
+                Route("/v1/{path:path}", self.api, methods=["GET", "POST", "DELETE"]),
+                Route("/_sim/health", self.health, methods=["GET"]),
+                Route("/_sim/idle", self.idle, methods=["GET"]),
+                Route("/_sim/settings", self.get_settings, methods=["GET"]),
+                Route("/_sim/settings", self.update_settings, methods=["POST"]),
+            ]
+        )
 
     # Simulator controls (not Stripe API): for demos and out-of-process tests. -------------
     async def health(self, request: Request) -> Response:
@@ -130,9 +138,12 @@ class Simulator:
             if key:
                 replay = self._replay(api_key, key, fingerprint)
                 if replay is not None:
-                    return Response(replay.body, replay.status, headers={
-                        **headers, "Idempotent-Replayed": "true"},
-                        media_type="application/json")
+                    return Response(
+                        replay.body,
+                        replay.status,
+                        headers={**headers, "Idempotent-Replayed": "true"},
+                        media_type="application/json",
+                    )
             status, payload = self._dispatch(request, params, request_id, key)
         except StripeError as exc:
             status, payload = exc.status, exc.body(request_id)
@@ -140,8 +151,9 @@ class Simulator:
         except Exception:  # a simulator bug must still answer in Stripe's shape
             log.exception("unhandled error in %s %s", request.method, request.url.path)
             status = 500
-            payload = StripeError(500, "api_error", "An unexpected error occurred in the "
-                                  "Stripe simulator.").body(request_id)
+            payload = StripeError(
+                500, "api_error", "An unexpected error occurred in the Stripe simulator."
+            ).body(request_id)
             key = None
         content = json.dumps(payload, indent=2).encode()
         # Stripe saves the result once the endpoint started executing: successes and card
@@ -149,7 +161,8 @@ class Simulator:
         if key and (status < 400 or status == 402):
             with self.store.lock:
                 self.store.idempotency[f"{api_key}:{key}"] = IdempotentResult(
-                    fingerprint, status, content)
+                    fingerprint, status, content
+                )
         return Response(content, status, headers=headers, media_type="application/json")
 
     def _replay(self, api_key: str, key: str, fingerprint: str) -> IdempotentResult | None:
@@ -159,14 +172,17 @@ class Simulator:
             return None
         if saved.fingerprint != fingerprint:
             raise StripeError(
-                400, "idempotency_error",
+                400,
+                "idempotency_error",
                 "Keys for idempotent requests can only be used with the same parameters they "
                 f"were first used with. Try using a key other than '{key}' if you meant to "
-                "execute a different request.")
+                "execute a different request.",
+            )
         return saved
 
-    def _dispatch(self, request: Request, params: dict[str, Any], request_id: str,
-                  key: str | None) -> tuple[int, dict[str, Any]]:
+    def _dispatch(
+        self, request: Request, params: dict[str, Any], request_id: str, key: str | None
+    ) -> tuple[int, dict[str, Any]]:
         path = request.url.path
         handler, path_params = _match(request.method, path)
         kind = expandable.kind_for_write(path) if request.method != "GET" else None
@@ -211,13 +227,19 @@ def _api_key(request: Request) -> str:
             key = ""
     if not key:
         raise StripeError(
-            401, "invalid_request_error",
+            401,
+            "invalid_request_error",
             "You did not provide an API key. You need to provide your API key in the "
             "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
             "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, "
-            "or we can help at https://support.stripe.com/.")
+            "or we can help at https://support.stripe.com/.",
+        )
     if not key.startswith(("sk_test_", "rk_test_")):
         shown = key[:8] + "*" * 4 + key[-4:] if len(key) > 12 else key
-        raise StripeError(401, "invalid_request_error", f"Invalid API Key provided: {shown}",
-                          code="api_key_invalid" if key.startswith("sk_live_") else None)
+        raise StripeError(
+            401,
+            "invalid_request_error",
+            f"Invalid API Key provided: {shown}",
+            code="api_key_invalid" if key.startswith("sk_live_") else None,
+        )
     return key

@@ -112,22 +112,37 @@ class Engine:
         for item in items if items is not None else self.items(sub):
             price = self.price_of(item)
             amount = price["unit_amount"] * item["quantity"]
-            lines.append(LineSpec(amount, self.describe(price, item["quantity"]), price,
-                                  item["quantity"], (start, end), subscription_item=item["id"]))
+            lines.append(
+                LineSpec(
+                    amount,
+                    self.describe(price, item["quantity"]),
+                    price,
+                    item["quantity"],
+                    (start, end),
+                    subscription_item=item["id"],
+                )
+            )
         return lines
 
     def describe(self, price: Obj, qty: int) -> str:
         """Stripe's line description: ``1 × Pro (at $20.00 / month)``."""
-        return (f"{qty} × {self.product_name(price)} "
-                f"(at {money(price['unit_amount'], price['currency'])} / "
-                f"{price['recurring']['interval']})")
+        return (
+            f"{qty} × {self.product_name(price)} "
+            f"(at {money(price['unit_amount'], price['currency'])} / "
+            f"{price['recurring']['interval']})"
+        )
 
     def trial_lines(self, sub: Obj) -> list[LineSpec]:
         start, end = sub["_period"]
         return [
-            LineSpec(0, f"Trial period for {self.product_name(self.price_of(item))}",
-                     self.price_of(item), item["quantity"], (start, end),
-                     subscription_item=item["id"])
+            LineSpec(
+                0,
+                f"Trial period for {self.product_name(self.price_of(item))}",
+                self.price_of(item),
+                item["quantity"],
+                (start, end),
+                subscription_item=item["id"],
+            )
             for item in self.items(sub)
         ]
 
@@ -148,17 +163,33 @@ class Engine:
             if new is not None and new[0]["id"] == price["id"] and new[1] == qty:
                 continue
             amount = -round(price["unit_amount"] * qty * fraction)
-            lines.append(LineSpec(
-                amount, f"Unused time on {self._qty_name(price, qty)} after {when}", price, qty,
-                (at, end), proration=True, subscription_item=item_id))
+            lines.append(
+                LineSpec(
+                    amount,
+                    f"Unused time on {self._qty_name(price, qty)} after {when}",
+                    price,
+                    qty,
+                    (at, end),
+                    proration=True,
+                    subscription_item=item_id,
+                )
+            )
         for item_id, price, qty in plan.items:
             old = current.get(item_id) if item_id else None
             if old is not None and old[0]["id"] == price["id"] and old[1] == qty:
                 continue
             amount = round(price["unit_amount"] * qty * fraction)
-            lines.append(LineSpec(
-                amount, f"Remaining time on {self._qty_name(price, qty)} after {when}", price,
-                qty, (at, end), proration=True, subscription_item=item_id))
+            lines.append(
+                LineSpec(
+                    amount,
+                    f"Remaining time on {self._qty_name(price, qty)} after {when}",
+                    price,
+                    qty,
+                    (at, end),
+                    proration=True,
+                    subscription_item=item_id,
+                )
+            )
         return lines
 
     def _qty_name(self, price: Obj, qty: int) -> str:
@@ -167,22 +198,39 @@ class Engine:
 
     # invoices --------------------------------------------------------------------------------
     def create_invoice(
-        self, cust: Obj, sub: Obj | None, reason: str, at: int, lines: list[LineSpec],
-        *, period: tuple[int, int] | None = None, include_pending_items: bool = False,
+        self,
+        cust: Obj,
+        sub: Obj | None,
+        reason: str,
+        at: int,
+        lines: list[LineSpec],
+        *,
+        period: tuple[int, int] | None = None,
+        include_pending_items: bool = False,
     ) -> Obj:
         """A draft invoice. ``invoice.created`` is emitted."""
         store = self.store
-        inv = store.insert(objects.invoice(store, now=at, cust=cust, billing_reason=reason,
-                                           subscription=sub))
+        inv = store.insert(
+            objects.invoice(store, now=at, cust=cust, billing_reason=reason, subscription=sub)
+        )
         inv["period_start"], inv["period_end"] = period or (at, at)
         if include_pending_items and sub is not None:
             for ii in self.pending_invoice_items(sub):
                 ii["invoice"] = inv["id"]
-                self._add_line(inv, sub, LineSpec(
-                    ii["amount"], ii["description"], store.objects[ii["_price"]],
-                    ii["quantity"], (ii["period"]["start"], ii["period"]["end"]),
-                    proration=ii["proration"], subscription_item=ii["_subscription_item"],
-                    invoice_item=ii["id"]))
+                self._add_line(
+                    inv,
+                    sub,
+                    LineSpec(
+                        ii["amount"],
+                        ii["description"],
+                        store.objects[ii["_price"]],
+                        ii["quantity"],
+                        (ii["period"]["start"], ii["period"]["end"]),
+                        proration=ii["proration"],
+                        subscription_item=ii["_subscription_item"],
+                        invoice_item=ii["id"],
+                    ),
+                )
         for spec in lines:
             self._add_line(inv, sub, spec)
         self._recompute(inv)
@@ -191,7 +239,8 @@ class Engine:
 
     def pending_invoice_items(self, sub: Obj) -> list[Obj]:
         return [
-            ii for ii in self.store.of_kind("invoiceitem")
+            ii
+            for ii in self.store.of_kind("invoiceitem")
             if ii["_subscription"] == sub["id"] and ii["invoice"] is None
         ]
 
@@ -220,37 +269,40 @@ class Engine:
                 },
                 "type": "subscription_item_details",
             }
-        line = self.store.insert({
-            "id": self.store.new_id("il_"),
-            "object": "line_item",
-            "amount": spec.amount,
-            "currency": spec.price["currency"],
-            "description": spec.description,
-            "discount_amounts": [],
-            "discountable": not spec.proration,
-            "discounts": [],
-            "invoice": inv["id"],
-            "livemode": False,
-            "metadata": {},
-            "parent": parent,
-            "period": {"end": spec.period[1], "start": spec.period[0]},
-            "pretax_credit_amounts": [],
-            "pricing": {
-                "price_details": {"price": spec.price["id"], "product": spec.price["product"]},
-                "type": "price_details",
-                "unit_amount_decimal": str(spec.price["unit_amount"]),
-            },
-            "quantity": spec.quantity,
-            "subscription": sub_id,
-            "subtotal": spec.amount,
-            "taxes": [],
-        })
+        line = self.store.insert(
+            {
+                "id": self.store.new_id("il_"),
+                "object": "line_item",
+                "amount": spec.amount,
+                "currency": spec.price["currency"],
+                "description": spec.description,
+                "discount_amounts": [],
+                "discountable": not spec.proration,
+                "discounts": [],
+                "invoice": inv["id"],
+                "livemode": False,
+                "metadata": {},
+                "parent": parent,
+                "period": {"end": spec.period[1], "start": spec.period[0]},
+                "pretax_credit_amounts": [],
+                "pricing": {
+                    "price_details": {"price": spec.price["id"], "product": spec.price["product"]},
+                    "type": "price_details",
+                    "unit_amount_decimal": str(spec.price["unit_amount"]),
+                },
+                "quantity": spec.quantity,
+                "subscription": sub_id,
+                "subtotal": spec.amount,
+                "taxes": [],
+            }
+        )
         inv["_line_ids"].append(line["id"])
 
     def _recompute(self, inv: Obj) -> None:
         total = sum(self.store.objects[i]["amount"] for i in inv["_line_ids"])
-        inv.update(subtotal=total, subtotal_excluding_tax=total, total=total,
-                   total_excluding_tax=total)
+        inv.update(
+            subtotal=total, subtotal_excluding_tax=total, total=total, total_excluding_tax=total
+        )
         if inv["status"] == "draft":
             due = max(total, 0)
             inv.update(amount_due=due, amount_remaining=due)
@@ -278,8 +330,13 @@ class Engine:
                 cust["balance"] = new_balance
         base = store.base_url
         inv.update(
-            status="open", number=number, amount_due=amount_due, amount_remaining=amount_due,
-            starting_balance=balance, ending_balance=new_balance, effective_at=at,
+            status="open",
+            number=number,
+            amount_due=amount_due,
+            amount_remaining=amount_due,
+            starting_balance=balance,
+            ending_balance=new_balance,
+            effective_at=at,
             automatically_finalizes_at=None,
             hosted_invoice_url=f"{base}/invoices/{inv['id']}",
             invoice_pdf=f"{base}/invoices/{inv['id']}/pdf",
@@ -293,21 +350,38 @@ class Engine:
             self._mark_paid(inv, at)
 
     def _mark_paid(self, inv: Obj, at: int) -> None:
-        inv.update(status="paid", amount_paid=inv["amount_due"], amount_remaining=0,
-                   next_payment_attempt=None, confirmation_secret=None)
+        inv.update(
+            status="paid",
+            amount_paid=inv["amount_due"],
+            amount_remaining=0,
+            next_payment_attempt=None,
+            confirmation_secret=None,
+        )
         inv["status_transitions"]["paid_at"] = at
         emit(self.store, "invoice.paid", inv, at=at)
         emit(self.store, "invoice.payment_succeeded", inv, at=at)
         self._after_paid(inv, at)
 
     def void(self, inv: Obj, at: int) -> None:
-        inv.update(status="void", next_payment_attempt=None, amount_remaining=0,
-                   automatically_finalizes_at=None, confirmation_secret=None)
+        inv.update(
+            status="void",
+            next_payment_attempt=None,
+            amount_remaining=0,
+            automatically_finalizes_at=None,
+            confirmation_secret=None,
+        )
         inv["status_transitions"]["voided_at"] = at
         emit(self.store, "invoice.voided", inv, at=at)
 
-    def pay(self, inv: Obj, at: int, *, pm: Obj | None = None, on_session: bool = False,
-            automatic: bool = True) -> Outcome:
+    def pay(
+        self,
+        inv: Obj,
+        at: int,
+        *,
+        pm: Obj | None = None,
+        on_session: bool = False,
+        automatic: bool = True,
+    ) -> Outcome:
         """One payment attempt on an open invoice. ``pm`` defaults to the subscription's /
         customer's default payment method."""
         store = self.store
@@ -354,16 +428,17 @@ class Engine:
         with tracked(self.store, sub, "customer.subscription.updated", at=at):
             if inv["_pending_update"] and sub["_pending_plan"] is not None:
                 self.apply_pending_update(sub, at)
-            if sub["status"] in ("incomplete", "past_due", "unpaid") and not self._unpaid_open(
-                    sub):
+            if sub["status"] in ("incomplete", "past_due", "unpaid") and not self._unpaid_open(sub):
                 trial_running = sub["trial_end"] is not None and sub["trial_end"] > at
                 sub["status"] = "trialing" if trial_running else "active"
                 sub["_incomplete_deadline"] = None
 
     def _unpaid_open(self, sub: Obj) -> bool:
         return any(
-            inv["_subscription"] == sub["id"] and inv["status"] == "open"
-            and inv["attempt_count"] > 0 and not inv["_pending_update"]
+            inv["_subscription"] == sub["id"]
+            and inv["status"] == "open"
+            and inv["attempt_count"] > 0
+            and not inv["_pending_update"]
             for inv in self.store.of_kind("invoice")
         )
 
@@ -388,8 +463,14 @@ class Engine:
                 sub["status"] = "unpaid"
 
     # subscription transitions -------------------------------------------------------------------
-    def cancel(self, sub: Obj, at: int, *, reason: str = "cancellation_requested",
-               requested_at: int | None = None) -> None:
+    def cancel(
+        self,
+        sub: Obj,
+        at: int,
+        *,
+        reason: str = "cancellation_requested",
+        requested_at: int | None = None,
+    ) -> None:
         """End the subscription now; ``customer.subscription.deleted``."""
         sub["status"] = "canceled"
         sub["ended_at"] = at
@@ -415,9 +496,15 @@ class Engine:
             sub["latest_invoice"] = inv["id"]
 
     def _cycle_invoice(self, sub: Obj, at: int, *, period: tuple[int, int]) -> Obj:
-        inv = self.create_invoice(self.customer_of(sub), sub, "subscription_cycle", at,
-                                  self.cycle_lines(sub), period=period,
-                                  include_pending_items=True)
+        inv = self.create_invoice(
+            self.customer_of(sub),
+            sub,
+            "subscription_cycle",
+            at,
+            self.cycle_lines(sub),
+            period=period,
+            include_pending_items=True,
+        )
         inv["automatically_finalizes_at"] = at + self.settings.renewal_finalize_delay_seconds
         pause = sub.get("pause_collection")
         if pause and pause.get("behavior") in ("void", "mark_uncollectible"):
@@ -493,8 +580,11 @@ class Engine:
         for index, (item_id, price, qty) in enumerate(plan.items):
             item = store.get(item_id, "subscription_item") if item_id else None
             if item is None:
-                item = store.insert(objects.subscription_item(
-                    store, now=at, subscription_id=sub["id"], price=price, quantity=qty))
+                item = store.insert(
+                    objects.subscription_item(
+                        store, now=at, subscription_id=sub["id"], price=price, quantity=qty
+                    )
+                )
             item["_price"] = price["id"]
             item["quantity"] = qty
             item["current_period_start"], item["current_period_end"] = start, end
@@ -532,13 +622,17 @@ class Engine:
                     actions.append((sub["_incomplete_deadline"], 2, seq, ("expire", sub)))
                 continue
             if sub["pending_update"] is not None:
-                actions.append((sub["pending_update"]["expires_at"], 2, seq,
-                                ("expire_pending", sub)))
+                actions.append(
+                    (sub["pending_update"]["expires_at"], 2, seq, ("expire_pending", sub))
+                )
             if status == "paused":
                 continue
             _, period_end = sub["_period"]
-            if status == "trialing" and sub["trial_end"] is not None and \
-                    not sub["_trial_will_end_sent"]:
+            if (
+                status == "trialing"
+                and sub["trial_end"] is not None
+                and not sub["_trial_will_end_sent"]
+            ):
                 when = max(sub["trial_start"] or sub["created"], sub["trial_end"] - notice)
                 actions.append((when, 0, seq, ("trial_will_end", sub)))
             if sub["cancel_at"] is not None and sub["cancel_at"] <= period_end:
@@ -553,8 +647,9 @@ class Engine:
             if inv["test_clock"] != clock_id:
                 continue
             if inv["status"] == "draft" and inv["automatically_finalizes_at"] is not None:
-                actions.append((inv["automatically_finalizes_at"], 1, inv["_seq"],
-                                ("finalize", inv)))
+                actions.append(
+                    (inv["automatically_finalizes_at"], 1, inv["_seq"], ("finalize", inv))
+                )
             elif inv["status"] == "open" and inv["next_payment_attempt"] is not None:
                 actions.append((inv["next_payment_attempt"], 1, inv["_seq"], ("retry", inv)))
         return actions

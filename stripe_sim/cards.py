@@ -30,10 +30,21 @@ _VISA = CardProfile("visa", "4242")
 _MASTERCARD = CardProfile("mastercard", "4444")
 _AMEX = CardProfile("amex", "0005")
 _DECLINED = CardProfile("visa", "0002", "decline")
-_INSUFFICIENT = CardProfile("visa", "9995", "decline", decline_code="insufficient_funds",
-                         message="Your card has insufficient funds.")
-_EXPIRED = CardProfile("visa", "0069", "decline", code="expired_card", decline_code="expired_card",
-                    message="Your card has expired.")
+_INSUFFICIENT = CardProfile(
+    "visa",
+    "9995",
+    "decline",
+    decline_code="insufficient_funds",
+    message="Your card has insufficient funds.",
+)
+_EXPIRED = CardProfile(
+    "visa",
+    "0069",
+    "decline",
+    code="expired_card",
+    decline_code="expired_card",
+    message="Your card has expired.",
+)
 _CUSTOMER_FAIL = CardProfile("visa", "0341", "fail")
 _THREE_DS2 = CardProfile("visa", "3220", "auth")
 _AUTH_REQUIRED = CardProfile("visa", "3184", "auth")

@@ -57,8 +57,13 @@ def create_product(ctx: Ctx) -> Obj:
 def search_products(ctx: Ctx) -> Obj:
     query = as_str(ctx.params, "query", required=True) or ""
     found = [p for p in ctx.store.of_kind("product") if matches_query(p, query)]
-    return search_result(ctx.store, found, ctx.params, "/v1/products/search",
-                         lambda o: render_expanded(ctx.store, o, None))
+    return search_result(
+        ctx.store,
+        found,
+        ctx.params,
+        "/v1/products/search",
+        lambda o: render_expanded(ctx.store, o, None),
+    )
 
 
 @router.route("GET", "/v1/products/{prod_id}")
@@ -85,8 +90,9 @@ def update_product(ctx: Ctx, prod_id: str) -> Obj:
 def delete_product(ctx: Ctx, prod_id: str) -> Obj:
     prod = ctx.store.require("product", prod_id)
     if any(p["product"] == prod_id for p in ctx.store.of_kind("price")):
-        raise invalid("This product cannot be deleted because it has one or more user-created "
-                      "prices.")
+        raise invalid(
+            "This product cannot be deleted because it has one or more user-created prices."
+        )
     prod["_deleted"] = True
     emit(ctx.store, "product.deleted", prod)
     return {"id": prod_id, "object": "product", "deleted": True}
@@ -102,8 +108,9 @@ def list_products(ctx: Ctx) -> Obj:
     if ids:
         prods = [p for p in prods if p["id"] in ids]
     prods = filter_created(prods, ctx.params)
-    return paginate(ctx.store, prods, ctx.params, "/v1/products",
-                    lambda o: render_expanded(ctx.store, o, None))
+    return paginate(
+        ctx.store, prods, ctx.params, "/v1/products", lambda o: render_expanded(ctx.store, o, None)
+    )
 
 
 # prices ----------------------------------------------------------------------------------------
@@ -112,8 +119,8 @@ def _claim_lookup_key(store: Store, key: str, price_id: str, transfer: bool, at:
         if other["lookup_key"] == key and other["id"] != price_id:
             if not transfer:
                 raise invalid(
-                    f"A price (`{other['id']}`) already uses that lookup key.",
-                    param="lookup_key")
+                    f"A price (`{other['id']}`) already uses that lookup key.", param="lookup_key"
+                )
             with tracked(store, other, "price.updated", at=at):
                 other["lookup_key"] = None
 
@@ -127,26 +134,34 @@ def new_price(store: Store, params: dict[str, Any], at: int) -> Obj:
     elif product_data:
         product_id = new_product(store, product_data, at)["id"]
     else:
-        raise invalid("Missing required param: product.", param="product",
-                      code="parameter_missing")
+        raise invalid("Missing required param: product.", param="product", code="parameter_missing")
     currency = as_str(params, "currency", required=True) or "usd"
     amount = as_int(params, "unit_amount")
     if amount is None:
         decimal = as_str(params, "unit_amount_decimal")
         if decimal is None:
-            raise invalid("Missing required param: unit_amount.", param="unit_amount",
-                          code="parameter_missing")
+            raise invalid(
+                "Missing required param: unit_amount.",
+                param="unit_amount",
+                code="parameter_missing",
+            )
         amount = round(float(decimal))
     if amount < 0:
         raise invalid("Invalid integer: must be at least 0", param="unit_amount")
-    price.update(product=product_id, currency=currency.lower(), unit_amount=amount,
-                 unit_amount_decimal=str(amount))
+    price.update(
+        product=product_id,
+        currency=currency.lower(),
+        unit_amount=amount,
+        unit_amount_decimal=str(amount),
+    )
     recurring = as_dict(params, "recurring")
     if recurring:
         interval = as_str(recurring, "interval")
         if interval not in ("day", "week", "month", "year"):
-            raise invalid("Invalid recurring[interval]: must be one of day, week, month, or "
-                          "year", param="recurring[interval]")
+            raise invalid(
+                "Invalid recurring[interval]: must be one of day, week, month, or year",
+                param="recurring[interval]",
+            )
         count = as_int(recurring, "interval_count", param="recurring[interval_count]") or 1
         price["type"] = "recurring"
         price["recurring"] = {
@@ -164,8 +179,9 @@ def new_price(store: Store, params: dict[str, Any], at: int) -> Obj:
     price["metadata"] = merge_metadata({}, params)
     lookup_key = as_str(params, "lookup_key")
     if lookup_key:
-        _claim_lookup_key(store, lookup_key, price["id"],
-                          bool(as_bool(params, "transfer_lookup_key")), at)
+        _claim_lookup_key(
+            store, lookup_key, price["id"], bool(as_bool(params, "transfer_lookup_key")), at
+        )
         price["lookup_key"] = lookup_key
     store.insert(price)
     emit(store, "price.created", price, at=at)
@@ -182,8 +198,13 @@ def create_price(ctx: Ctx) -> Obj:
 def search_prices(ctx: Ctx) -> Obj:
     query = as_str(ctx.params, "query", required=True) or ""
     found = [p for p in ctx.store.of_kind("price") if matches_query(p, query)]
-    return search_result(ctx.store, found, ctx.params, "/v1/prices/search",
-                         lambda o: render_expanded(ctx.store, o, None))
+    return search_result(
+        ctx.store,
+        found,
+        ctx.params,
+        "/v1/prices/search",
+        lambda o: render_expanded(ctx.store, o, None),
+    )
 
 
 @router.route("GET", "/v1/prices/{price_id}")
@@ -205,8 +226,9 @@ def update_price(ctx: Ctx, price_id: str) -> Obj:
         if "lookup_key" in params:
             key = as_str(params, "lookup_key")
             if key:
-                _claim_lookup_key(store, key, price_id,
-                                  bool(as_bool(params, "transfer_lookup_key")), at)
+                _claim_lookup_key(
+                    store, key, price_id, bool(as_bool(params, "transfer_lookup_key")), at
+                )
             price["lookup_key"] = key or None
     return render_expanded(store, price, ctx.expand)
 
@@ -229,8 +251,12 @@ def list_prices(ctx: Ctx) -> Obj:
         prices = [p for p in prices if p["lookup_key"] in keys]
     recurring = as_dict(params, "recurring")
     if recurring.get("interval"):
-        prices = [p for p in prices
-                  if p["recurring"] and p["recurring"]["interval"] == recurring["interval"]]
+        prices = [
+            p
+            for p in prices
+            if p["recurring"] and p["recurring"]["interval"] == recurring["interval"]
+        ]
     prices = filter_created(prices, params)
-    return paginate(ctx.store, prices, params, "/v1/prices",
-                    lambda o: render_expanded(ctx.store, o, None))
+    return paginate(
+        ctx.store, prices, params, "/v1/prices", lambda o: render_expanded(ctx.store, o, None)
+    )

@@ -23,14 +23,16 @@ router = Router()
 def _line_items(ctx: Ctx) -> list[dict[str, Any]]:
     raw_items = as_list(ctx.params, "line_items")
     if not raw_items:
-        raise invalid("Missing required param: line_items.", param="line_items",
-                      code="parameter_missing")
+        raise invalid(
+            "Missing required param: line_items.", param="line_items", code="parameter_missing"
+        )
     items = []
     for i, raw in enumerate(raw_items):
         raw = raw if isinstance(raw, dict) else {}
         price = _recurring_price(ctx.store, raw.get("price"), f"line_items[{i}][price]")
-        items.append({"price": price["id"],
-                      "quantity": _quantity(raw, f"line_items[{i}][quantity]")})
+        items.append(
+            {"price": price["id"], "quantity": _quantity(raw, f"line_items[{i}][quantity]")}
+        )
     return items
 
 
@@ -39,80 +41,89 @@ def create_session(ctx: Ctx) -> Obj:
     store, params = ctx.store, ctx.params
     mode = as_str(params, "mode", required=True)
     if mode != "subscription":
-        raise invalid("The simulator supports Checkout in mode=subscription only.",
-                      param="mode")
+        raise invalid("The simulator supports Checkout in mode=subscription only.", param="mode")
     cust_id = as_str(params, "customer")
     cust = store.require("customer", cust_id, "customer") if cust_id else None
     if cust_id and params.get("customer_email"):
-        raise invalid("You may only specify one of these parameters: customer, customer_email.",
-                      param="customer_email")
+        raise invalid(
+            "You may only specify one of these parameters: customer, customer_email.",
+            param="customer_email",
+        )
     success_url = as_str(params, "success_url")
     if not success_url and as_str(params, "ui_mode") in (None, "hosted"):
-        raise invalid("Missing required param: success_url.", param="success_url",
-                      code="parameter_missing")
+        raise invalid(
+            "Missing required param: success_url.", param="success_url", code="parameter_missing"
+        )
     items = _line_items(ctx)
     sub_data = as_dict(params, "subscription_data")
     now = store.clock_now(None)
     amount = sum(store.objects[i["price"]]["unit_amount"] * i["quantity"] for i in items)
     session_id = store.new_id("cs_test_", 58)
-    session = store.insert({
-        "id": session_id,
-        "object": "checkout.session",
-        "after_expiration": None,
-        "allow_promotion_codes": None,
-        "amount_subtotal": amount,
-        "amount_total": amount,
-        "automatic_tax": {"enabled": False, "liability": None, "status": None},
-        "billing_address_collection": None,
-        "cancel_url": as_str(params, "cancel_url"),
-        "client_reference_id": as_str(params, "client_reference_id"),
-        "client_secret": None,
-        "consent": None,
-        "consent_collection": None,
-        "created": now,
-        "currency": store.objects[items[0]["price"]]["currency"],
-        "custom_fields": [],
-        "custom_text": {"after_submit": None, "shipping_address": None, "submit": None,
-                        "terms_of_service_acceptance": None},
-        "customer": cust["id"] if cust else None,
-        "customer_creation": None if cust else "always",
-        "customer_details": None,
-        "customer_email": as_str(params, "customer_email"),
-        "expires_at": as_int(params, "expires_at") or now + 24 * 3600,
-        "invoice": None,
-        "invoice_creation": None,
-        "livemode": False,
-        "locale": as_str(params, "locale"),
-        "metadata": merge_metadata({}, params),
-        "mode": "subscription",
-        "payment_intent": None,
-        "payment_link": None,
-        "payment_method_collection": as_str(params, "payment_method_collection") or "always",
-        "payment_method_types": ["card"],
-        "payment_status": "unpaid",
-        "phone_number_collection": {"enabled": False},
-        "recovered_from": None,
-        "setup_intent": None,
-        "shipping_address_collection": None,
-        "shipping_cost": None,
-        "shipping_options": [],
-        "status": "open",
-        "submit_type": None,
-        "subscription": None,
-        "success_url": success_url,
-        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-        "ui_mode": as_str(params, "ui_mode") or "hosted",
-        "url": f"{store.base_url}/checkout/{session_id}",
-        "_line_items": items,
-        "_subscription_data": {
-            "metadata": merge_metadata({}, sub_data),
-            "trial_period_days": as_int(sub_data, "trial_period_days",
-                                        param="subscription_data[trial_period_days]"),
-            "trial_end": as_int(sub_data, "trial_end", param="subscription_data[trial_end]"),
-            "description": sub_data.get("description"),
-            "trial_settings": sub_data.get("trial_settings"),
-        },
-    })
+    session = store.insert(
+        {
+            "id": session_id,
+            "object": "checkout.session",
+            "after_expiration": None,
+            "allow_promotion_codes": None,
+            "amount_subtotal": amount,
+            "amount_total": amount,
+            "automatic_tax": {"enabled": False, "liability": None, "status": None},
+            "billing_address_collection": None,
+            "cancel_url": as_str(params, "cancel_url"),
+            "client_reference_id": as_str(params, "client_reference_id"),
+            "client_secret": None,
+            "consent": None,
+            "consent_collection": None,
+            "created": now,
+            "currency": store.objects[items[0]["price"]]["currency"],
+            "custom_fields": [],
+            "custom_text": {
+                "after_submit": None,
+                "shipping_address": None,
+                "submit": None,
+                "terms_of_service_acceptance": None,
+            },
+            "customer": cust["id"] if cust else None,
+            "customer_creation": None if cust else "always",
+            "customer_details": None,
+            "customer_email": as_str(params, "customer_email"),
+            "expires_at": as_int(params, "expires_at") or now + 24 * 3600,
+            "invoice": None,
+            "invoice_creation": None,
+            "livemode": False,
+            "locale": as_str(params, "locale"),
+            "metadata": merge_metadata({}, params),
+            "mode": "subscription",
+            "payment_intent": None,
+            "payment_link": None,
+            "payment_method_collection": as_str(params, "payment_method_collection") or "always",
+            "payment_method_types": ["card"],
+            "payment_status": "unpaid",
+            "phone_number_collection": {"enabled": False},
+            "recovered_from": None,
+            "setup_intent": None,
+            "shipping_address_collection": None,
+            "shipping_cost": None,
+            "shipping_options": [],
+            "status": "open",
+            "submit_type": None,
+            "subscription": None,
+            "success_url": success_url,
+            "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+            "ui_mode": as_str(params, "ui_mode") or "hosted",
+            "url": f"{store.base_url}/checkout/{session_id}",
+            "_line_items": items,
+            "_subscription_data": {
+                "metadata": merge_metadata({}, sub_data),
+                "trial_period_days": as_int(
+                    sub_data, "trial_period_days", param="subscription_data[trial_period_days]"
+                ),
+                "trial_end": as_int(sub_data, "trial_end", param="subscription_data[trial_end]"),
+                "description": sub_data.get("description"),
+                "trial_settings": sub_data.get("trial_settings"),
+            },
+        }
+    )
     return _render(ctx, session)
 
 
@@ -131,18 +142,20 @@ def line_items_list(ctx: Ctx, session: Obj) -> Obj:
     for n, item in enumerate(session["_line_items"]):
         price = ctx.store.objects[item["price"]]
         amount = price["unit_amount"] * item["quantity"]
-        data.append({
-            "id": f"li_{session['id'][8:30]}{n}",
-            "object": "item",
-            "amount_discount": 0,
-            "amount_subtotal": amount,
-            "amount_tax": 0,
-            "amount_total": amount,
-            "currency": price["currency"],
-            "description": ctx.engine.product_name(price),
-            "price": public(price),
-            "quantity": item["quantity"],
-        })
+        data.append(
+            {
+                "id": f"li_{session['id'][8:30]}{n}",
+                "object": "item",
+                "amount_discount": 0,
+                "amount_subtotal": amount,
+                "amount_tax": 0,
+                "amount_total": amount,
+                "currency": price["currency"],
+                "description": ctx.engine.product_name(price),
+                "price": public(price),
+                "quantity": item["quantity"],
+            }
+        )
     return list_object(f"/v1/checkout/sessions/{session['id']}/line_items", data)
 
 
@@ -169,15 +182,18 @@ def list_sessions(ctx: Ctx) -> Obj:
 def expire_session(ctx: Ctx, cs_id: str) -> Obj:
     session = ctx.store.require("checkout.session", cs_id)
     if session["status"] != "open":
-        raise invalid(f"Only Checkout Sessions with a status of `open` can be expired. This "
-                      f"session has a status of `{session['status']}`.")
+        raise invalid(
+            f"Only Checkout Sessions with a status of `open` can be expired. This "
+            f"session has a status of `{session['status']}`."
+        )
     session["status"] = "expired"
     emit(ctx.store, "checkout.session.expired", session)
     return public(session)
 
 
-def complete(ctx: Ctx, session: Obj, pm_ref: str, email: str | None = None,
-             name: str | None = None) -> str:
+def complete(
+    ctx: Ctx, session: Obj, pm_ref: str, email: str | None = None, name: str | None = None
+) -> str:
     """What the hosted page does when the customer pays: customer, card, subscription, first
     invoice, ``checkout.session.completed``. Returns the success URL to redirect to.
     Raises StripeError (card errors) and leaves the session open when the card fails."""
@@ -215,8 +231,14 @@ def complete(ctx: Ctx, session: Obj, pm_ref: str, email: str | None = None,
         payment_status="paid" if invoice["amount_due"] > 0 else "no_payment_required",
         subscription=sub["id"],
         invoice=invoice["id"],
-        customer_details={"address": None, "email": email, "name": name or cust["name"],
-                          "phone": None, "tax_exempt": "none", "tax_ids": []},
+        customer_details={
+            "address": None,
+            "email": email,
+            "name": name or cust["name"],
+            "phone": None,
+            "tax_exempt": "none",
+            "tax_ids": [],
+        },
     )
     emit(store, "checkout.session.completed", session, at=at)
     success = session["success_url"] or session["url"]

@@ -30,31 +30,39 @@ def create_clock(ctx: Ctx) -> Obj:
     frozen = as_int(ctx.params, "frozen_time", required=True)
     assert frozen is not None
     now = store.clock_now(None)
-    clock = store.insert({
-        "id": store.new_id("clock_"),
-        "object": "test_helpers.test_clock",
-        "created": now,
-        "deletes_after": now + 7 * DAY,
-        "frozen_time": frozen,
-        "livemode": False,
-        "name": as_str(ctx.params, "name"),
-        "status": "ready",
-        "status_details": {},
-    })
+    clock = store.insert(
+        {
+            "id": store.new_id("clock_"),
+            "object": "test_helpers.test_clock",
+            "created": now,
+            "deletes_after": now + 7 * DAY,
+            "frozen_time": frozen,
+            "livemode": False,
+            "name": as_str(ctx.params, "name"),
+            "status": "ready",
+            "status_details": {},
+        }
+    )
     emit(store, "test_helpers.test_clock.created", clock, at=now)
     return render_expanded(store, clock, ctx.expand)
 
 
 @router.route("GET", "/v1/test_helpers/test_clocks/{clock_id}")
 def retrieve_clock(ctx: Ctx, clock_id: str) -> Obj:
-    return render_expanded(ctx.store, ctx.store.require("test_helpers.test_clock", clock_id),
-                           ctx.expand)
+    return render_expanded(
+        ctx.store, ctx.store.require("test_helpers.test_clock", clock_id), ctx.expand
+    )
 
 
 @router.route("GET", "/v1/test_helpers/test_clocks")
 def list_clocks(ctx: Ctx) -> Obj:
-    return paginate(ctx.store, ctx.store.of_kind("test_helpers.test_clock"), ctx.params,
-                    "/v1/test_helpers/test_clocks", public)
+    return paginate(
+        ctx.store,
+        ctx.store.of_kind("test_helpers.test_clock"),
+        ctx.params,
+        "/v1/test_helpers/test_clocks",
+        public,
+    )
 
 
 @router.route("DELETE", "/v1/test_helpers/test_clocks/{clock_id}")
@@ -88,17 +96,25 @@ def advance_clock(ctx: Ctx, clock_id: str) -> Obj:
     target = as_int(ctx.params, "frozen_time", required=True)
     assert target is not None
     if clock["status"] != "ready":
-        raise invalid("The test clock is already advancing. Wait until it is ready before "
-                      "advancing it again.", param="frozen_time")
+        raise invalid(
+            "The test clock is already advancing. Wait until it is ready before "
+            "advancing it again.",
+            param="frozen_time",
+        )
     if target <= clock["frozen_time"]:
-        raise invalid("The frozen_time must be after the test clock's current frozen_time "
-                      f"({clock['frozen_time']}).", param="frozen_time")
+        raise invalid(
+            "The frozen_time must be after the test clock's current frozen_time "
+            f"({clock['frozen_time']}).",
+            param="frozen_time",
+        )
     limit = advance_limit(ctx, clock)
     if target > limit:
         raise invalid(
             "Cannot advance the test clock more than two intervals of the shortest "
             "subscription on it (or two years when it has none). The furthest you can "
-            f"advance to is {limit} ({format_date(limit)}).", param="frozen_time")
+            f"advance to is {limit} ({format_date(limit)}).",
+            param="frozen_time",
+        )
     start = clock["frozen_time"]
     clock["status"] = "advancing"
     clock["status_details"] = {"advancing": {"target_frozen_time": target}}

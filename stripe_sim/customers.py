@@ -44,11 +44,12 @@ def attach(store: Store, pm_ref: str, cust: Obj, at: int, param: str = "payment_
     if pm["customer"] is not None:
         raise invalid(
             "The payment method you provided has already been attached to a customer.",
-            param=param, code="payment_method_unexpected_state")
+            param=param,
+            code="payment_method_unexpected_state",
+        )
     card = pm["_card"]
     if card.behaviour == "decline":
-        raise card_error(card.message, code=card.code, decline_code=card.decline_code,
-                         param=None)
+        raise card_error(card.message, code=card.code, decline_code=card.decline_code, param=None)
     pm["customer"] = cust["id"]
     emit(store, "payment_method.attached", pm, at=at)
     return pm
@@ -65,7 +66,9 @@ def resolve_owned(store: Store, pm_ref: str, cust: Obj, at: int, param: str) -> 
     if pm["customer"] != cust["id"]:
         raise invalid(
             f"The customer does not have a payment method with the ID {pm_ref}. The payment "
-            "method must be attached to the customer.", param=param)
+            "method must be attached to the customer.",
+            param=param,
+        )
     return pm
 
 
@@ -84,7 +87,9 @@ def create_payment_method(ctx: Ctx) -> Obj:
     else:
         raise invalid("Missing required param: card[number] or card[token].", param="card")
     pm = objects.payment_method(
-        ctx.store, profile, now=ctx.store.clock_now(None),
+        ctx.store,
+        profile,
+        now=ctx.store.clock_now(None),
         exp_month=as_int(card_params, "exp_month", param="card[exp_month]") or 12,
         exp_year=as_int(card_params, "exp_year", param="card[exp_year]") or 2034,
     )
@@ -137,8 +142,11 @@ def detach_payment_method(ctx: Ctx, pm_id: str) -> Obj:
     pm = ctx.store.require("payment_method", pm_id)
     cust = ctx.store.get(pm["customer"], "customer")
     if cust is None:
-        raise invalid("The payment method you provided is not attached to a customer so "
-                      "detachment is impossible.", code="payment_method_unexpected_state")
+        raise invalid(
+            "The payment method you provided is not attached to a customer so "
+            "detachment is impossible.",
+            code="payment_method_unexpected_state",
+        )
     at = ctx.store.now_for(cust)
     with tracked(ctx.store, cust, "customer.updated", at=at):
         if cust["invoice_settings"]["default_payment_method"] == pm["id"]:
@@ -149,8 +157,13 @@ def detach_payment_method(ctx: Ctx, pm_id: str) -> Obj:
                 sub["default_payment_method"] = None
     snapshot = public(pm)
     pm["customer"] = None
-    emit(ctx.store, "payment_method.detached", pm, at=at,
-         previous_attributes={"customer": snapshot["customer"]})
+    emit(
+        ctx.store,
+        "payment_method.detached",
+        pm,
+        at=at,
+        previous_attributes={"customer": snapshot["customer"]},
+    )
     return render_expanded(ctx.store, pm, ctx.expand)
 
 
@@ -160,16 +173,26 @@ def list_payment_methods(ctx: Ctx) -> Obj:
     pms = [pm for pm in ctx.store.of_kind("payment_method") if pm["customer"] is not None]
     if cust_id:
         pms = [pm for pm in pms if pm["customer"] == cust_id]
-    return paginate(ctx.store, pms, ctx.params, "/v1/payment_methods",
-                    lambda o: render_expanded(ctx.store, o, None))
+    return paginate(
+        ctx.store,
+        pms,
+        ctx.params,
+        "/v1/payment_methods",
+        lambda o: render_expanded(ctx.store, o, None),
+    )
 
 
 @router.route("GET", "/v1/customers/{cust_id}/payment_methods")
 def list_customer_payment_methods(ctx: Ctx, cust_id: str) -> Obj:
     ctx.store.require("customer", cust_id)
     pms = [pm for pm in ctx.store.of_kind("payment_method") if pm["customer"] == cust_id]
-    return paginate(ctx.store, pms, ctx.params, f"/v1/customers/{cust_id}/payment_methods",
-                    lambda o: render_expanded(ctx.store, o, None))
+    return paginate(
+        ctx.store,
+        pms,
+        ctx.params,
+        f"/v1/customers/{cust_id}/payment_methods",
+        lambda o: render_expanded(ctx.store, o, None),
+    )
 
 
 @router.route("GET", "/v1/customers/{cust_id}/payment_methods/{pm_id}")
@@ -197,8 +220,9 @@ def _apply_customer_params(store: Store, cust: Obj, params: dict[str, Any], at: 
         if ref:
             if ref == params.get("payment_method"):
                 # The magic id given as payment_method in the same request: use that one.
-                attached = [pm for pm in store.of_kind("payment_method")
-                            if pm["customer"] == cust["id"]]
+                attached = [
+                    pm for pm in store.of_kind("payment_method") if pm["customer"] == cust["id"]
+                ]
                 pm = attached[-1]
             else:
                 pm = resolve_owned(store, str(ref), cust, at, param)
@@ -214,8 +238,9 @@ def create_customer(ctx: Ctx) -> Obj:
     if clock_id:
         clock = store.require("test_helpers.test_clock", clock_id, "test_clock")
         if clock["status"] != "ready":
-            raise invalid("The test clock is advancing; try again once it is ready.",
-                          param="test_clock")
+            raise invalid(
+                "The test clock is advancing; try again once it is ready.", param="test_clock"
+            )
     at = store.clock_now(clock_id)
     cust = store.insert(objects.customer(store, now=at, clock=clock_id))
     with buffered(store) as events:
@@ -236,8 +261,13 @@ def create_customer(ctx: Ctx) -> Obj:
 def search_customers(ctx: Ctx) -> Obj:
     query = as_str(ctx.params, "query", required=True) or ""
     found = [c for c in ctx.store.of_kind("customer") if matches_query(c, query)]
-    return search_result(ctx.store, found, ctx.params, "/v1/customers/search",
-                         lambda o: render_expanded(ctx.store, o, None))
+    return search_result(
+        ctx.store,
+        found,
+        ctx.params,
+        "/v1/customers/search",
+        lambda o: render_expanded(ctx.store, o, None),
+    )
 
 
 @router.route("GET", "/v1/customers/{cust_id}")
@@ -271,8 +301,10 @@ def delete_customer_and_subscriptions(ctx: Ctx, cust: Obj) -> None:
     store = ctx.store
     at = store.now_for(cust)
     for sub in store.of_kind("subscription"):
-        if sub["customer"] == cust["id"] and sub["status"] not in ("canceled",
-                                                                   "incomplete_expired"):
+        if sub["customer"] == cust["id"] and sub["status"] not in (
+            "canceled",
+            "incomplete_expired",
+        ):
             ctx.engine.cancel(sub, at)
     emit(store, "customer.deleted", cust, at=at)
     cust["_deleted"] = True
@@ -288,5 +320,6 @@ def list_customers(ctx: Ctx) -> Obj:
     if clock:
         custs = [c for c in custs if c["test_clock"] == clock]
     custs = filter_created(custs, ctx.params)
-    return paginate(ctx.store, custs, ctx.params, "/v1/customers",
-                    lambda o: render_expanded(ctx.store, o, None))
+    return paginate(
+        ctx.store, custs, ctx.params, "/v1/customers", lambda o: render_expanded(ctx.store, o, None)
+    )

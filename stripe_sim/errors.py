@@ -58,7 +58,11 @@ def no_such(kind: str, object_id: str, param: str = "id") -> StripeError:
 
 
 def card_error(
-    message: str, *, code: str, decline_code: str | None = None, param: str | None = None,
+    message: str,
+    *,
+    code: str,
+    decline_code: str | None = None,
+    param: str | None = None,
     **extra: Any,
 ) -> StripeError:
     return StripeError(

@@ -87,7 +87,11 @@ def previous_attributes(before: Obj, after: Obj) -> dict[str, Any]:
 
 @contextmanager
 def tracked(
-    store: Store, obj: Obj, event_type: str, *, at: int | None = None,
+    store: Store,
+    obj: Obj,
+    event_type: str,
+    *,
+    at: int | None = None,
 ) -> Iterator[None]:
     """Emit ``event_type`` with ``previous_attributes`` if the block changed the object."""
     before = render(store, obj)

@@ -19,8 +19,11 @@ router = Router()
 def _enabled_events(ctx: Ctx) -> list[str]:
     events = [str(e) for e in as_list(ctx.params, "enabled_events")]
     if not events:
-        raise invalid("Missing required param: enabled_events.", param="enabled_events",
-                      code="parameter_missing")
+        raise invalid(
+            "Missing required param: enabled_events.",
+            param="enabled_events",
+            code="parameter_missing",
+        )
     return events
 
 
@@ -29,22 +32,25 @@ def create_endpoint(ctx: Ctx) -> Obj:
     store = ctx.store
     url = as_str(ctx.params, "url", required=True)
     if not url or not url.startswith(("http://", "https://")):
-        raise invalid("Invalid URL: must be an absolute http(s) URL.", param="url",
-                      code="url_invalid")
-    endpoint = store.insert({
-        "id": store.new_id("we_"),
-        "object": "webhook_endpoint",
-        "api_version": as_str(ctx.params, "api_version") or store.settings.api_version,
-        "application": None,
-        "created": store.clock_now(None),
-        "description": as_str(ctx.params, "description"),
-        "enabled_events": _enabled_events(ctx),
-        "livemode": False,
-        "metadata": merge_metadata({}, ctx.params),
-        "secret": "whsec_" + secrets.token_hex(24),
-        "status": "enabled",
-        "url": url,
-    })
+        raise invalid(
+            "Invalid URL: must be an absolute http(s) URL.", param="url", code="url_invalid"
+        )
+    endpoint = store.insert(
+        {
+            "id": store.new_id("we_"),
+            "object": "webhook_endpoint",
+            "api_version": as_str(ctx.params, "api_version") or store.settings.api_version,
+            "application": None,
+            "created": store.clock_now(None),
+            "description": as_str(ctx.params, "description"),
+            "enabled_events": _enabled_events(ctx),
+            "livemode": False,
+            "metadata": merge_metadata({}, ctx.params),
+            "secret": "whsec_" + secrets.token_hex(24),
+            "status": "enabled",
+            "url": url,
+        }
+    )
     return public(endpoint)
 
 
@@ -84,8 +90,13 @@ def delete_endpoint(ctx: Ctx, we_id: str) -> Obj:
 
 @router.route("GET", "/v1/webhook_endpoints")
 def list_endpoints(ctx: Ctx) -> Obj:
-    return paginate(ctx.store, ctx.store.of_kind("webhook_endpoint"), ctx.params,
-                    "/v1/webhook_endpoints", _without_secret)
+    return paginate(
+        ctx.store,
+        ctx.store.of_kind("webhook_endpoint"),
+        ctx.params,
+        "/v1/webhook_endpoints",
+        _without_secret,
+    )
 
 
 # events ------------------------------------------------------------------------------------------
@@ -129,8 +140,7 @@ def account(ctx: Ctx) -> Obj:
         "livemode": False,
         "metadata": {},
         "payouts_enabled": True,
-        "settings": {"dashboard": {"display_name": settings.account_name,
-                                   "timezone": "Etc/UTC"}},
+        "settings": {"dashboard": {"display_name": settings.account_name, "timezone": "Etc/UTC"}},
         "type": "standard",
     }
 

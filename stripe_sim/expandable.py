@@ -25,14 +25,19 @@ _TARGETS = {
     "payment_intent": "payment_intent",
 }
 # Fields that hold a list object of another kind.
-_LISTS = {("subscription", "items"): "subscription_item", ("invoice", "lines"): "line_item",
-          ("invoice", "payments"): "invoice_payment"}
+_LISTS = {
+    ("subscription", "items"): "subscription_item",
+    ("invoice", "lines"): "line_item",
+    ("invoice", "payments"): "invoice_payment",
+}
 # Nested objects whose expandable fields are known.
-_NESTED = {("subscription_item", "price"): "price",
-           ("customer", "invoice_settings"): "customer.invoice_settings",
-           ("invoice", "parent"): "invoice.parent",
-           ("invoice.parent", "subscription_details"): "invoice.parent.subscription_details",
-           ("invoice_payment", "payment"): "invoice_payment.payment"}
+_NESTED = {
+    ("subscription_item", "price"): "price",
+    ("customer", "invoice_settings"): "customer.invoice_settings",
+    ("invoice", "parent"): "invoice.parent",
+    ("invoice.parent", "subscription_details"): "invoice.parent.subscription_details",
+    ("invoice_payment", "payment"): "invoice_payment.payment",
+}
 
 
 def _fields() -> dict[str, set[str]]:
@@ -44,14 +49,20 @@ def _fields() -> dict[str, set[str]]:
         "customer": set(cust),
         "product": set(objects.product(store, now=0)),
         "price": set(price),
-        "payment_method": set(objects.payment_method(
-            store, MAGIC_PAYMENT_METHODS["pm_card_visa"], now=0)),
+        "payment_method": set(
+            objects.payment_method(store, MAGIC_PAYMENT_METHODS["pm_card_visa"], now=0)
+        ),
         "subscription": set(sub) | {"items"},
-        "subscription_item": set(objects.subscription_item(
-            store, now=0, subscription_id="sub_x", price={"id": "price_x"}, quantity=1))
+        "subscription_item": set(
+            objects.subscription_item(
+                store, now=0, subscription_id="sub_x", price={"id": "price_x"}, quantity=1
+            )
+        )
         | {"price", "plan"},
-        "invoice": set(objects.invoice(store, now=0, cust=cust, billing_reason="manual",
-                                       subscription=sub)) | {"lines", "payments"},
+        "invoice": set(
+            objects.invoice(store, now=0, cust=cust, billing_reason="manual", subscription=sub)
+        )
+        | {"lines", "payments"},
         "customer.invoice_settings": {"default_payment_method"},
         "invoice.parent": {"subscription_details", "quote_details", "type"},
         "invoice.parent.subscription_details": {"subscription", "metadata"},
@@ -81,15 +92,15 @@ def _check_path(kind: str, parts: list[str]) -> None:
         listed = _LISTS.get((current, part))
         if listed is not None:
             if index + 1 < len(parts) and parts[index + 1] != "data":
-                raise invalid(f"This property cannot be expanded ({parts[index + 1]}).",
-                              param="expand")
+                raise invalid(
+                    f"This property cannot be expanded ({parts[index + 1]}).", param="expand"
+                )
             current, index = listed, index + 2
             continue
         current = _NESTED.get((current, part)) or _TARGETS.get(part)
         index += 1
         if current is None and index < len(parts):
-            raise invalid(f"This property cannot be expanded ({parts[index]}).",
-                          param="expand")
+            raise invalid(f"This property cannot be expanded ({parts[index]}).", param="expand")
 
 
 def kind_for_write(path: str) -> str | None:

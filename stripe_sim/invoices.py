@@ -24,13 +24,18 @@ def retrieve_invoice(ctx: Ctx, inv_id: str) -> Obj:
 def list_invoices(ctx: Ctx) -> Obj:
     params = ctx.params
     invoices = ctx.store.of_kind("invoice")
-    for key, field in (("customer", "customer"), ("status", "status"),
-                       ("subscription", "_subscription"), ("test_clock", "test_clock")):
+    for key, field in (
+        ("customer", "customer"),
+        ("status", "status"),
+        ("subscription", "_subscription"),
+        ("test_clock", "test_clock"),
+    ):
         if params.get(key):
             invoices = [i for i in invoices if i[field] == params[key]]
     invoices = filter_created(invoices, params)
-    return paginate(ctx.store, invoices, params, "/v1/invoices",
-                    lambda o: render_expanded(ctx.store, o, None))
+    return paginate(
+        ctx.store, invoices, params, "/v1/invoices", lambda o: render_expanded(ctx.store, o, None)
+    )
 
 
 @router.route("GET", "/v1/invoices/{inv_id}/lines")
@@ -56,8 +61,9 @@ def pay_invoice(ctx: Ctx, inv_id: str) -> Obj:
         if inv["status"] == "paid":
             return render_expanded(store, inv, ctx.expand)
     if inv["status"] != "open":
-        raise invalid(f"You cannot pay an invoice with status {inv['status']}.",
-                      code="invoice_not_editable")
+        raise invalid(
+            f"You cannot pay an invoice with status {inv['status']}.", code="invoice_not_editable"
+        )
     pm = None
     if ctx.params.get("payment_method"):
         cust = engine.customer_of(inv)
@@ -68,10 +74,12 @@ def pay_invoice(ctx: Ctx, inv_id: str) -> Obj:
         return render_expanded(store, inv, ctx.expand)
     outcome = engine.pay(inv, at, pm=pm, automatic=False)
     if not outcome.ok:
-        raise card_error(outcome.message or "Your card was declined.",
-                         code=outcome.code or "card_declined",
-                         decline_code=outcome.decline_code,
-                         payment_intent={"id": inv["_payment_intent"]})
+        raise card_error(
+            outcome.message or "Your card was declined.",
+            code=outcome.code or "card_declined",
+            decline_code=outcome.decline_code,
+            payment_intent={"id": inv["_payment_intent"]},
+        )
     return render_expanded(store, inv, ctx.expand)
 
 
@@ -79,8 +87,9 @@ def pay_invoice(ctx: Ctx, inv_id: str) -> Obj:
 def finalize_invoice(ctx: Ctx, inv_id: str) -> Obj:
     inv = ctx.store.require("invoice", inv_id)
     if inv["status"] != "draft":
-        raise invalid("This invoice is already finalized, you can't re-finalize a "
-                      "non-draft invoice.")
+        raise invalid(
+            "This invoice is already finalized, you can't re-finalize a non-draft invoice."
+        )
     at = ctx.store.now_for(inv)
     ctx.engine.finalize(inv, at)
     if as_bool(ctx.params, "auto_advance") is not False and inv["status"] == "open":
@@ -92,8 +101,9 @@ def finalize_invoice(ctx: Ctx, inv_id: str) -> Obj:
 def void_invoice(ctx: Ctx, inv_id: str) -> Obj:
     inv = ctx.store.require("invoice", inv_id)
     if inv["status"] not in ("open", "uncollectible"):
-        raise invalid(f"You can only void an open or uncollectible invoice; this one is "
-                      f"{inv['status']}.")
+        raise invalid(
+            f"You can only void an open or uncollectible invoice; this one is {inv['status']}."
+        )
     ctx.engine.void(inv, ctx.store.now_for(inv))
     return render_expanded(ctx.store, inv, ctx.expand)
 
@@ -120,8 +130,13 @@ def list_invoice_items(ctx: Ctx) -> Obj:
         items = [i for i in items if (i["invoice"] is None) == pending]
     if ctx.params.get("invoice"):
         items = [i for i in items if i["invoice"] == ctx.params["invoice"]]
-    return paginate(ctx.store, items, ctx.params, "/v1/invoiceitems",
-                    lambda o: render_expanded(ctx.store, o, None))
+    return paginate(
+        ctx.store,
+        items,
+        ctx.params,
+        "/v1/invoiceitems",
+        lambda o: render_expanded(ctx.store, o, None),
+    )
 
 
 @router.route("GET", "/v1/invoiceitems/{ii_id}")
@@ -140,5 +155,10 @@ def list_invoice_payments(ctx: Ctx) -> Obj:
     invoice = as_str(ctx.params, "invoice")
     if invoice:
         payments = [p for p in payments if p["invoice"] == invoice]
-    return paginate(ctx.store, payments, ctx.params, "/v1/invoice_payments",
-                    lambda o: render_expanded(ctx.store, o, None))
+    return paginate(
+        ctx.store,
+        payments,
+        ctx.params,
+        "/v1/invoice_payments",
+        lambda o: render_expanded(ctx.store, o, None),
+    )

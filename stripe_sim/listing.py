@@ -66,7 +66,10 @@ def paginate(
 
 
 def search_result(
-    store: Store, objs: list[Obj], params: dict[str, Any], url: str,
+    store: Store,
+    objs: list[Obj],
+    params: dict[str, Any],
+    url: str,
     render: Callable[[Obj], Obj],
 ) -> Obj:
     limit = as_int(params, "limit") or 10

@@ -93,15 +93,22 @@ def price(store: Store, *, now: int) -> Obj:
     }
 
 
-def payment_method(store: Store, card: CardProfile, *, now: int,
-                   exp_month: int = 12, exp_year: int = 2034) -> Obj:
+def payment_method(
+    store: Store, card: CardProfile, *, now: int, exp_month: int = 12, exp_year: int = 2034
+) -> Obj:
     return {
         "id": store.new_id("pm_"),
         "object": "payment_method",
         "allow_redisplay": "unspecified",
         "billing_details": {
-            "address": {"city": None, "country": None, "line1": None, "line2": None,
-                        "postal_code": None, "state": None},
+            "address": {
+                "city": None,
+                "country": None,
+                "line1": None,
+                "line2": None,
+                "postal_code": None,
+                "state": None,
+            },
             "email": None,
             "name": None,
             "phone": None,
@@ -109,8 +116,11 @@ def payment_method(store: Store, card: CardProfile, *, now: int,
         },
         "card": {
             "brand": card.brand,
-            "checks": {"address_line1_check": None, "address_postal_code_check": None,
-                       "cvc_check": "pass"},
+            "checks": {
+                "address_line1_check": None,
+                "address_postal_code_check": None,
+                "cvc_check": "pass",
+            },
             "country": "US",
             "display_brand": card.brand,
             "exp_month": exp_month,
@@ -166,8 +176,11 @@ def subscription(store: Store, *, now: int, customer_id: str, clock: str | None)
         "next_pending_invoice_item_invoice": None,
         "on_behalf_of": None,
         "pause_collection": None,
-        "payment_settings": {"payment_method_options": None, "payment_method_types": None,
-                             "save_default_payment_method": "off"},
+        "payment_settings": {
+            "payment_method_options": None,
+            "payment_method_types": None,
+            "save_default_payment_method": "off",
+        },
         "pending_invoice_item_interval": None,
         "pending_setup_intent": None,
         "pending_update": None,
@@ -189,8 +202,9 @@ def subscription(store: Store, *, now: int, customer_id: str, clock: str | None)
     }
 
 
-def subscription_item(store: Store, *, now: int, subscription_id: str, price: Obj,
-                      quantity: int) -> Obj:
+def subscription_item(
+    store: Store, *, now: int, subscription_id: str, price: Obj, quantity: int
+) -> Obj:
     return {
         "id": store.new_id("si_", 14),
         "object": "subscription_item",
@@ -207,8 +221,9 @@ def subscription_item(store: Store, *, now: int, subscription_id: str, price: Ob
     }
 
 
-def invoice(store: Store, *, now: int, cust: Obj, billing_reason: str,
-            subscription: Obj | None) -> Obj:
+def invoice(
+    store: Store, *, now: int, cust: Obj, billing_reason: str, subscription: Obj | None
+) -> Obj:
     parent: dict[str, Any] | None = None
     if subscription is not None:
         parent = {
@@ -234,8 +249,13 @@ def invoice(store: Store, *, now: int, cust: Obj, billing_reason: str,
         "attempt_count": 0,
         "attempted": False,
         "auto_advance": True,
-        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None,
-                          "provider": None, "status": None},
+        "automatic_tax": {
+            "disabled_reason": None,
+            "enabled": False,
+            "liability": None,
+            "provider": None,
+            "status": None,
+        },
         "automatically_finalizes_at": None,
         "billing_reason": billing_reason,
         "collection_method": "charge_automatically",
@@ -272,8 +292,11 @@ def invoice(store: Store, *, now: int, cust: Obj, billing_reason: str,
         "number": None,
         "on_behalf_of": None,
         "parent": parent,
-        "payment_settings": {"default_mandate": None, "payment_method_options": None,
-                             "payment_method_types": None},
+        "payment_settings": {
+            "default_mandate": None,
+            "payment_method_options": None,
+            "payment_method_types": None,
+        },
         "period_end": now,
         "period_start": now,
         "post_payment_credit_notes_amount": 0,
@@ -285,8 +308,12 @@ def invoice(store: Store, *, now: int, cust: Obj, billing_reason: str,
         "starting_balance": 0,
         "statement_descriptor": None,
         "status": "draft",
-        "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None,
-                               "paid_at": None, "voided_at": None},
+        "status_transitions": {
+            "finalized_at": None,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
         "subtotal": 0,
         "subtotal_excluding_tax": 0,
         "test_clock": cust.get("test_clock"),

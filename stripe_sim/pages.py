@@ -65,8 +65,12 @@ def page_routes(sim: Simulator) -> list[Route]:
         with sim.store.lock:
             session = sim.store.get(cs_id, "checkout.session")
             if session is None:
-                return _page("message.html", 404, title="Not found",
-                             message="This checkout session does not exist.")
+                return _page(
+                    "message.html",
+                    404,
+                    title="Not found",
+                    message="This checkout session does not exist.",
+                )
             ctx = Ctx(sim.store, sim.engine, "GET", "", {})
             lines = checkout.line_items_list(ctx, session)["data"]
             return _page("checkout.html", session=public(session), lines=lines)
@@ -78,14 +82,20 @@ def page_routes(sim: Simulator) -> list[Route]:
 
         def complete(ctx: Ctx) -> str:
             session = ctx.store.require("checkout.session", cs_id)
-            return checkout.complete(ctx, session, pm, data.get("email") or None,
-                                     data.get("name") or None)
+            return checkout.complete(
+                ctx, session, pm, data.get("email") or None, data.get("name") or None
+            )
 
         try:
             target = act(complete)
         except StripeError as exc:
-            return _page("message.html", exc.status, title="Payment failed",
-                         message=exc.message, back=f"/checkout/{cs_id}")
+            return _page(
+                "message.html",
+                exc.status,
+                title="Payment failed",
+                message=exc.message,
+                back=f"/checkout/{cs_id}",
+            )
         return RedirectResponse(target, status_code=303)
 
     # hosted invoice page -----------------------------------------------------------------------
@@ -93,8 +103,9 @@ def page_routes(sim: Simulator) -> list[Route]:
         with sim.store.lock:
             inv = sim.store.get(request.path_params["in_id"], "invoice")
             if inv is None or inv["status"] == "draft":
-                return _page("message.html", 404, title="Not found",
-                             message="This invoice does not exist.")
+                return _page(
+                    "message.html", 404, title="Not found", message="This invoice does not exist."
+                )
             lines = [public(sim.store.objects[i]) for i in inv["_line_ids"]]
             return _page("invoice.html", invoice=public(inv), lines=lines)
 
@@ -106,8 +117,7 @@ def page_routes(sim: Simulator) -> list[Route]:
         def pay(ctx: Ctx) -> None:
             inv = ctx.store.require("invoice", in_id)
             if inv["status"] != "open":
-                raise StripeError(400, "invalid_request_error",
-                                  f"This invoice is {inv['status']}.")
+                raise StripeError(400, "invalid_request_error", f"This invoice is {inv['status']}.")
             at = ctx.store.now_for(inv)
             ctx.touched_clocks.add(inv["test_clock"])
             pm = None
@@ -121,8 +131,13 @@ def page_routes(sim: Simulator) -> list[Route]:
         try:
             act(pay)
         except StripeError as exc:
-            return _page("message.html", exc.status, title="Payment failed",
-                         message=exc.message, back=f"/invoices/{in_id}")
+            return _page(
+                "message.html",
+                exc.status,
+                title="Payment failed",
+                message=exc.message,
+                back=f"/invoices/{in_id}",
+            )
         return RedirectResponse(f"/invoices/{in_id}", status_code=303)
 
     async def invoice_pdf(request: Request) -> Response:
@@ -131,38 +146,74 @@ def page_routes(sim: Simulator) -> list[Route]:
             if inv is None:
                 return PlainTextResponse("Not found", 404)
             return PlainTextResponse(
-                f"Invoice {inv['number']}\nTotal {money(inv['total'])}\n"
-                f"Status {inv['status']}\n")
+                f"Invoice {inv['number']}\nTotal {money(inv['total'])}\nStatus {inv['status']}\n"
+            )
 
     # billing portal ----------------------------------------------------------------------------
     async def portal_page(request: Request) -> Response:
         with sim.store.lock:
             session = sim.store.get(request.path_params["bps_id"], "billing_portal.session")
             if session is None:
-                return _page("message.html", 404, title="Not found",
-                             message="This portal session does not exist.")
+                return _page(
+                    "message.html",
+                    404,
+                    title="Not found",
+                    message="This portal session does not exist.",
+                )
             store = sim.store
             cust = store.objects[session["customer"]]
-            subs = [
-                {**public(s),
-                 "price": public(sim.engine.price_of(sim.engine.items(s)[0])),
-                 "period_end": s["_period"][1]}
+            live = [
+                s
                 for s in store.of_kind("subscription")
-                if s["customer"] == cust["id"] and s["status"] not in (
-                    "canceled", "incomplete_expired")
+                if s["customer"] == cust["id"]
+                and s["status"] not in ("canceled", "incomplete_expired")
             ]
+            subs = []
+            for s in live:
+                price = sim.engine.price_of(sim.engine.items(s)[0])
+                subs.append(
+                    {
+                        **public(s),
+                        "price": public(price),
+                        "product_name": price.get("nickname") or sim.engine.product_name(price),
+                        "period_end": s["_period"][1],
+                    }
+                )
             prices = [
                 {**public(p), "product_name": sim.engine.product_name(p)}
                 for p in store.of_kind("price")
                 if p["active"] and p["type"] == "recurring"
             ]
-            pm = store.get(cust["invoice_settings"]["default_payment_method"], "payment_method")
-            open_invoices = [public(i) for i in store.of_kind("invoice")
-                             if i["customer"] == cust["id"] and i["status"] == "open"]
-            return _page("portal.html", session=public(session), customer=public(cust),
-                         subscriptions=subs, prices=prices,
-                         payment_method=public(pm) if pm else None,
-                         open_invoices=open_invoices)
+            # What the next invoice is charged to: the customer's invoice default, else a
+            # subscription's own default (Checkout sets only the subscription's).
+            pm = next(
+                (
+                    pm
+                    for pm in (
+                        store.get(ref, "payment_method")
+                        for ref in [
+                            cust["invoice_settings"]["default_payment_method"],
+                            *(s["default_payment_method"] for s in live),
+                        ]
+                    )
+                    if pm is not None
+                ),
+                None,
+            )
+            open_invoices = [
+                public(i)
+                for i in store.of_kind("invoice")
+                if i["customer"] == cust["id"] and i["status"] == "open"
+            ]
+            return _page(
+                "portal.html",
+                session=public(session),
+                customer=public(cust),
+                subscriptions=subs,
+                prices=prices,
+                payment_method=public(pm) if pm else None,
+                open_invoices=open_invoices,
+            )
 
     async def portal_action(request: Request) -> Response:
         bps_id = request.path_params["bps_id"]
@@ -187,8 +238,13 @@ def page_routes(sim: Simulator) -> list[Route]:
         try:
             act(run)
         except StripeError as exc:
-            return _page("message.html", exc.status, title="That did not work",
-                         message=exc.message, back=f"/portal/{bps_id}")
+            return _page(
+                "message.html",
+                exc.status,
+                title="That did not work",
+                message=exc.message,
+                back=f"/portal/{bps_id}",
+            )
         return RedirectResponse(f"/portal/{bps_id}", status_code=303)
 
     return [

@@ -18,8 +18,9 @@ def as_str(params: dict[str, Any], key: str, *, required: bool = False) -> str |
     return value
 
 
-def as_int(params: dict[str, Any], key: str, *, param: str | None = None,
-           required: bool = False) -> int | None:
+def as_int(
+    params: dict[str, Any], key: str, *, param: str | None = None, required: bool = False
+) -> int | None:
     value = params.get(key)
     if value is None or value == "":
         if required:
@@ -65,8 +66,9 @@ def as_dict(params: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def merge_metadata(current: dict[str, str], params: dict[str, Any],
-                   key: str = "metadata") -> dict[str, str]:
+def merge_metadata(
+    current: dict[str, str], params: dict[str, Any], key: str = "metadata"
+) -> dict[str, str]:
     """Stripe's metadata update: keys merge, an empty value unsets a key, ``metadata=""``
     clears everything."""
     if key not in params:

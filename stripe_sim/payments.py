@@ -28,16 +28,22 @@ class Outcome:
 
 
 NO_PAYMENT_METHOD = Outcome(
-    "failed", code="payment_method_unavailable", message=(
-        "This customer has no attached payment source or default payment method."))
+    "failed",
+    code="payment_method_unavailable",
+    message=("This customer has no attached payment source or default payment method."),
+)
 
 
 def card_outcome(card: CardProfile, *, on_session: bool) -> Outcome:
     if card.behaviour in ("decline", "fail"):
         return Outcome("failed", card.code, card.decline_code, card.message)
     if card.behaviour == "auth" and not on_session:
-        return Outcome("requires_action", "authentication_required", "authentication_required",
-                       "Your card was declined. This transaction requires authentication.")
+        return Outcome(
+            "requires_action",
+            "authentication_required",
+            "authentication_required",
+            "Your card was declined. This transaction requires authentication.",
+        )
     return Outcome("succeeded")
 
 
@@ -48,51 +54,57 @@ def ensure_payment_intent(store: Store, invoice: Obj, at: int) -> Obj:
         existing["amount"] = invoice["amount_due"]
         return existing
     pi_id = store.new_id("pi_")
-    intent = store.insert({
-        "id": pi_id,
-        "object": "payment_intent",
-        "amount": invoice["amount_due"],
-        "amount_capturable": 0,
-        "amount_received": 0,
-        "application": None,
-        "automatic_payment_methods": None,
-        "canceled_at": None,
-        "cancellation_reason": None,
-        "capture_method": "automatic",
-        "client_secret": f"{pi_id}_secret_{store.new_id('', 20)}",
-        "confirmation_method": "automatic",
-        "created": at,
-        "currency": invoice["currency"],
-        "customer": invoice["customer"],
-        "description": _description(invoice),
-        "last_payment_error": None,
-        "latest_charge": None,
-        "livemode": False,
-        "metadata": {},
-        "next_action": None,
-        "payment_method": None,
-        "payment_method_types": ["card"],
-        "setup_future_usage": None,
-        "status": "requires_payment_method",
-    })
+    intent = store.insert(
+        {
+            "id": pi_id,
+            "object": "payment_intent",
+            "amount": invoice["amount_due"],
+            "amount_capturable": 0,
+            "amount_received": 0,
+            "application": None,
+            "automatic_payment_methods": None,
+            "canceled_at": None,
+            "cancellation_reason": None,
+            "capture_method": "automatic",
+            "client_secret": f"{pi_id}_secret_{store.new_id('', 20)}",
+            "confirmation_method": "automatic",
+            "created": at,
+            "currency": invoice["currency"],
+            "customer": invoice["customer"],
+            "description": _description(invoice),
+            "last_payment_error": None,
+            "latest_charge": None,
+            "livemode": False,
+            "metadata": {},
+            "next_action": None,
+            "payment_method": None,
+            "payment_method_types": ["card"],
+            "setup_future_usage": None,
+            "status": "requires_payment_method",
+        }
+    )
     invoice["_payment_intent"] = pi_id
-    payment = store.insert({
-        "id": store.new_id("inpay_"),
-        "object": "invoice_payment",
-        "amount_paid": None,
-        "amount_requested": invoice["amount_due"],
-        "created": at,
-        "currency": invoice["currency"],
-        "invoice": invoice["id"],
-        "is_default": True,
-        "livemode": False,
-        "payment": {"payment_intent": pi_id, "type": "payment_intent"},
-        "status": "open",
-        "status_transitions": {"canceled_at": None, "paid_at": None},
-    })
+    payment = store.insert(
+        {
+            "id": store.new_id("inpay_"),
+            "object": "invoice_payment",
+            "amount_paid": None,
+            "amount_requested": invoice["amount_due"],
+            "created": at,
+            "currency": invoice["currency"],
+            "invoice": invoice["id"],
+            "is_default": True,
+            "livemode": False,
+            "payment": {"payment_intent": pi_id, "type": "payment_intent"},
+            "status": "open",
+            "status_transitions": {"canceled_at": None, "paid_at": None},
+        }
+    )
     invoice["_payment_ids"].append(payment["id"])
-    invoice["confirmation_secret"] = {"client_secret": intent["client_secret"],
-                                      "type": "payment_intent"}
+    invoice["confirmation_secret"] = {
+        "client_secret": intent["client_secret"],
+        "type": "payment_intent",
+    }
     emit(store, "payment_intent.created", intent, at=at)
     return intent
 
@@ -113,8 +125,12 @@ def charge(store: Store, invoice: Obj, pm: Obj | None, *, at: int, on_session: b
         outcome = card_outcome(pm["_card"], on_session=on_session)
     payment = store.objects[invoice["_payment_ids"][-1]]
     if outcome.ok:
-        intent.update(status="succeeded", amount_received=intent["amount"],
-                      last_payment_error=None, next_action=None)
+        intent.update(
+            status="succeeded",
+            amount_received=intent["amount"],
+            last_payment_error=None,
+            next_action=None,
+        )
         payment.update(status="paid", amount_paid=intent["amount"])
         payment["status_transitions"]["paid_at"] = at
         emit(store, "payment_intent.succeeded", intent, at=at)
@@ -127,12 +143,17 @@ def charge(store: Store, invoice: Obj, pm: Obj | None, *, at: int, on_session: b
         "type": "card_error",
     }
     if outcome.status == "requires_action":
-        intent.update(status="requires_action", last_payment_error=error, next_action={
-            "type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect"}})
+        intent.update(
+            status="requires_action",
+            last_payment_error=error,
+            next_action={
+                "type": "use_stripe_sdk",
+                "use_stripe_sdk": {"type": "three_d_secure_redirect"},
+            },
+        )
         emit(store, "payment_intent.requires_action", intent, at=at)
     else:
-        intent.update(status="requires_payment_method", last_payment_error=error,
-                      next_action=None)
+        intent.update(status="requires_payment_method", last_payment_error=error, next_action=None)
         emit(store, "payment_intent.payment_failed", intent, at=at)
     return outcome
 

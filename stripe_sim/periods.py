@@ -32,4 +32,3 @@ def period_bounds(anchor: int, interval: str, interval_count: int, cycle: int) -
 
 def format_date(ts: int) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%d %b %Y")
-

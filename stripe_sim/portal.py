@@ -18,19 +18,21 @@ def create_portal_session(ctx: Ctx) -> Obj:
     store = ctx.store
     cust = store.require("customer", as_str(ctx.params, "customer", required=True), "customer")
     session_id = store.new_id("bps_")
-    session = store.insert({
-        "id": session_id,
-        "object": "billing_portal.session",
-        "configuration": "bpc_simulator_default",
-        "created": store.clock_now(None),
-        "customer": cust["id"],
-        "flow": None,
-        "livemode": False,
-        "locale": as_str(ctx.params, "locale"),
-        "on_behalf_of": None,
-        "return_url": as_str(ctx.params, "return_url"),
-        "url": f"{store.base_url}/portal/{session_id}",
-    })
+    session = store.insert(
+        {
+            "id": session_id,
+            "object": "billing_portal.session",
+            "configuration": "bpc_simulator_default",
+            "created": store.clock_now(None),
+            "customer": cust["id"],
+            "flow": None,
+            "livemode": False,
+            "locale": as_str(ctx.params, "locale"),
+            "on_behalf_of": None,
+            "return_url": as_str(ctx.params, "return_url"),
+            "url": f"{store.base_url}/portal/{session_id}",
+        }
+    )
     return public(session)
 
 

@@ -50,7 +50,8 @@ class Router:
             if found and route_method == method:
                 return handler, found.groupdict()
         raise StripeError(
-            404, "invalid_request_error",
+            404,
+            "invalid_request_error",
             f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs "
             "or we can help at https://support.stripe.com/.",
         )

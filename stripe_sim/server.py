@@ -27,9 +27,13 @@ log = logging.getLogger("stripe_sim")
 
 
 class SimulatorServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 settings: SimulatorSettings | None = None,
-                 public_url: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        settings: SimulatorSettings | None = None,
+        public_url: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         # Base of the hosted page links (checkout, invoices, portal) when the listening
@@ -62,11 +66,13 @@ class SimulatorServer:
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         self.store.base_url = (self.public_url or self.url).rstrip("/")
-        config = uvicorn.Config(self.simulator.app, log_level="warning", lifespan="off",
-                                access_log=False)
+        config = uvicorn.Config(
+            self.simulator.app, log_level="warning", lifespan="off", access_log=False
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name="stripe-sim-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="stripe-sim-http", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
@@ -74,8 +80,7 @@ class SimulatorServer:
                 raise RuntimeError("the Stripe simulator did not start")
             time.sleep(0.005)
         self.webhooks.start()
-        self._ticker = threading.Thread(target=self._tick, name="stripe-sim-ticker",
-                                        daemon=True)
+        self._ticker = threading.Thread(target=self._tick, name="stripe-sim-ticker", daemon=True)
         self._ticker.start()
         log.info("Stripe simulator listening on %s", self.url)
         return self

@@ -27,8 +27,12 @@ NO_PAYMENT_METHOD_MESSAGE = (
     "https://docs.stripe.com/billing/subscriptions/payment-methods-setting"
     "#payment-method-priority."
 )
-PAYMENT_BEHAVIORS = ("allow_incomplete", "default_incomplete", "error_if_incomplete",
-                     "pending_if_incomplete")
+PAYMENT_BEHAVIORS = (
+    "allow_incomplete",
+    "default_incomplete",
+    "error_if_incomplete",
+    "pending_if_incomplete",
+)
 PRORATION_BEHAVIORS = ("create_prorations", "always_invoice", "none")
 
 
@@ -37,11 +41,15 @@ def _recurring_price(store: Store, ref: Any, param: str) -> Obj:
         raise missing_param(param)
     price = store.require("price", ref, param)
     if price["type"] != "recurring":
-        raise invalid("The price specified is set to `type=one_time` but this field only "
-                      "accepts prices with `type=recurring`.", param=param)
+        raise invalid(
+            "The price specified is set to `type=one_time` but this field only "
+            "accepts prices with `type=recurring`.",
+            param=param,
+        )
     if not price["active"]:
-        raise invalid("The price specified is inactive. This field only accepts active "
-                      "prices.", param=param)
+        raise invalid(
+            "The price specified is inactive. This field only accepts active prices.", param=param
+        )
     return price
 
 
@@ -55,16 +63,19 @@ def _quantity(raw: dict[str, Any], param: str) -> int:
 
 
 def _check_same_interval(plan: ItemPlan) -> None:
-    intervals = {(p["recurring"]["interval"], p["recurring"]["interval_count"])
-                 for _, p, _ in plan.items}
+    intervals = {
+        (p["recurring"]["interval"], p["recurring"]["interval_count"]) for _, p, _ in plan.items
+    }
     currencies = {p["currency"] for _, p, _ in plan.items}
     if len(intervals) > 1 or len(currencies) > 1:
-        raise invalid("Currency and interval fields must match across all plans on this "
-                      "subscription. Found mismatches in interval and currency.", param="items")
+        raise invalid(
+            "Currency and interval fields must match across all plans on this "
+            "subscription. Found mismatches in interval and currency.",
+            param="items",
+        )
     prices = [p["id"] for _, p, _ in plan.items]
     if len(prices) != len(set(prices)):
-        raise invalid("Cannot add multiple subscription items with the same price.",
-                      param="items")
+        raise invalid("Cannot add multiple subscription items with the same price.", param="items")
 
 
 def _choice(params: dict[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:
@@ -97,8 +108,16 @@ def create_subscription(ctx: Ctx) -> Obj:
     return render_expanded(store, sub, ctx.expand)
 
 
-def subscribe(ctx: Ctx, cust: Obj, plan: ItemPlan, params: dict[str, Any], behavior: str,
-              at: int, *, on_session: bool = False) -> Obj:
+def subscribe(
+    ctx: Ctx,
+    cust: Obj,
+    plan: ItemPlan,
+    params: dict[str, Any],
+    behavior: str,
+    at: int,
+    *,
+    on_session: bool = False,
+) -> Obj:
     """Create a subscription and its first invoice, finalized and charged at once.
 
     Events are buffered so that ``customer.subscription.created`` goes out first, carrying
@@ -109,21 +128,25 @@ def subscribe(ctx: Ctx, cust: Obj, plan: ItemPlan, params: dict[str, Any], behav
     with buffered(store) as events:
         pm = None
         if params.get("default_payment_method"):
-            pm = resolve_owned(store, str(params["default_payment_method"]), cust, at,
-                               "default_payment_method")
+            pm = resolve_owned(
+                store, str(params["default_payment_method"]), cust, at, "default_payment_method"
+            )
         if trial_end is None and behavior != "default_incomplete":
             has_amount = any(p["unit_amount"] * q > 0 for _, p, q in plan.items)
             if has_amount and pm is None and engine.payment_method_for(None, cust) is None:
-                raise StripeError(400, "invalid_request_error", NO_PAYMENT_METHOD_MESSAGE,
-                                  code="resource_missing")
+                raise StripeError(
+                    400, "invalid_request_error", NO_PAYMENT_METHOD_MESSAGE, code="resource_missing"
+                )
         end_behavior = as_dict(as_dict(params, "trial_settings"), "end_behavior")
         missing = end_behavior.get("missing_payment_method")
         if missing not in (None, "cancel", "pause", "create_invoice"):
-            raise invalid("Invalid missing_payment_method: must be one of cancel, pause, or "
-                          "create_invoice",
-                          param="trial_settings[end_behavior][missing_payment_method]")
-        sub = store.insert(objects.subscription(store, now=at, customer_id=cust["id"],
-                                                clock=cust["test_clock"]))
+            raise invalid(
+                "Invalid missing_payment_method: must be one of cancel, pause, or create_invoice",
+                param="trial_settings[end_behavior][missing_payment_method]",
+            )
+        sub = store.insert(
+            objects.subscription(store, now=at, customer_id=cust["id"], clock=cust["test_clock"])
+        )
         sub["default_payment_method"] = pm["id"] if pm else None
         sub["metadata"] = merge_metadata({}, params)
         sub["description"] = as_str(params, "description")
@@ -132,8 +155,13 @@ def subscribe(ctx: Ctx, cust: Obj, plan: ItemPlan, params: dict[str, Any], behav
             sub["trial_settings"]["end_behavior"]["missing_payment_method"] = missing
         engine.apply_plan(sub, plan, at)
         if trial_end is not None:
-            sub.update(status="trialing", trial_start=at, trial_end=trial_end,
-                       billing_cycle_anchor=trial_end, _anchor=trial_end)
+            sub.update(
+                status="trialing",
+                trial_start=at,
+                trial_end=trial_end,
+                billing_cycle_anchor=trial_end,
+                _anchor=trial_end,
+            )
             engine.set_period(sub, at, trial_end)
         else:
             engine.start_cycle(sub, at)
@@ -161,8 +189,10 @@ def subscribe(ctx: Ctx, cust: Obj, plan: ItemPlan, params: dict[str, Any], behav
     for event in events:
         if event is created:
             continue
-        if event["type"] == "customer.subscription.updated" and \
-                event["data"]["object"]["id"] == sub["id"]:
+        if (
+            event["type"] == "customer.subscription.updated"
+            and event["data"]["object"]["id"] == sub["id"]
+        ):
             continue
         publish(store, event)
     return sub
@@ -181,9 +211,12 @@ def _discard(store: Store, sub: Obj, inv: Obj | None) -> None:
 
 
 def _payment_error(outcome: Outcome, inv: Obj) -> StripeError:
-    return card_error(outcome.message or "Your card was declined.",
-                      code=outcome.code or "card_declined", decline_code=outcome.decline_code,
-                      payment_intent={"id": inv["_payment_intent"]})
+    return card_error(
+        outcome.message or "Your card was declined.",
+        code=outcome.code or "card_declined",
+        decline_code=outcome.decline_code,
+        payment_intent={"id": inv["_payment_intent"]},
+    )
 
 
 def _trial_end(params: dict[str, Any], plan: ItemPlan, at: int) -> int | None:
@@ -194,8 +227,10 @@ def _trial_end(params: dict[str, Any], plan: ItemPlan, at: int) -> int | None:
         end = as_int(params, "trial_end")
         assert end is not None
         if end <= at:
-            raise invalid("Invalid timestamp: must be an integer Unix timestamp in the future.",
-                          param="trial_end")
+            raise invalid(
+                "Invalid timestamp: must be an integer Unix timestamp in the future.",
+                param="trial_end",
+            )
         return end
     days = as_int(params, "trial_period_days")
     if days is None and as_bool(params, "trial_from_plan"):
@@ -222,12 +257,17 @@ def _apply_cancel_params(sub: Obj, params: dict[str, Any], at: int) -> None:
             sub["canceled_at"] = None
             sub["cancel_at_period_end"] = False
         else:
-            when = period_end if raw in ("max_period_end", "min_period_end") else as_int(
-                params, "cancel_at")
+            when = (
+                period_end
+                if raw in ("max_period_end", "min_period_end")
+                else as_int(params, "cancel_at")
+            )
             assert when is not None
             if when <= at:
-                raise invalid("Invalid timestamp: must be an integer Unix timestamp in the "
-                              "future.", param="cancel_at")
+                raise invalid(
+                    "Invalid timestamp: must be an integer Unix timestamp in the future.",
+                    param="cancel_at",
+                )
             sub["cancel_at"] = when
             sub["canceled_at"] = at
             sub["cancel_at_period_end"] = when == period_end
@@ -243,8 +283,13 @@ def _apply_cancel_params(sub: Obj, params: dict[str, Any], at: int) -> None:
 def search_subscriptions(ctx: Ctx) -> Obj:
     query = as_str(ctx.params, "query", required=True) or ""
     found = [s for s in ctx.store.of_kind("subscription") if matches_query(s, query)]
-    return search_result(ctx.store, found, ctx.params, "/v1/subscriptions/search",
-                         lambda o: render_expanded(ctx.store, o, None))
+    return search_result(
+        ctx.store,
+        found,
+        ctx.params,
+        "/v1/subscriptions/search",
+        lambda o: render_expanded(ctx.store, o, None),
+    )
 
 
 @router.route("GET", "/v1/subscriptions/{sub_id}")
@@ -267,20 +312,29 @@ def list_subscriptions(ctx: Ctx) -> Obj:
         if params.get(key):
             subs = [s for s in subs if s[key] == params[key]]
     if params.get("price"):
-        subs = [s for s in subs
-                if any(ctx.engine.price_of(i)["id"] == params["price"]
-                       for i in ctx.engine.items(s))]
+        subs = [
+            s
+            for s in subs
+            if any(ctx.engine.price_of(i)["id"] == params["price"] for i in ctx.engine.items(s))
+        ]
     subs = filter_created(subs, params)
-    return paginate(ctx.store, subs, params, "/v1/subscriptions",
-                    lambda o: render_expanded(ctx.store, o, None))
+    return paginate(
+        ctx.store, subs, params, "/v1/subscriptions", lambda o: render_expanded(ctx.store, o, None)
+    )
 
 
 @router.route("GET", "/v1/subscription_items")
 def list_subscription_items(ctx: Ctx) -> Obj:
-    sub = ctx.store.require("subscription", as_str(ctx.params, "subscription", required=True),
-                            "subscription")
-    return paginate(ctx.store, ctx.engine.items(sub), ctx.params, "/v1/subscription_items",
-                    lambda o: render_expanded(ctx.store, o, None))
+    sub = ctx.store.require(
+        "subscription", as_str(ctx.params, "subscription", required=True), "subscription"
+    )
+    return paginate(
+        ctx.store,
+        ctx.engine.items(sub),
+        ctx.params,
+        "/v1/subscription_items",
+        lambda o: render_expanded(ctx.store, o, None),
+    )
 
 
 @router.route("GET", "/v1/subscription_items/{item_id}")
@@ -302,8 +356,10 @@ def _plan_from_params(engine: Engine, sub: Obj, raw_items: list[Any]) -> ItemPla
         item_id = raw.get("id")
         if item_id:
             if item_id not in entries:
-                raise invalid(f"Subscription item {item_id} does not belong to this "
-                              "subscription.", param=f"items[{i}][id]")
+                raise invalid(
+                    f"Subscription item {item_id} does not belong to this subscription.",
+                    param=f"items[{i}][id]",
+                )
             if as_bool(raw, "deleted"):
                 order.remove(item_id)
                 continue
@@ -313,13 +369,17 @@ def _plan_from_params(engine: Engine, sub: Obj, raw_items: list[Any]) -> ItemPla
             if "quantity" in raw:
                 qty = _quantity(raw, f"items[{i}][quantity]")
             if "metadata" in raw:
-                meta = merge_metadata(
-                    engine.store.objects[item_id]["metadata"], raw)
+                meta = merge_metadata(engine.store.objects[item_id]["metadata"], raw)
             entries[item_id] = (price, qty, meta)
         else:
             price = _recurring_price(engine.store, raw.get("price"), f"items[{i}][price]")
-            added.append((price, _quantity(raw, f"items[{i}][quantity]"),
-                          merge_metadata({}, raw) if "metadata" in raw else None))
+            added.append(
+                (
+                    price,
+                    _quantity(raw, f"items[{i}][quantity]"),
+                    merge_metadata({}, raw) if "metadata" in raw else None,
+                )
+            )
     plan = ItemPlan()
     for item_id in order:
         price, qty, meta = entries[item_id]
@@ -349,16 +409,22 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
     status = sub["status"]
     allowed_when_ended = {"metadata", "cancellation_details", "expand"}
     if status in ENDED_STATUSES and set(params) - allowed_when_ended:
-        raise invalid("A canceled subscription can only update its cancellation_details and "
-                      "metadata.")
-    if status == "incomplete" and set(params) - {"metadata", "default_payment_method",
-                                                  "expand", "description"}:
-        raise invalid("A subscription in `incomplete` status can only update its metadata, "
-                      "default payment method and description.")
+        raise invalid(
+            "A canceled subscription can only update its cancellation_details and metadata."
+        )
+    if status == "incomplete" and set(params) - {
+        "metadata",
+        "default_payment_method",
+        "expand",
+        "description",
+    }:
+        raise invalid(
+            "A subscription in `incomplete` status can only update its metadata, "
+            "default payment method and description."
+        )
     proration = _choice(params, "proration_behavior", PRORATION_BEHAVIORS, "create_prorations")
     behavior = _choice(params, "payment_behavior", PAYMENT_BEHAVIORS, "allow_incomplete")
-    plan = _plan_from_params(engine, sub, as_list(params, "items")) if "items" in params \
-        else None
+    plan = _plan_from_params(engine, sub, as_list(params, "items")) if "items" in params else None
     error: StripeError | None = None
     with tracked(store, sub, "customer.subscription.updated", at=at):
         sub["metadata"] = merge_metadata(sub["metadata"], params)
@@ -366,17 +432,23 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
             sub["description"] = as_str(params, "description") or None
         if "default_payment_method" in params:
             ref = as_str(params, "default_payment_method")
-            sub["default_payment_method"] = resolve_owned(
-                store, ref, cust, at, "default_payment_method")["id"] if ref else None
+            sub["default_payment_method"] = (
+                resolve_owned(store, ref, cust, at, "default_payment_method")["id"] if ref else None
+            )
         if "pause_collection" in params:
             pause = as_dict(params, "pause_collection")
-            sub["pause_collection"] = {
-                "behavior": pause.get("behavior"),
-                "resumes_at": as_int(pause, "resumes_at"),
-            } if pause else None
+            sub["pause_collection"] = (
+                {
+                    "behavior": pause.get("behavior"),
+                    "resumes_at": as_int(pause, "resumes_at"),
+                }
+                if pause
+                else None
+            )
         if "trial_settings" in params:
             missing = as_dict(as_dict(params, "trial_settings"), "end_behavior").get(
-                "missing_payment_method")
+                "missing_payment_method"
+            )
             if missing:
                 sub["trial_settings"]["end_behavior"]["missing_payment_method"] = missing
         _apply_cancel_params(sub, params, at)
@@ -388,8 +460,11 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
             latest = store.get(sub["latest_invoice"], "invoice")
             if latest is not None and latest["status"] == "draft":
                 engine.finalize_and_charge(latest, at)
-        elif params.get("trial_end") and params.get("trial_end") != "now" and \
-                sub["status"] == "trialing":
+        elif (
+            params.get("trial_end")
+            and params.get("trial_end") != "now"
+            and sub["status"] == "trialing"
+        ):
             new_end = as_int(params, "trial_end")
             assert new_end is not None
             sub["trial_end"] = new_end
@@ -401,8 +476,9 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
     return render_expanded(store, sub, ctx.expand)
 
 
-def _change_items(ctx: Ctx, sub: Obj, plan: ItemPlan, proration: str, behavior: str,
-                  at: int) -> StripeError | None:
+def _change_items(
+    ctx: Ctx, sub: Obj, plan: ItemPlan, proration: str, behavior: str, at: int
+) -> StripeError | None:
     """Change price/quantity with Stripe's proration rules; an interval change restarts the
     billing cycle and invoices at once."""
     engine = ctx.engine
@@ -414,8 +490,11 @@ def _change_items(ctx: Ctx, sub: Obj, plan: ItemPlan, proration: str, behavior: 
         engine.apply_plan(sub, plan, at)  # nothing to prorate during a free trial
         return None
     # Against an empty plan, proration_lines yields only the unused-time credits.
-    credit = [] if proration == "none" or sub["status"] == "trialing" else \
-        engine.proration_lines(sub, ItemPlan(), at)
+    credit = (
+        []
+        if proration == "none" or sub["status"] == "trialing"
+        else engine.proration_lines(sub, ItemPlan(), at)
+    )
     if interval_changes:
         lines = credit
         invoice_now = True
@@ -434,8 +513,9 @@ def _change_items(ctx: Ctx, sub: Obj, plan: ItemPlan, proration: str, behavior: 
     if interval_changes:
         engine.start_cycle(sub, at)
         lines = lines + engine.cycle_lines(sub)
-    inv = engine.create_invoice(cust, sub, "subscription_update", at, lines,
-                                include_pending_items=True)
+    inv = engine.create_invoice(
+        cust, sub, "subscription_update", at, lines, include_pending_items=True
+    )
     sub["latest_invoice"] = inv["id"]
     engine.finalize(inv, at)
     if inv["status"] == "open" and behavior != "default_incomplete":
@@ -449,42 +529,50 @@ def _pending_items(ctx: Ctx, sub: Obj, lines: list[Any], at: int) -> None:
     """create_prorations: the proration lines wait as invoice items for the next invoice."""
     store = ctx.store
     for spec in lines:
-        ii = store.insert({
-            "id": store.new_id("ii_"),
-            "object": "invoiceitem",
-            "amount": spec.amount,
-            "currency": spec.price["currency"],
-            "customer": sub["customer"],
-            "date": at,
-            "description": spec.description,
-            "discountable": False,
-            "discounts": [],
-            "invoice": None,
-            "livemode": False,
-            "metadata": {},
-            "net_amount": spec.amount,
-            "parent": {"subscription_details": {"subscription": sub["id"],
-                                                "subscription_item": spec.subscription_item},
-                       "type": "subscription_details"},
-            "period": {"end": spec.period[1], "start": spec.period[0]},
-            "pricing": {"price_details": {"price": spec.price["id"],
-                                          "product": spec.price["product"]},
-                        "type": "price_details",
-                        "unit_amount_decimal": str(spec.price["unit_amount"])},
-            "proration": True,
-            "proration_details": {"credited_items": None},
-            "quantity": spec.quantity,
-            "tax_rates": [],
-            "test_clock": sub["test_clock"],
-            "_subscription": sub["id"],
-            "_subscription_item": spec.subscription_item,
-            "_price": spec.price["id"],
-        })
+        ii = store.insert(
+            {
+                "id": store.new_id("ii_"),
+                "object": "invoiceitem",
+                "amount": spec.amount,
+                "currency": spec.price["currency"],
+                "customer": sub["customer"],
+                "date": at,
+                "description": spec.description,
+                "discountable": False,
+                "discounts": [],
+                "invoice": None,
+                "livemode": False,
+                "metadata": {},
+                "net_amount": spec.amount,
+                "parent": {
+                    "subscription_details": {
+                        "subscription": sub["id"],
+                        "subscription_item": spec.subscription_item,
+                    },
+                    "type": "subscription_details",
+                },
+                "period": {"end": spec.period[1], "start": spec.period[0]},
+                "pricing": {
+                    "price_details": {"price": spec.price["id"], "product": spec.price["product"]},
+                    "type": "price_details",
+                    "unit_amount_decimal": str(spec.price["unit_amount"]),
+                },
+                "proration": True,
+                "proration_details": {"credited_items": None},
+                "quantity": spec.quantity,
+                "tax_rates": [],
+                "test_clock": sub["test_clock"],
+                "_subscription": sub["id"],
+                "_subscription_item": spec.subscription_item,
+                "_price": spec.price["id"],
+            }
+        )
         emit(store, "invoiceitem.created", ii, at=at)
 
 
-def _pending_if_incomplete(ctx: Ctx, sub: Obj, plan: ItemPlan, lines: list[Any],
-                           interval_changes: bool, at: int) -> None:
+def _pending_if_incomplete(
+    ctx: Ctx, sub: Obj, plan: ItemPlan, lines: list[Any], interval_changes: bool, at: int
+) -> None:
     """Invoice the change first; apply it only if the payment succeeds, otherwise record it
     as ``pending_update`` (Stripe's pending updates) and leave the subscription as it was."""
     store, engine = ctx.store, ctx.engine
@@ -506,8 +594,7 @@ def _pending_if_incomplete(ctx: Ctx, sub: Obj, plan: ItemPlan, lines: list[Any],
         "billing_cycle_anchor": at if interval_changes else None,
         "expires_at": at + store.settings.pending_update_expiry_seconds,
         "subscription_items": [
-            {"id": item_id, "object": "subscription_item", "price": dict(price),
-             "quantity": qty}
+            {"id": item_id, "object": "subscription_item", "price": dict(price), "quantity": qty}
             for item_id, price, qty in plan.items
         ],
         "trial_end": None,
@@ -524,8 +611,10 @@ def cancel_subscription(ctx: Ctx, sub_id: str) -> Obj:
     store = ctx.store
     sub = store.require("subscription", sub_id)
     if sub["status"] in ENDED_STATUSES:
-        raise invalid(f"No such subscription: '{sub_id}'; it has already been canceled.",
-                      code="resource_missing")
+        raise invalid(
+            f"No such subscription: '{sub_id}'; it has already been canceled.",
+            code="resource_missing",
+        )
     at = store.now_for(sub)
     details = as_dict(ctx.params, "cancellation_details")
     for key in ("comment", "feedback"):
@@ -536,9 +625,14 @@ def cancel_subscription(ctx: Ctx, sub_id: str) -> Obj:
     if as_bool(ctx.params, "invoice_now"):
         pending = ctx.engine.pending_invoice_items(sub)
         if pending:
-            inv = ctx.engine.create_invoice(ctx.engine.customer_of(sub), sub,
-                                            "subscription_update", at, [],
-                                            include_pending_items=True)
+            inv = ctx.engine.create_invoice(
+                ctx.engine.customer_of(sub),
+                sub,
+                "subscription_update",
+                at,
+                [],
+                include_pending_items=True,
+            )
             ctx.engine.finalize_and_charge(inv, at)
     return render_expanded(store, sub, ctx.expand)
 
@@ -556,8 +650,14 @@ def resume_subscription(ctx: Ctx, sub_id: str) -> Obj:
         sub["status"] = "active"
         if anchor == "now" or sub["_period"][1] <= at:
             engine.start_cycle(sub, at)
-        inv = engine.create_invoice(engine.customer_of(sub), sub, "subscription_cycle", at,
-                                    engine.cycle_lines(sub), include_pending_items=True)
+        inv = engine.create_invoice(
+            engine.customer_of(sub),
+            sub,
+            "subscription_cycle",
+            at,
+            engine.cycle_lines(sub),
+            include_pending_items=True,
+        )
         sub["latest_invoice"] = inv["id"]
         engine.finalize_and_charge(inv, at)
     emit(store, "customer.subscription.resumed", sub, at=at)

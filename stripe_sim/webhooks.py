@@ -205,20 +205,26 @@ class WebhookDispatcher:
         }
         status: int | None = None
         try:
-            response = client.post(delivery.url, content=delivery.payload.encode(),
-                                   headers=headers)
+            response = client.post(delivery.url, content=delivery.payload.encode(), headers=headers)
             status = response.status_code
         except httpx.HTTPError as exc:
             log.info("webhook %s to %s failed: %s", delivery.event_id, delivery.url, exc)
         event_type = json.loads(delivery.payload)["type"]
-        self.records.append(DeliveryRecord(
-            delivery.event_id, event_type, delivery.endpoint_id, delivery.attempt, status))
+        self.records.append(
+            DeliveryRecord(
+                delivery.event_id, event_type, delivery.endpoint_id, delivery.attempt, status
+            )
+        )
         if status is not None and 200 <= status < 300:
             self._settle(delivery.event_id, delivery.counts)
             return
         if delivery.attempt >= self.settings.webhook_max_attempts:
-            log.warning("giving up on %s to %s after %d attempts",
-                        delivery.event_id, delivery.url, delivery.attempt)
+            log.warning(
+                "giving up on %s to %s after %d attempts",
+                delivery.event_id,
+                delivery.url,
+                delivery.attempt,
+            )
             self._settle(delivery.event_id, delivery.counts)
             return
         backoff = self.settings.webhook_backoff_seconds

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         InvalidTransition,
         Lifecycle,
         LifecycleInput,
+        Notice,
         PendingChange,
         SchedulePlanChange,
         SubscriptionObserved,
@@ -59,7 +60,8 @@ with workflow.unsafe.imports_passed_through():
         transition,
     )
     from domain.notices import (
-        DUNNING_NOTICES,
+        FINAL_REMINDER,
+        PAYMENT_REMINDER,
         Email,
         due_ladder_steps,
         event_email,
@@ -107,8 +109,9 @@ EMAIL_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
 )
 EMAIL_GIVE_UP_AFTER = timedelta(days=3)
-DUNNING_EMAIL_KINDS = frozenset(
-    {str(n) for n in DUNNING_NOTICES} | {"payment_reminder", "final_reminder"}
+# Emails that only make sense while the account is still unpaid when they go out.
+DUNNING_REMINDER_KINDS = frozenset(
+    {str(Notice.PAYMENT_FAILED), str(Notice.ACCESS_RESTRICTED), PAYMENT_REMINDER, FINAL_REMINDER}
 )
 # A downgrade is made in Stripe this long before the period ends, so the renewal invoice
 # Stripe drafts at the boundary already bills the new price (no proration either way).
@@ -192,8 +195,8 @@ class AccountBillingWorkflow:
         # update and the main loop could both start from the same lifecycle and one change
         # would silently overwrite the other.
         self._apply_lock = asyncio.Lock()
-        # Emails being sent (retried while SMTP is down) by key, with their kind.
-        self._emails_in_flight: dict[str, tuple[str, asyncio.Future[Any]]] = {}
+        # Emails being sent (retried while SMTP is down), by key.
+        self._emails_in_flight: dict[str, asyncio.Future[Any]] = {}
 
     @workflow.signal(name="stripe_event")
     def stripe_event(self, event: StripeEventSignal) -> None:
@@ -363,9 +366,7 @@ class AccountBillingWorkflow:
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 # A new run would not know these: let them finish (they are idempotent).
-                await asyncio.gather(
-                    *(task for _, task in self._emails_in_flight.values()), return_exceptions=True
-                )
+                await asyncio.gather(*self._emails_in_flight.values(), return_exceptions=True)
                 workflow.continue_as_new(
                     AccountWorkflowInput(
                         account_id=self._account_id,
@@ -550,8 +551,6 @@ class AccountBillingWorkflow:
             self._publish_for_operators()
             if result.after.grace_started_at != result.before.grace_started_at:
                 self._state.ladder_sent = []
-            if result.before.state in UNPAID_STATES and result.after.state not in UNPAID_STATES:
-                self._cancel_dunning_emails()
             for notice in result.notices:
                 self._send(
                     notice_email(self._account_id, notice, result.before, result.after, version)
@@ -576,12 +575,15 @@ class AccountBillingWorkflow:
                 customer_id=self._state.customer_id,
                 kind=email.kind,
                 context=email.context,
+                only_in_states=(
+                    sorted(UNPAID_STATES) if email.kind in DUNNING_REMINDER_KINDS else []
+                ),
             ),
             start_to_close_timeout=EMAIL_TIMEOUT,
             schedule_to_close_timeout=EMAIL_GIVE_UP_AFTER,
             retry_policy=EMAIL_RETRY,
         )
-        self._emails_in_flight[email.key] = (email.kind, task)
+        self._emails_in_flight[email.key] = task
         task.add_done_callback(lambda done: self._email_done(email.key, done))
 
     def _email_done(self, key: str, task: asyncio.Future[Any]) -> None:
@@ -589,12 +591,6 @@ class AccountBillingWorkflow:
         if not task.cancelled() and task.exception() is not None:
             # Given up after retries or refused (bad template): the outbox row says why.
             workflow.logger.error("email %s not sent: %s", key, task.exception())
-
-    def _cancel_dunning_emails(self) -> None:
-        """The account paid: an unsent dunning email would now be wrong."""
-        for kind, task in self._emails_in_flight.values():
-            if kind in DUNNING_EMAIL_KINDS:
-                task.cancel()
 
     async def _apply_or_refuse(self, event: LifecycleInput, cause: str) -> None:
         """`_apply` for update handlers: a transition the state no longer allows (it moved

@@ -158,8 +158,7 @@ async def test_a_link_the_running_workflow_does_not_know_is_flagged_until_resync
     detail = await show(api, account)
     [warning] = detail["warnings"]
     assert warning == (
-        f"the workflow knows customer none, the database links {customer}: "
-        "resync the account"
+        f"the workflow knows customer none, the database links {customer}: resync the account"
     )
 
     rebuilt = await act(api, account, "resync")

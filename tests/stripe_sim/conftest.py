@@ -41,8 +41,9 @@ def sim(settings: SimulatorSettings) -> Iterator[SimulatorServer]:
 
 @pytest.fixture
 def client(sim: SimulatorServer) -> stripe.StripeClient:
-    return stripe.StripeClient("sk_test_simulator", base_addresses={"api": sim.url},
-                               max_network_retries=0)
+    return stripe.StripeClient(
+        "sk_test_simulator", base_addresses={"api": sim.url}, max_network_retries=0
+    )
 
 
 @dataclass
@@ -93,8 +94,9 @@ def receiver() -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     rec.url = f"http://127.0.0.1:{server.server_port}/webhook"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     yield rec
     server.shutdown()
@@ -103,8 +105,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def endpoint(client: stripe.StripeClient, receiver: Receiver) -> Any:
-    return client.v1.webhook_endpoints.create(
-        params={"url": receiver.url, "enabled_events": ["*"]})
+    return client.v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": ["*"]})
 
 
 @pytest.fixture
@@ -113,26 +114,44 @@ def catalog(client: stripe.StripeClient) -> dict[str, Any]:
     pro = client.v1.products.create(params={"name": "Pro"})
     team = client.v1.products.create(params={"name": "Team"})
     return {
-        "pro": client.v1.prices.create(params={
-            "product": pro.id, "unit_amount": 2000, "currency": "usd",
-            "recurring": {"interval": "month"}, "lookup_key": "pro_monthly"}),
-        "team": client.v1.prices.create(params={
-            "product": team.id, "unit_amount": 5000, "currency": "usd",
-            "recurring": {"interval": "month"}, "lookup_key": "team_monthly"}),
-        "pro_yearly": client.v1.prices.create(params={
-            "product": pro.id, "unit_amount": 20000, "currency": "usd",
-            "recurring": {"interval": "year"}, "lookup_key": "pro_yearly"}),
+        "pro": client.v1.prices.create(
+            params={
+                "product": pro.id,
+                "unit_amount": 2000,
+                "currency": "usd",
+                "recurring": {"interval": "month"},
+                "lookup_key": "pro_monthly",
+            }
+        ),
+        "team": client.v1.prices.create(
+            params={
+                "product": team.id,
+                "unit_amount": 5000,
+                "currency": "usd",
+                "recurring": {"interval": "month"},
+                "lookup_key": "team_monthly",
+            }
+        ),
+        "pro_yearly": client.v1.prices.create(
+            params={
+                "product": pro.id,
+                "unit_amount": 20000,
+                "currency": "usd",
+                "recurring": {"interval": "year"},
+                "lookup_key": "pro_yearly",
+            }
+        ),
     }
 
 
 @pytest.fixture
 def clock(client: stripe.StripeClient) -> Any:
-    return client.v1.test_helpers.test_clocks.create(params={"frozen_time": JAN_1,
-                                                             "name": "test"})
+    return client.v1.test_helpers.test_clocks.create(params={"frozen_time": JAN_1, "name": "test"})
 
 
-def make_customer(client: stripe.StripeClient, clock: Any, pm: str | None = "pm_card_visa",
-                  **extra: Any) -> Any:
+def make_customer(
+    client: stripe.StripeClient, clock: Any, pm: str | None = "pm_card_visa", **extra: Any
+) -> Any:
     params: dict[str, Any] = {"email": "ada@example.com", "test_clock": clock.id, **extra}
     if pm:
         params["payment_method"] = pm

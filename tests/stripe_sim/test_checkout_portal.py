@@ -12,23 +12,25 @@ from stripe_sim.server import SimulatorServer
 from tests.stripe_sim.conftest import JAN_1, events, make_customer
 
 
-def create_session(client: stripe.StripeClient, catalog: dict[str, Any],
-                   **extra: Any) -> Any:
-    return client.v1.checkout.sessions.create(params={
-        "mode": "subscription",
-        "line_items": [{"price": catalog["pro"].id, "quantity": 1}],
-        "customer_email": "new@example.com",
-        "client_reference_id": "acc_42",
-        "subscription_data": {"metadata": {"account_id": "acc_42"}},
-        "metadata": {"source": "pricing_page"},
-        "success_url": "https://app.example/billing/done?session={CHECKOUT_SESSION_ID}",
-        "cancel_url": "https://app.example/billing",
-        **extra,
-    })
+def create_session(client: stripe.StripeClient, catalog: dict[str, Any], **extra: Any) -> Any:
+    return client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "line_items": [{"price": catalog["pro"].id, "quantity": 1}],
+            "customer_email": "new@example.com",
+            "client_reference_id": "acc_42",
+            "subscription_data": {"metadata": {"account_id": "acc_42"}},
+            "metadata": {"source": "pricing_page"},
+            "success_url": "https://app.example/billing/done?session={CHECKOUT_SESSION_ID}",
+            "cancel_url": "https://app.example/billing",
+            **extra,
+        }
+    )
 
 
-def test_subscribe_through_checkout(client: stripe.StripeClient, catalog: dict[str, Any],
-                                    sim: SimulatorServer) -> None:
+def test_subscribe_through_checkout(
+    client: stripe.StripeClient, catalog: dict[str, Any], sim: SimulatorServer
+) -> None:
     session = create_session(client, catalog)
     assert session.id.startswith("cs_test_")
     assert session.status == "open" and session.payment_status == "unpaid"
@@ -37,10 +39,8 @@ def test_subscribe_through_checkout(client: stripe.StripeClient, catalog: dict[s
     assert page.status_code == 200 and "Subscribe" in page.text
     done = httpx.post(session.url, data={"payment_method": "pm_card_visa", "name": "Ada"})
     assert done.status_code == 303
-    assert done.headers["location"] == \
-        f"https://app.example/billing/done?session={session.id}"
-    session = client.v1.checkout.sessions.retrieve(session.id,
-                                                   params={"expand": ["subscription"]})
+    assert done.headers["location"] == f"https://app.example/billing/done?session={session.id}"
+    session = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["subscription"]})
     assert session.status == "complete" and session.payment_status == "paid"
     assert session.customer_details.email == "new@example.com"
     sub = session.subscription
@@ -63,8 +63,9 @@ def test_subscribe_through_checkout(client: stripe.StripeClient, catalog: dict[s
     assert httpx.post(session.url, data={"payment_method": "pm_card_visa"}).status_code == 400
 
 
-def test_checkout_with_declined_card_stays_open(client: stripe.StripeClient,
-                                                catalog: dict[str, Any]) -> None:
+def test_checkout_with_declined_card_stays_open(
+    client: stripe.StripeClient, catalog: dict[str, Any]
+) -> None:
     session = create_session(client, catalog)
     refused = httpx.post(session.url, data={"payment_method": "pm_card_chargeDeclined"})
     assert refused.status_code == 402
@@ -76,8 +77,9 @@ def test_checkout_with_declined_card_stays_open(client: stripe.StripeClient,
     assert httpx.post(session.url, data={"payment_method": "pm_card_visa"}).status_code == 303
 
 
-def test_checkout_3ds_card_authenticates_on_the_page(client: stripe.StripeClient,
-                                                     catalog: dict[str, Any]) -> None:
+def test_checkout_3ds_card_authenticates_on_the_page(
+    client: stripe.StripeClient, catalog: dict[str, Any]
+) -> None:
     session = create_session(client, catalog)
     done = httpx.post(session.url, data={"payment_method": "pm_card_authenticationRequired"})
     assert done.status_code == 303
@@ -85,14 +87,19 @@ def test_checkout_3ds_card_authenticates_on_the_page(client: stripe.StripeClient
     assert client.v1.subscriptions.retrieve(session.subscription).status == "active"
 
 
-def test_checkout_trial_for_existing_customer(client: stripe.StripeClient,
-                                              catalog: dict[str, Any], clock: Any) -> None:
+def test_checkout_trial_for_existing_customer(
+    client: stripe.StripeClient, catalog: dict[str, Any], clock: Any
+) -> None:
     cust = make_customer(client, clock, pm=None)
-    session = client.v1.checkout.sessions.create(params={
-        "mode": "subscription", "customer": cust.id,
-        "line_items": [{"price": catalog["pro"].id, "quantity": 1}],
-        "subscription_data": {"trial_period_days": 14},
-        "success_url": "https://app.example/ok"})
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": cust.id,
+            "line_items": [{"price": catalog["pro"].id, "quantity": 1}],
+            "subscription_data": {"trial_period_days": 14},
+            "success_url": "https://app.example/ok",
+        }
+    )
     assert httpx.post(session.url, data={"payment_method": "pm_card_visa"}).status_code == 303
     session = client.v1.checkout.sessions.retrieve(session.id)
     assert session.payment_status == "no_payment_required"
@@ -102,9 +109,13 @@ def test_checkout_trial_for_existing_customer(client: stripe.StripeClient,
 
 def test_checkout_validation(client: stripe.StripeClient, catalog: dict[str, Any]) -> None:
     with pytest.raises(stripe.InvalidRequestError) as info:
-        client.v1.checkout.sessions.create(params={
-            "mode": "subscription", "success_url": "https://x",
-            "line_items": [{"price": "price_missing", "quantity": 1}]})
+        client.v1.checkout.sessions.create(
+            params={
+                "mode": "subscription",
+                "success_url": "https://x",
+                "line_items": [{"price": "price_missing", "quantity": 1}],
+            }
+        )
     assert info.value.param == "line_items[0][price]"
     session = create_session(client, catalog)
     expired = client.v1.checkout.sessions.expire(session.id)
@@ -112,12 +123,17 @@ def test_checkout_validation(client: stripe.StripeClient, catalog: dict[str, Any
     assert events(client, "checkout.session.expired")
 
 
-def test_hosted_invoice_page_pays_with_a_test_card(client: stripe.StripeClient, clock: Any,
-                                                   catalog: dict[str, Any]) -> None:
+def test_hosted_invoice_page_pays_with_a_test_card(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock, pm="pm_card_authenticationRequired")
-    sub = client.v1.subscriptions.create(params={
-        "customer": cust.id, "items": [{"price": catalog["pro"].id}],
-        "expand": ["latest_invoice"]})
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": cust.id,
+            "items": [{"price": catalog["pro"].id}],
+            "expand": ["latest_invoice"],
+        }
+    )
     assert sub.status == "incomplete"
     url = sub.latest_invoice.hosted_invoice_url
     assert "Pay" in httpx.get(url).text
@@ -129,31 +145,51 @@ def test_hosted_invoice_page_pays_with_a_test_card(client: stripe.StripeClient, 
     assert client.v1.subscriptions.retrieve(sub.id).status == "active"
 
 
-def test_billing_portal(client: stripe.StripeClient, clock: Any,
-                        catalog: dict[str, Any]) -> None:
+def test_billing_portal(client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]) -> None:
     cust = make_customer(client, clock)
-    sub = client.v1.subscriptions.create(params={"customer": cust.id,
-                                                 "items": [{"price": catalog["pro"].id}]})
-    session = client.v1.billing_portal.sessions.create(params={
-        "customer": cust.id, "return_url": "https://app.example/billing"})
+    sub = client.v1.subscriptions.create(
+        params={"customer": cust.id, "items": [{"price": catalog["pro"].id}]}
+    )
+    session = client.v1.billing_portal.sessions.create(
+        params={"customer": cust.id, "return_url": "https://app.example/billing"}
+    )
     assert session.id.startswith("bps_") and session.object == "billing_portal.session"
     page = httpx.get(session.url)
     assert page.status_code == 200 and "Change plan" in page.text
-    moved = httpx.post(session.url, data={"action": "change_plan", "subscription": sub.id,
-                                          "price": catalog["team"].id})
+    moved = httpx.post(
+        session.url,
+        data={"action": "change_plan", "subscription": sub.id, "price": catalog["team"].id},
+    )
     assert moved.status_code == 303
     sub = client.v1.subscriptions.retrieve(sub.id)
     assert sub["items"].data[0].price.id == catalog["team"].id
-    httpx.post(session.url, data={"action": "update_card",
-                                  "payment_method": "pm_card_mastercard"})
-    cust = client.v1.customers.retrieve(cust.id, params={
-        "expand": ["invoice_settings.default_payment_method"]})
+    httpx.post(session.url, data={"action": "update_card", "payment_method": "pm_card_mastercard"})
+    cust = client.v1.customers.retrieve(
+        cust.id, params={"expand": ["invoice_settings.default_payment_method"]}
+    )
     assert cust.invoice_settings.default_payment_method.card.brand == "mastercard"
-    refused = httpx.post(session.url, data={"action": "update_card",
-                                            "payment_method": "pm_card_chargeDeclined"})
+    refused = httpx.post(
+        session.url, data={"action": "update_card", "payment_method": "pm_card_chargeDeclined"}
+    )
     assert refused.status_code == 402
     httpx.post(session.url, data={"action": "cancel", "subscription": sub.id})
     sub = client.v1.subscriptions.retrieve(sub.id)
     assert sub.cancel_at_period_end is True and sub.status == "active"
     httpx.post(session.url, data={"action": "renew", "subscription": sub.id})
     assert client.v1.subscriptions.retrieve(sub.id).cancel_at_period_end is False
+
+
+def test_portal_after_checkout_names_the_plan_and_shows_the_card(
+    client: stripe.StripeClient, catalog: dict[str, Any]
+) -> None:
+    """Checkout sets the card as the subscription's default only; the portal still shows it,
+    and names the product rather than its id."""
+    session = create_session(client, catalog)
+    httpx.post(session.url, data={"payment_method": "pm_card_mastercard"})
+    cust = client.v1.checkout.sessions.retrieve(session.id).customer
+    assert client.v1.customers.retrieve(cust).invoice_settings.default_payment_method is None
+    portal = client.v1.billing_portal.sessions.create(params={"customer": cust})
+    page = httpx.get(portal.url).text
+    assert "<h2>Pro — $20.00 / month</h2>" in page
+    assert "mastercard •••• 4444" in page
+    assert "None on file" not in page

@@ -19,20 +19,28 @@ REMAINING_TEAM = round(5000 * 21 / 31)
 
 def start(client: stripe.StripeClient, clock: Any, price: Any) -> tuple[Any, Any]:
     cust = make_customer(client, clock)
-    sub = client.v1.subscriptions.create(params={"customer": cust.id,
-                                                 "items": [{"price": price.id}]})
+    sub = client.v1.subscriptions.create(
+        params={"customer": cust.id, "items": [{"price": price.id}]}
+    )
     advance(client, clock, DAY_10)
     return cust, sub
 
 
 def change(client: stripe.StripeClient, sub: Any, price: Any, **extra: Any) -> Any:
     item = sub["items"].data[0]
-    return client.v1.subscriptions.update(sub.id, params={
-        "items": [{"id": item.id, "price": price.id}], "expand": ["latest_invoice"], **extra})
+    return client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": item.id, "price": price.id}],
+            "expand": ["latest_invoice"],
+            **extra,
+        },
+    )
 
 
-def test_upgrade_always_invoice_charges_now(client: stripe.StripeClient, clock: Any,
-                                            catalog: dict[str, Any]) -> None:
+def test_upgrade_always_invoice_charges_now(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     _, sub = start(client, clock, catalog["pro"])
     sub = change(client, sub, catalog["team"], proration_behavior="always_invoice")
     assert sub["items"].data[0].price.id == catalog["team"].id
@@ -43,15 +51,16 @@ def test_upgrade_always_invoice_charges_now(client: stripe.StripeClient, clock: 
     amounts = sorted(line.amount for line in invoice.lines.data)
     assert amounts == [UNUSED_PRO, REMAINING_TEAM]
     assert all(line.parent.subscription_item_details.proration for line in invoice.lines.data)
-    assert all(line.period.start == DAY_10 and line.period.end == FEB_1
-               for line in invoice.lines.data)
+    assert all(
+        line.period.start == DAY_10 and line.period.end == FEB_1 for line in invoice.lines.data
+    )
     assert invoice.amount_paid == UNUSED_PRO + REMAINING_TEAM
     assert invoice.status_transitions.paid_at == DAY_10
 
 
-def test_downgrade_always_invoice_credits_the_customer(client: stripe.StripeClient,
-                                                       clock: Any,
-                                                       catalog: dict[str, Any]) -> None:
+def test_downgrade_always_invoice_credits_the_customer(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust, sub = start(client, clock, catalog["team"])
     sub = change(client, sub, catalog["pro"], proration_behavior="always_invoice")
     invoice = sub.latest_invoice
@@ -72,9 +81,9 @@ def test_downgrade_always_invoice_credits_the_customer(client: stripe.StripeClie
     assert client.v1.customers.retrieve(cust.id).balance == min(0, credit + 2000)
 
 
-def test_create_prorations_wait_for_the_next_invoice(client: stripe.StripeClient,
-                                                     clock: Any,
-                                                     catalog: dict[str, Any]) -> None:
+def test_create_prorations_wait_for_the_next_invoice(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust, sub = start(client, clock, catalog["pro"])
     before = len(client.v1.invoices.list().data)
     sub = change(client, sub, catalog["team"])  # create_prorations is the default
@@ -85,19 +94,15 @@ def test_create_prorations_wait_for_the_next_invoice(client: stripe.StripeClient
     advance(client, clock, FEB_1 + 2 * HOUR)
     renewal = client.v1.invoices.retrieve(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
     assert renewal.billing_reason == "subscription_cycle"
-    assert sorted(line.amount for line in renewal.lines.data) == [
-        UNUSED_PRO, REMAINING_TEAM, 5000]
-    prorations = [line for line in renewal.lines.data
-                  if line.parent.type == "invoice_item_details"]
+    assert sorted(line.amount for line in renewal.lines.data) == [UNUSED_PRO, REMAINING_TEAM, 5000]
+    prorations = [line for line in renewal.lines.data if line.parent.type == "invoice_item_details"]
     assert len(prorations) == 2
     assert all(line.parent.invoice_item_details.proration for line in prorations)
     assert renewal.amount_paid == UNUSED_PRO + REMAINING_TEAM + 5000
-    assert client.v1.invoice_items.list(params={"customer": cust.id,
-                                                "pending": True}).data == []
+    assert client.v1.invoice_items.list(params={"customer": cust.id, "pending": True}).data == []
 
 
-def test_proration_none(client: stripe.StripeClient, clock: Any,
-                        catalog: dict[str, Any]) -> None:
+def test_proration_none(client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]) -> None:
     cust, sub = start(client, clock, catalog["pro"])
     sub = change(client, sub, catalog["team"], proration_behavior="none")
     assert sub["items"].data[0].price.id == catalog["team"].id
@@ -107,19 +112,24 @@ def test_proration_none(client: stripe.StripeClient, clock: Any,
     assert renewal.amount_paid == 5000
 
 
-def test_quantity_change(client: stripe.StripeClient, clock: Any,
-                         catalog: dict[str, Any]) -> None:
+def test_quantity_change(client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]) -> None:
     _, sub = start(client, clock, catalog["pro"])
     item = sub["items"].data[0]
-    sub = client.v1.subscriptions.update(sub.id, params={
-        "items": [{"id": item.id, "quantity": 3}], "proration_behavior": "always_invoice",
-        "expand": ["latest_invoice"]})
+    sub = client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": item.id, "quantity": 3}],
+            "proration_behavior": "always_invoice",
+            "expand": ["latest_invoice"],
+        },
+    )
     assert sub["items"].data[0].quantity == 3
     assert sub.latest_invoice.amount_paid == round(6000 * 21 / 31) - round(2000 * 21 / 31)
 
 
-def test_interval_change_restarts_the_cycle(client: stripe.StripeClient, clock: Any,
-                                            catalog: dict[str, Any]) -> None:
+def test_interval_change_restarts_the_cycle(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     _, sub = start(client, clock, catalog["pro"])
     sub = change(client, sub, catalog["pro_yearly"])
     item = sub["items"].data[0]
@@ -133,14 +143,22 @@ def test_interval_change_restarts_the_cycle(client: stripe.StripeClient, clock: 
 
 
 def test_pending_if_incomplete_keeps_the_subscription_unchanged(
-        client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]) -> None:
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust, sub = start(client, clock, catalog["pro"])
-    failing = client.v1.payment_methods.attach("pm_card_chargeCustomerFail",
-                                               params={"customer": cust.id})
-    client.v1.customers.update(cust.id, params={
-        "invoice_settings": {"default_payment_method": failing.id}})
-    sub = change(client, sub, catalog["team"], proration_behavior="always_invoice",
-                 payment_behavior="pending_if_incomplete")
+    failing = client.v1.payment_methods.attach(
+        "pm_card_chargeCustomerFail", params={"customer": cust.id}
+    )
+    client.v1.customers.update(
+        cust.id, params={"invoice_settings": {"default_payment_method": failing.id}}
+    )
+    sub = change(
+        client,
+        sub,
+        catalog["team"],
+        proration_behavior="always_invoice",
+        payment_behavior="pending_if_incomplete",
+    )
     assert sub.status == "active"
     assert sub["items"].data[0].price.id == catalog["pro"].id
     assert sub.pending_update.expires_at == DAY_10 + 23 * HOUR
@@ -154,18 +172,27 @@ def test_pending_if_incomplete_keeps_the_subscription_unchanged(
     assert events(client, "customer.subscription.pending_update_applied")
 
 
-def test_pending_update_expires(client: stripe.StripeClient, clock: Any,
-                                catalog: dict[str, Any]) -> None:
+def test_pending_update_expires(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust, sub = start(client, clock, catalog["pro"])
-    failing = client.v1.payment_methods.attach("pm_card_chargeCustomerFail",
-                                               params={"customer": cust.id})
+    failing = client.v1.payment_methods.attach(
+        "pm_card_chargeCustomerFail", params={"customer": cust.id}
+    )
     client.v1.subscriptions.update(sub.id, params={"default_payment_method": failing.id})
-    sub = change(client, sub, catalog["team"], proration_behavior="always_invoice",
-                 payment_behavior="pending_if_incomplete")
+    sub = change(
+        client,
+        sub,
+        catalog["team"],
+        proration_behavior="always_invoice",
+        payment_behavior="pending_if_incomplete",
+    )
     advance(client, clock, DAY_10 + DAY)
     sub = client.v1.subscriptions.retrieve(sub.id)
     assert sub.pending_update is None
     assert sub["items"].data[0].price.id == catalog["pro"].id
     assert sub.status == "active"
-    assert events(client, "customer.subscription.pending_update_expired")[0].created == \
-        DAY_10 + 23 * HOUR
+    assert (
+        events(client, "customer.subscription.pending_update_expired")[0].created
+        == DAY_10 + 23 * HOUR
+    )

@@ -17,25 +17,32 @@ from tests.stripe_sim.conftest import Receiver
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_objects_on_real_time_are_processed(sim: SimulatorServer,
-                                            client: stripe.StripeClient,
-                                            catalog: dict[str, Any]) -> None:
+def test_objects_on_real_time_are_processed(
+    sim: SimulatorServer, client: stripe.StripeClient, catalog: dict[str, Any]
+) -> None:
     sim.settings.incomplete_expiry_seconds = 0
-    cust = client.v1.customers.create(params={
-        "payment_method": "pm_card_authenticationRequired",
-        "invoice_settings": {"default_payment_method": "pm_card_authenticationRequired"}})
-    sub = client.v1.subscriptions.create(params={"customer": cust.id,
-                                                 "items": [{"price": catalog["pro"].id}]})
+    cust = client.v1.customers.create(
+        params={
+            "payment_method": "pm_card_authenticationRequired",
+            "invoice_settings": {"default_payment_method": "pm_card_authenticationRequired"},
+        }
+    )
+    sub = client.v1.subscriptions.create(
+        params={"customer": cust.id, "items": [{"price": catalog["pro"].id}]}
+    )
     assert sub.status == "incomplete"
     sim.tick()
     assert client.v1.subscriptions.retrieve(sub.id).status == "incomplete_expired"
 
 
-def test_control_endpoints(sim: SimulatorServer, client: stripe.StripeClient,
-                           receiver: Receiver, endpoint: Any) -> None:
+def test_control_endpoints(
+    sim: SimulatorServer, client: stripe.StripeClient, receiver: Receiver, endpoint: Any
+) -> None:
     assert httpx.get(f"{sim.url}/_sim/health").json() == {"ok": True}
-    changed = httpx.post(f"{sim.url}/_sim/settings",
-                         json={"faults": {"duplicate_rate": 1.0}, "retry_schedule_days": [1, 2]})
+    changed = httpx.post(
+        f"{sim.url}/_sim/settings",
+        json={"faults": {"duplicate_rate": 1.0}, "retry_schedule_days": [1, 2]},
+    )
     assert changed.json()["faults"]["duplicate_rate"] == 1.0
     assert sim.settings.retry_schedule_days == (1, 2)
     client.v1.customers.create(params={"email": "a@example.com"})
@@ -46,8 +53,9 @@ def test_control_endpoints(sim: SimulatorServer, client: stripe.StripeClient,
 
 def test_public_url_for_hosted_pages(client: stripe.StripeClient) -> None:
     with SimulatorServer(public_url="https://stripe-sim.example/") as sim:
-        other = stripe.StripeClient("sk_test_x", base_addresses={"api": sim.url},
-                                    max_network_retries=0)
+        other = stripe.StripeClient(
+            "sk_test_x", base_addresses={"api": sim.url}, max_network_retries=0
+        )
         cust = other.v1.customers.create()
         session = other.v1.billing_portal.sessions.create(params={"customer": cust.id})
         assert session.url.startswith("https://stripe-sim.example/portal/bps_")
@@ -58,8 +66,11 @@ def test_module_runs_standalone() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stripe_sim", "--port", str(port)], cwd=ROOT,
-        stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "stripe_sim", "--port", str(port)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         for line in proc.stderr:  # the server logs its URL once it is ready
@@ -68,8 +79,9 @@ def test_module_runs_standalone() -> None:
                 break
         else:
             raise AssertionError("the simulator exited without becoming ready")
-        client = stripe.StripeClient("sk_test_x", base_addresses={"api": f"http://127.0.0.1:{port}"},
-                                     max_network_retries=0)
+        client = stripe.StripeClient(
+            "sk_test_x", base_addresses={"api": f"http://127.0.0.1:{port}"}, max_network_retries=0
+        )
         assert client.v1.accounts.retrieve_current().object == "account"
     finally:
         proc.terminate()

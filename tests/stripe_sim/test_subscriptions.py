@@ -12,13 +12,19 @@ from tests.stripe_sim.conftest import DAY, HOUR, JAN_1, advance, event_types, ma
 
 
 def subscribe(client: stripe.StripeClient, cust: Any, price: Any, **extra: Any) -> Any:
-    return client.v1.subscriptions.create(params={
-        "customer": cust.id, "items": [{"price": price.id}],
-        "expand": ["latest_invoice"], **extra})
+    return client.v1.subscriptions.create(
+        params={
+            "customer": cust.id,
+            "items": [{"price": price.id}],
+            "expand": ["latest_invoice"],
+            **extra,
+        }
+    )
 
 
-def test_first_invoice_paid_at_once(client: stripe.StripeClient, clock: Any,
-                                    catalog: dict[str, Any]) -> None:
+def test_first_invoice_paid_at_once(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock)
     sub = subscribe(client, cust, catalog["pro"], metadata={"account_id": "acc_1"})
     assert sub.id.startswith("sub_") and sub.object == "subscription"
@@ -43,12 +49,17 @@ def test_first_invoice_paid_at_once(client: stripe.StripeClient, clock: Any,
     assert invoice.lines.data[0].parent.subscription_item_details.proration is False
     assert invoice.lines.data[0].period.end == JAN_1 + 31 * DAY
     assert event_types(client, sub.id) == [
-        "customer.subscription.created", "invoice.created", "invoice.finalized",
-        "invoice.paid", "invoice.payment_succeeded"]
+        "customer.subscription.created",
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+    ]
 
 
-def test_no_payment_method_is_refused(client: stripe.StripeClient, clock: Any,
-                                      catalog: dict[str, Any]) -> None:
+def test_no_payment_method_is_refused(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock, pm=None)
     with pytest.raises(stripe.InvalidRequestError) as info:
         subscribe(client, cust, catalog["pro"])
@@ -56,23 +67,30 @@ def test_no_payment_method_is_refused(client: stripe.StripeClient, clock: Any,
     assert client.v1.subscriptions.list(params={"status": "all"}).data == []
 
 
-def test_default_incomplete_waits_for_payment(client: stripe.StripeClient, clock: Any,
-                                              catalog: dict[str, Any]) -> None:
+def test_default_incomplete_waits_for_payment(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock, pm=None)
-    sub = subscribe(client, cust, catalog["pro"], payment_behavior="default_incomplete",
-                    expand=["latest_invoice.payments"])
+    sub = subscribe(
+        client,
+        cust,
+        catalog["pro"],
+        payment_behavior="default_incomplete",
+        expand=["latest_invoice.payments"],
+    )
     assert sub.status == "incomplete"
     assert sub.latest_invoice.status == "open"
     assert sub.latest_invoice.confirmation_secret is None
-    invoice = client.v1.invoices.pay(sub.latest_invoice.id,
-                                     params={"payment_method": "pm_card_visa"})
+    invoice = client.v1.invoices.pay(
+        sub.latest_invoice.id, params={"payment_method": "pm_card_visa"}
+    )
     assert invoice.status == "paid"
     assert client.v1.subscriptions.retrieve(sub.id).status == "active"
 
 
-def test_subscription_default_payment_method_is_charged(client: stripe.StripeClient,
-                                                        clock: Any,
-                                                        catalog: dict[str, Any]) -> None:
+def test_subscription_default_payment_method_is_charged(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock, pm="pm_card_chargeCustomerFail")
     good = client.v1.payment_methods.attach("pm_card_mastercard", params={"customer": cust.id})
     sub = subscribe(client, cust, catalog["pro"], default_payment_method=good.id)
@@ -80,9 +98,9 @@ def test_subscription_default_payment_method_is_charged(client: stripe.StripeCli
     assert sub.default_payment_method == good.id
 
 
-def test_authentication_required_then_incomplete_expired(client: stripe.StripeClient,
-                                                         clock: Any,
-                                                         catalog: dict[str, Any]) -> None:
+def test_authentication_required_then_incomplete_expired(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock, pm="pm_card_authenticationRequired")
     sub = subscribe(client, cust, catalog["pro"])
     assert sub.status == "incomplete"
@@ -99,15 +117,19 @@ def test_authentication_required_then_incomplete_expired(client: stripe.StripeCl
     assert sub.status == "incomplete_expired"
     assert sub.ended_at == JAN_1 + 23 * HOUR
     assert client.v1.invoices.retrieve(invoice.id).status == "void"
-    updated = [e for e in client.v1.events.list(
-        params={"type": "customer.subscription.updated"}).data if e.data.object.id == sub.id]
+    updated = [
+        e
+        for e in client.v1.events.list(params={"type": "customer.subscription.updated"}).data
+        if e.data.object.id == sub.id
+    ]
     assert updated[0].data.object.status == "incomplete_expired"
     assert updated[0].data.previous_attributes.status == "incomplete"
     assert updated[0].created == JAN_1 + 23 * HOUR
 
 
-def test_failed_first_payment_stays_incomplete(client: stripe.StripeClient, clock: Any,
-                                               catalog: dict[str, Any]) -> None:
+def test_failed_first_payment_stays_incomplete(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock, pm="pm_card_chargeCustomerFail")
     sub = subscribe(client, cust, catalog["pro"])
     assert sub.status == "incomplete"
@@ -117,8 +139,9 @@ def test_failed_first_payment_stays_incomplete(client: stripe.StripeClient, cloc
     assert "invoice.payment_failed" in types
 
 
-def test_error_if_incomplete_returns_402(client: stripe.StripeClient, clock: Any,
-                                         catalog: dict[str, Any]) -> None:
+def test_error_if_incomplete_returns_402(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock, pm="pm_card_chargeCustomerFail")
     with pytest.raises(stripe.CardError) as info:
         subscribe(client, cust, catalog["pro"], payment_behavior="error_if_incomplete")
@@ -126,8 +149,7 @@ def test_error_if_incomplete_returns_402(client: stripe.StripeClient, clock: Any
     assert client.v1.subscriptions.list(params={"status": "all"}).data == []
 
 
-def test_list_filters(client: stripe.StripeClient, clock: Any,
-                      catalog: dict[str, Any]) -> None:
+def test_list_filters(client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]) -> None:
     a = make_customer(client, clock)
     b = make_customer(client, clock)
     sa = subscribe(client, a, catalog["pro"])
@@ -135,11 +157,13 @@ def test_list_filters(client: stripe.StripeClient, clock: Any,
     client.v1.subscriptions.cancel(sb.id)
     assert [s.id for s in client.v1.subscriptions.list().data] == [sa.id]
     assert {s.id for s in client.v1.subscriptions.list(params={"status": "all"}).data} == {
-        sa.id, sb.id}
-    assert [s.id for s in client.v1.subscriptions.list(
-        params={"status": "canceled"}).data] == [sb.id]
-    assert [s.id for s in client.v1.subscriptions.list(
-        params={"customer": a.id}).data] == [sa.id]
+        sa.id,
+        sb.id,
+    }
+    assert [s.id for s in client.v1.subscriptions.list(params={"status": "canceled"}).data] == [
+        sb.id
+    ]
+    assert [s.id for s in client.v1.subscriptions.list(params={"customer": a.id}).data] == [sa.id]
     found = client.v1.subscriptions.search(params={"query": "status:'canceled'"})
     assert [s.id for s in found.data] == [sb.id]
 
@@ -155,8 +179,9 @@ def test_cancel_now(client: stripe.StripeClient, clock: Any, catalog: dict[str, 
         client.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
 
 
-def test_cancel_at_period_end(client: stripe.StripeClient, clock: Any,
-                              catalog: dict[str, Any]) -> None:
+def test_cancel_at_period_end(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock)
     sub = subscribe(client, cust, catalog["pro"])
     advance(client, clock, JAN_1 + 10 * DAY)
@@ -176,8 +201,9 @@ def test_cancel_at_period_end(client: stripe.StripeClient, clock: Any,
     assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1
 
 
-def test_cancel_at_period_end_can_be_undone(client: stripe.StripeClient, clock: Any,
-                                            catalog: dict[str, Any]) -> None:
+def test_cancel_at_period_end_can_be_undone(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock)
     sub = subscribe(client, cust, catalog["pro"])
     client.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
@@ -187,8 +213,9 @@ def test_cancel_at_period_end_can_be_undone(client: stripe.StripeClient, clock: 
     assert client.v1.subscriptions.retrieve(sub.id).status == "active"
 
 
-def test_cancel_at_timestamp(client: stripe.StripeClient, clock: Any,
-                             catalog: dict[str, Any]) -> None:
+def test_cancel_at_timestamp(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock)
     sub = subscribe(client, cust, catalog["pro"], cancel_at=JAN_1 + 5 * DAY)
     assert sub.cancel_at == JAN_1 + 5 * DAY
@@ -197,8 +224,9 @@ def test_cancel_at_timestamp(client: stripe.StripeClient, clock: Any,
     assert sub.status == "canceled" and sub.ended_at == JAN_1 + 5 * DAY
 
 
-def test_update_metadata_sends_previous_attributes(client: stripe.StripeClient, clock: Any,
-                                                   catalog: dict[str, Any]) -> None:
+def test_update_metadata_sends_previous_attributes(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock)
     sub = subscribe(client, cust, catalog["pro"], metadata={"a": "1"})
     client.v1.subscriptions.update(sub.id, params={"metadata": {"a": "2"}})
@@ -207,12 +235,13 @@ def test_update_metadata_sends_previous_attributes(client: stripe.StripeClient, 
     assert event.data.previous_attributes.metadata.a == "1"
 
 
-def test_incomplete_subscription_rejects_item_changes(client: stripe.StripeClient,
-                                                      clock: Any,
-                                                      catalog: dict[str, Any]) -> None:
+def test_incomplete_subscription_rejects_item_changes(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
     cust = make_customer(client, clock, pm="pm_card_chargeCustomerFail")
     sub = subscribe(client, cust, catalog["pro"])
     item = sub["items"].data[0]
     with pytest.raises(stripe.InvalidRequestError):
-        client.v1.subscriptions.update(sub.id, params={
-            "items": [{"id": item.id, "price": catalog["team"].id}]})
+        client.v1.subscriptions.update(
+            sub.id, params={"items": [{"id": item.id, "price": catalog["team"].id}]}
+        )

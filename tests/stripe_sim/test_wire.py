@@ -20,8 +20,9 @@ def test_missing_key_is_401(sim: SimulatorServer) -> None:
 
 
 def test_live_key_is_refused(sim: SimulatorServer) -> None:
-    client = stripe.StripeClient("sk_live_nope1234567", base_addresses={"api": sim.url},
-                                 max_network_retries=0)
+    client = stripe.StripeClient(
+        "sk_live_nope1234567", base_addresses={"api": sim.url}, max_network_retries=0
+    )
     with pytest.raises(stripe.AuthenticationError):
         client.v1.customers.list()
 
@@ -55,19 +56,26 @@ def test_missing_param(client: stripe.StripeClient) -> None:
 
 
 def test_bad_integer_is_400_not_500(sim: SimulatorServer) -> None:
-    response = httpx.post(f"{sim.url}/v1/test_helpers/test_clocks", auth=("sk_test_x", ""),
-                          data={"frozen_time": "soon"})
+    response = httpx.post(
+        f"{sim.url}/v1/test_helpers/test_clocks",
+        auth=("sk_test_x", ""),
+        data={"frozen_time": "soon"},
+    )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "frozen_time"
 
 
 def test_stripe_version_is_echoed_and_validated(sim: SimulatorServer) -> None:
-    ok = httpx.get(f"{sim.url}/v1/account", auth=("sk_test_x", ""),
-                   headers={"Stripe-Version": "2026-10-28.endive"})
+    ok = httpx.get(
+        f"{sim.url}/v1/account",
+        auth=("sk_test_x", ""),
+        headers={"Stripe-Version": "2026-10-28.endive"},
+    )
     assert ok.headers["Stripe-Version"] == "2026-10-28.endive"
     assert ok.headers["Request-Id"].startswith("req_")
-    bad = httpx.get(f"{sim.url}/v1/account", auth=("sk_test_x", ""),
-                    headers={"Stripe-Version": "yesterday"})
+    bad = httpx.get(
+        f"{sim.url}/v1/account", auth=("sk_test_x", ""), headers={"Stripe-Version": "yesterday"}
+    )
     assert bad.status_code == 400
 
 
@@ -77,10 +85,12 @@ def test_account(client: stripe.StripeClient) -> None:
     assert account.charges_enabled is True
 
 
-def test_nested_form_encoding_and_metadata(client: stripe.StripeClient,
-                                          catalog: dict[str, stripe.Price]) -> None:
-    cust = client.v1.customers.create(params={
-        "email": "a@example.com", "metadata": {"account_id": "acc_1", "plan": "pro"}})
+def test_nested_form_encoding_and_metadata(
+    client: stripe.StripeClient, catalog: dict[str, stripe.Price]
+) -> None:
+    cust = client.v1.customers.create(
+        params={"email": "a@example.com", "metadata": {"account_id": "acc_1", "plan": "pro"}}
+    )
     assert cust.metadata.to_dict() == {"account_id": "acc_1", "plan": "pro"}
     cust = client.v1.customers.update(cust.id, params={"metadata": {"plan": ""}})
     assert cust.metadata.to_dict() == {"account_id": "acc_1"}
@@ -102,28 +112,43 @@ def test_pagination_newest_first(client: stripe.StripeClient) -> None:
 
 
 def test_expand(client: stripe.StripeClient, catalog: dict[str, stripe.Price]) -> None:
-    prices = client.v1.prices.list(params={"lookup_keys": ["pro_monthly"],
-                                           "expand": ["data.product"]})
+    prices = client.v1.prices.list(
+        params={"lookup_keys": ["pro_monthly"], "expand": ["data.product"]}
+    )
     assert len(prices.data) == 1
     assert prices.data[0].product.name == "Pro"
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.prices.retrieve(catalog["pro"].id, params={"expand": ["nonsense"]})
 
 
-def test_bad_expand_on_write_changes_nothing(client: stripe.StripeClient, clock: Any,
-                                            catalog: dict[str, stripe.Price]) -> None:
+def test_bad_expand_on_write_changes_nothing(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, stripe.Price]
+) -> None:
     cust = make_customer(client, clock)
     with pytest.raises(stripe.InvalidRequestError) as info:
         # At this API version an invoice has no payment_intent (it is in invoice.payments).
-        client.v1.subscriptions.create(params={
-            "customer": cust.id, "items": [{"price": catalog["pro"].id}],
-            "expand": ["latest_invoice.payment_intent"]})
+        client.v1.subscriptions.create(
+            params={
+                "customer": cust.id,
+                "items": [{"price": catalog["pro"].id}],
+                "expand": ["latest_invoice.payment_intent"],
+            }
+        )
     assert info.value.param == "expand"
     assert client.v1.subscriptions.list(params={"status": "all"}).data == []
-    sub = client.v1.subscriptions.create(params={
-        "customer": cust.id, "items": [{"price": catalog["pro"].id}],
-        "expand": ["customer", "items.data.price.product", "latest_invoice.payments",
-                   "default_payment_method", "latest_invoice.confirmation_secret"]})
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": cust.id,
+            "items": [{"price": catalog["pro"].id}],
+            "expand": [
+                "customer",
+                "items.data.price.product",
+                "latest_invoice.payments",
+                "default_payment_method",
+                "latest_invoice.confirmation_secret",
+            ],
+        }
+    )
     assert sub.customer.id == cust.id
     assert sub["items"].data[0].price.product.name == "Pro"
     intent_id = sub.latest_invoice.payments.data[0].payment.payment_intent
@@ -131,17 +156,24 @@ def test_bad_expand_on_write_changes_nothing(client: stripe.StripeClient, clock:
 
 
 def test_idempotent_replay(sim: SimulatorServer, client: stripe.StripeClient) -> None:
-    first = client.v1.customers.create(params={"email": "x@example.com"},
-                                       options={"idempotency_key": "key-1"})
-    again = client.v1.customers.create(params={"email": "x@example.com"},
-                                       options={"idempotency_key": "key-1"})
+    first = client.v1.customers.create(
+        params={"email": "x@example.com"}, options={"idempotency_key": "key-1"}
+    )
+    again = client.v1.customers.create(
+        params={"email": "x@example.com"}, options={"idempotency_key": "key-1"}
+    )
     assert again.id == first.id
     assert len(client.v1.customers.list().data) == 1
-    raw = httpx.post(f"{sim.url}/v1/customers", auth=("sk_test_simulator", ""),
-                     data={"email": "x@example.com"}, headers={"Idempotency-Key": "key-1"})
+    raw = httpx.post(
+        f"{sim.url}/v1/customers",
+        auth=("sk_test_simulator", ""),
+        data={"email": "x@example.com"},
+        headers={"Idempotency-Key": "key-1"},
+    )
     assert raw.headers["Idempotent-Replayed"] == "true"
     with pytest.raises(stripe.IdempotencyError) as info:
-        client.v1.customers.create(params={"email": "other@example.com"},
-                                   options={"idempotency_key": "key-1"})
+        client.v1.customers.create(
+            params={"email": "other@example.com"}, options={"idempotency_key": "key-1"}
+        )
     assert info.value.http_status == 400
     assert info.value.error.type == "idempotency_error"

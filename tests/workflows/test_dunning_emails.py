@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
+from db import outbox
 from domain.operator_actions import OperatorRequest
 from tests.conftest import wait_for
 from workflows.starter import run_operator_action
@@ -134,3 +135,28 @@ async def test_extending_grace_moves_the_final_reminder(harness: Harness) -> Non
         account,
         ["subscription_started", "payment_failed", "payment_reminder", "final_reminder"],
     )
+
+
+async def test_a_dunning_email_held_up_by_smtp_is_dropped_once_the_customer_paid(
+    harness: Harness,
+) -> None:
+    account, customer = harness.new_account()
+    harness.stripe.subscriptions[customer] = subscription(customer, "active")
+    await harness.send(account, customer)
+    await emails(harness, account, ["subscription_started"])
+
+    harness.smtp.stop()
+    harness.stripe.subscriptions[customer] = subscription(customer, "past_due")
+    await harness.send(account, customer, "invoice.payment_failed")
+    await harness.wait_for_entitlements(account, state="past_due")
+    await harness.skip(timedelta(hours=1))
+    harness.stripe.subscriptions[customer] = subscription(customer, "active")
+    await harness.send(account, customer, "invoice.paid")
+    await harness.wait_for_entitlements(account, state="active")
+    harness.smtp.start()
+    await harness.skip(timedelta(minutes=30))
+
+    await emails(harness, account, ["subscription_started", "payment_recovered"])
+    with harness.sessions() as session:
+        statuses = {d.kind: d.status for d in outbox.deliveries_for_account(session, account)}
+    assert statuses["payment_failed"] == "obsolete"
