@@ -1,7 +1,8 @@
 """What a customer may buy, and whether a change of plan is an upgrade or a downgrade.
 
-An upgrade (the account pays more per year) applies at once, prorated; a downgrade (it pays
-less) waits for the end of the paid period, so nothing already paid for is taken away.
+An upgrade (a higher-ranked plan, or more per year on the same plan) applies at once,
+prorated; a downgrade waits for the end of the paid period, so nothing already paid for is
+taken away.
 """
 
 from __future__ import annotations
@@ -61,10 +62,15 @@ def classify_change(
         purchase.seats,
     ):
         raise PlanChangeError("the account is already on that plan")
+    old_rank, new_rank = catalog.plan(current.plan).rank, catalog.plan(purchase.plan).rank
+    if old_rank != new_rank:
+        # A better plan is wanted now; a lesser one waits, so no paid-for feature is lost.
+        kind = ChangeKind.UPGRADE if new_rank > old_rank else ChangeKind.DOWNGRADE
+        return PlanChange(kind=kind, purchase=purchase)
     before = yearly_amount(catalog.price(current.plan, current.interval), current.seats)
     after = yearly_amount(catalog.price(purchase.plan, purchase.interval), purchase.seats)
-    # A change of interval restarts Stripe's billing cycle at once: treat it as an upgrade
-    # even when the yearly amount is equal, so it is never deferred past a paid period.
+    # Same plan, other seats or interval: paying more per year applies now. A change of
+    # interval at equal cost also applies now, as Stripe restarts the cycle anyway.
     kind = (
         ChangeKind.UPGRADE
         if after > before or (after == before and current.interval != purchase.interval)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -160,3 +161,38 @@ async def test_a_dunning_email_held_up_by_smtp_is_dropped_once_the_customer_paid
     with harness.sessions() as session:
         statuses = {d.kind: d.status for d in outbox.deliveries_for_account(session, account)}
     assert statuses["payment_failed"] == "obsolete"
+
+
+async def test_trial_ending_is_emailed_once_per_trial(harness: Harness) -> None:
+    account, customer = harness.new_account()
+    harness.stripe.subscriptions[customer] = subscription(customer, "trialing")
+    await harness.send(account, customer, "customer.subscription.created")
+    await harness.wait_for_entitlements(account, state="trialing")
+
+    # Stripe's event, and a second delivery of it under another id (as a replayed backfill
+    # would produce): one email for the trial.
+    await harness.send(account, customer, "customer.subscription.trial_will_end")
+    await harness.send(account, customer, "customer.subscription.trial_will_end")
+
+    await emails(harness, account, ["subscription_started", "trial_ending"])
+    marker = await harness.send(account, customer, "invoice.updated")
+    await harness.wait_until_handled(account, marker)
+    assert len(harness.emails_to(customer)) == 2
+
+
+async def test_payment_action_required_sends_the_invoice_link(harness: Harness) -> None:
+    account, customer = harness.new_account()
+    harness.stripe.subscriptions[customer] = replace(
+        subscription(customer, "incomplete"), open_invoice_url="https://pay.example/in_42"
+    )
+    await harness.send(account, customer, "invoice.payment_action_required")
+
+    # Both go out at once, in either order.
+    await wait_for(
+        lambda: (
+            sorted(harness.email_kinds(account))
+            == ["payment_action_required", "payment_incomplete"]
+        ),
+        what="the incomplete-payment emails",
+    )
+    assert all("https://pay.example/in_42" in m.text for m in harness.smtp.messages)
