@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -184,6 +184,8 @@ class AccountBillingWorkflow:
         self._state = input.state or AccountState()
         self._seen = dict.fromkeys(self._state.seen_event_ids)
         self._pending: list[StripeEventSignal] = list(input.pending_events)
+        # False until a first run has rebuilt its state from the database: updates wait.
+        self._ready = input.state is not None
         # Ask Stripe even without a new event (a rebuilt run, an operator's resync).
         self._resync_requested = False
         # Counts finished Stripe syncs, so a resync can wait for one that started after it.
@@ -206,6 +208,7 @@ class AccountBillingWorkflow:
 
     @workflow.update(name="change_plan")
     async def change_plan(self, change: PlanChange) -> PlanChangeResult:
+        await self._when_ready(self._check_change_plan, change)
         subscription = self._state.lifecycle.subscription
         assert subscription is not None  # checked by the validator
         if change.kind is ChangeKind.DOWNGRADE:
@@ -236,22 +239,28 @@ class AccountBillingWorkflow:
 
     @change_plan.validator
     def _check_change_plan(self, change: PlanChange) -> None:
+        if not self._ready:
+            return  # checked by the handler once the state is rebuilt
         lifecycle = self._state.lifecycle
         if lifecycle.state not in SCHEDULABLE_STATES or lifecycle.subscription is None:
             raise ValueError(f"the plan cannot be changed while the account is {lifecycle.state}")
 
     @workflow.update(name="cancel_plan_change")
     async def cancel_plan_change(self) -> AccountState:
+        await self._when_ready(self._check_cancel_plan_change)
         await self._apply_or_refuse(CancelPlanChange(), cause="customer:keep_plan")
         return self.state()
 
     @cancel_plan_change.validator
     def _check_cancel_plan_change(self) -> None:
+        if not self._ready:
+            return  # checked by the handler once the state is rebuilt
         if self._state.lifecycle.pending_change is None:
             raise ValueError("no plan change is scheduled")
 
     @workflow.update(name="cancel_subscription")
     async def cancel_subscription(self, request: CancelRequest) -> AccountState:
+        await self._when_ready(self._check_cancel_subscription, request)
         subscription = self._state.lifecycle.subscription
         assert subscription is not None  # checked by the validator
         if request.at_period_end:
@@ -269,6 +278,8 @@ class AccountBillingWorkflow:
 
     @cancel_subscription.validator
     def _check_cancel_subscription(self, request: CancelRequest) -> None:
+        if not self._ready:
+            return  # checked by the handler once the state is rebuilt
         lifecycle = self._state.lifecycle
         if lifecycle.subscription is None:
             raise ValueError("the account has no subscription to cancel")
@@ -277,6 +288,7 @@ class AccountBillingWorkflow:
 
     @workflow.update(name="resume_subscription")
     async def resume_subscription(self) -> AccountState:
+        await self._when_ready(self._check_resume_subscription)
         lifecycle = self._state.lifecycle
         assert lifecycle.subscription is not None  # checked by the validator
         subscription_id = lifecycle.subscription.subscription_id
@@ -295,12 +307,15 @@ class AccountBillingWorkflow:
 
     @resume_subscription.validator
     def _check_resume_subscription(self) -> None:
+        if not self._ready:
+            return  # checked by the handler once the state is rebuilt
         state = self._state.lifecycle.state
         if state not in (BillingState.CANCELING, BillingState.PAUSED):
             raise ValueError(f"nothing to resume: the account is {state}")
 
     @workflow.update(name="operator_action")
     async def operator_action(self, request: OperatorRequest) -> OperatorResult:
+        await self._when_ready(self._check_operator_action, request)
         before = self._state.lifecycle
         lifecycle_input = lifecycle_input_for(request)
         if lifecycle_input is not None:
@@ -327,6 +342,8 @@ class AccountBillingWorkflow:
     def _check_operator_action(self, request: OperatorRequest) -> None:
         # Refused here, a bad request never reaches the history.
         check_operator_request(request)
+        if not self._ready:
+            return  # the rest is checked by the handler once the state is rebuilt
         lifecycle_input = lifecycle_input_for(request)
         if lifecycle_input is not None:
             transition(self._state.lifecycle, lifecycle_input, workflow.now())
@@ -390,6 +407,7 @@ class AccountBillingWorkflow:
             self._state.lifecycle = stored.lifecycle
         # Whatever happened while no run existed is only known to Stripe: ask it.
         self._resync_requested = stored.customer_id is not None
+        self._ready = True
         self._publish_for_operators()
 
     def _next_wake_up(self) -> datetime | None:
@@ -591,6 +609,15 @@ class AccountBillingWorkflow:
         if not task.cancelled() and task.exception() is not None:
             # Given up after retries or refused (bad template): the outbox row says why.
             workflow.logger.error("email %s not sent: %s", key, task.exception())
+
+    async def _when_ready(self, check: Callable[..., None], *args: Any) -> None:
+        """Wait for a first run's rebuild, then check the request against the real state: a
+        validator that ran before the rebuild saw an empty account and let it through."""
+        await workflow.wait_condition(lambda: self._ready)
+        try:
+            check(*args)
+        except ValueError as err:
+            raise ApplicationError(str(err), type="InvalidRequest") from err
 
     async def _apply_or_refuse(self, event: LifecycleInput, cause: str) -> None:
         """`_apply` for update handlers: a transition the state no longer allows (it moved

@@ -27,7 +27,7 @@ async def test_terminated_workflow_is_rebuilt_by_resync(
     harness: Harness, api: httpx.AsyncClient, session_factory: sessionmaker[Session]
 ) -> None:
     account, customer = await active_account(harness)
-    await harness.handle(account).terminate(reason="operator cleanup from the Web UI")
+    await harness.terminate_when_idle(account, reason="operator cleanup from the Web UI")
     assert (await show(api, account))["workflow"]["status"] == "terminated"
     # While no run exists, Stripe moves on: the payment failed.
     harness.stripe.subscriptions[customer] = subscription(customer, "past_due")

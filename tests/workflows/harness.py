@@ -145,6 +145,17 @@ class Harness:
             task_queue=self.task_queue,
         )
 
+    async def terminate_when_idle(self, account_id: str, reason: str) -> None:
+        """Terminate once no activity is in flight: the time-skipping test server holds time
+        still while an activity of a terminated run is outstanding."""
+
+        async def idle() -> bool:
+            description = await self.handle(account_id).describe()
+            return not description.raw_description.pending_activities
+
+        await wait_for(idle, what=f"{account_id} to have no activity in flight")
+        await self.handle(account_id).terminate(reason=reason)
+
     async def terminate_all(self) -> None:
         """Stop this test's workflows: the time-skipping server shared by all tests cannot
         skip time while workflows whose worker is gone still have timers to fire."""

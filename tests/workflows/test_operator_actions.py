@@ -148,3 +148,16 @@ async def test_action_on_an_account_without_a_workflow_starts_one(harness: Harne
     locked = harness.entitlements(account)
     assert locked is not None
     assert (locked.effective_state, locked.plan) == ("locked", "free")
+
+
+async def test_an_action_that_starts_a_new_run_waits_for_its_rebuild(harness: Harness) -> None:
+    account, _ = await active_account(harness)
+    await harness.terminate_when_idle(account, reason="cleanup from the Web UI")
+
+    result = await act(harness, account, "lock")
+
+    # Applied on top of the stored state (active, version 1), not on an empty account.
+    assert result.state.lifecycle.state == "active"  # type: ignore[attr-defined]
+    locked = harness.entitlements(account)
+    assert locked is not None
+    assert (locked.version, locked.billing_state, locked.effective_state) == (2, "active", "locked")
