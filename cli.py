@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from api import admin_cli
-from core.config import get_settings
+from core.config import describe_settings_errors, get_settings
+from core.logging import configure_logging
 
 
 def _run_local(args: argparse.Namespace) -> None:
@@ -23,7 +26,10 @@ def _run_local(args: argparse.Namespace) -> None:
 def _run_api(args: argparse.Namespace) -> None:
     import uvicorn
 
-    uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port)
+    # log_config=None: uvicorn's lines go through the handler `configure_logging` set up.
+    uvicorn.run(
+        "api.main:create_app", factory=True, host=args.host, port=args.port, log_config=None
+    )
 
 
 def _run_worker(args: argparse.Namespace) -> None:
@@ -39,6 +45,7 @@ def _migrate(args: argparse.Namespace) -> None:
 
 
 def _setup_temporal(args: argparse.Namespace) -> None:
+    from core.schedules import ensure_schedules
     from core.temporal import connect, register_search_attributes
     from workflows.account import SEARCH_ATTRIBUTES
 
@@ -46,8 +53,32 @@ def _setup_temporal(args: argparse.Namespace) -> None:
         settings = get_settings()
         client = await connect(settings)
         await register_search_attributes(client, SEARCH_ATTRIBUTES, settings.temporal_namespace)
+        await ensure_schedules(client, settings)
 
     asyncio.run(setup())
+
+
+def _backfill(args: argparse.Namespace) -> None:
+    from core.backfill import run_backfill
+    from core.stripe_client import make_stripe_client
+    from core.temporal import connect
+    from db.engine import make_engine, make_session_factory
+
+    async def backfill() -> None:
+        settings = get_settings()
+        summary = await run_backfill(
+            make_stripe_client(settings),
+            make_session_factory(make_engine(settings.database_url)),
+            await connect(settings),
+            settings.task_queue,
+            restart=args.restart,
+            progress=sys.stderr,
+        )
+        print(f"backfill done: {summary.describe()}")
+        for error in summary.errors:
+            print(f"  error: {error}")
+
+    asyncio.run(backfill())
 
 
 def _catalog(args: argparse.Namespace) -> None:
@@ -101,8 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run the Temporal worker").set_defaults(handler=_run_worker)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=_migrate)
     commands.add_parser(
-        "setup-temporal", help="register the search attributes on a Temporal cluster"
+        "setup-temporal",
+        help="register the search attributes and create the reconciliation schedules",
     ).set_defaults(handler=_setup_temporal)
+    backfill = commands.add_parser(
+        "backfill", help="start an account workflow for every existing Stripe customer"
+    )
+    backfill.add_argument(
+        "--restart", action="store_true", help="forget where the last run stopped"
+    )
+    backfill.set_defaults(handler=_backfill)
 
     catalog = commands.add_parser("catalog", help="publish catalog.toml to Stripe")
     catalog.add_argument("action", choices=["plan", "apply"])
@@ -120,8 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValidationError as err:
+        # One paragraph naming the variables, not a traceback: this is the operator's typo.
+        print(describe_settings_errors(err), file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings)
     args.handler(args)
 
 

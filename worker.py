@@ -9,21 +9,22 @@ from concurrent.futures import ThreadPoolExecutor
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.account_store import AccountStoreActivities
 from activities.notifications import NotificationActivities
+from activities.reconciliation import ReconciliationActivities
 from activities.stripe_changes import StripeChangeActivities
 from activities.stripe_sync import StripeSyncActivities
 from core.config import Settings, get_settings
+from core.logging import configure_logging
 from core.stripe_client import make_stripe_client
 from core.temporal import connect
 from db.engine import make_engine, make_session_factory
 from domain.catalog import Catalog, default_catalog
 from workflows.account import AccountBillingWorkflow
-
-# Activities are blocking (SQLAlchemy, stripe-python): they run on this many threads.
-ACTIVITY_THREADS = 16
+from workflows.reconciliation import EventsReconciliationWorkflow, SubscriptionSweepWorkflow
 
 
 def build_worker(
@@ -39,10 +40,13 @@ def build_worker(
     stripe_changes = StripeChangeActivities(stripe_client)
     store = AccountStoreActivities(sessions, catalog)
     notifications = NotificationActivities(sessions, stripe_client, catalog, settings)
+    reconciliation = ReconciliationActivities(
+        client, stripe_client, sessions, catalog, settings.task_queue
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[AccountBillingWorkflow],
+        workflows=[AccountBillingWorkflow, EventsReconciliationWorkflow, SubscriptionSweepWorkflow],
         activities=[
             stripe_sync.fetch_current_subscription,
             stripe_changes.change_subscription,
@@ -56,16 +60,20 @@ def build_worker(
             store.record_stripe_events,
             store.record_operator_action,
             notifications.send_email,
+            reconciliation.reconcile_events_page,
+            reconciliation.find_drifted_accounts,
+            reconciliation.resync_account,
         ],
         activity_executor=executor,
-        max_concurrent_activities=ACTIVITY_THREADS,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
     )
 
 
 async def run_worker(settings: Settings) -> None:
-    client = await connect(settings)
+    client = await connect(settings, runtime=metrics_runtime(settings))
     sessions = make_session_factory(make_engine(settings.database_url))
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+    with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
         worker = build_worker(
             client,
             settings,
@@ -78,6 +86,16 @@ async def run_worker(settings: Settings) -> None:
         await worker.run()
 
 
+def metrics_runtime(settings: Settings, host: str = "0.0.0.0") -> Runtime | None:
+    """A Temporal runtime serving Prometheus metrics on METRICS_PORT: the SDK's worker metrics
+    (task slots, poll and schedule-to-start latencies, failures) and ours (email deliveries,
+    recorded through the activity's metric meter); None keeps the SDK's default runtime."""
+    if settings.metrics_port is None:
+        return None
+    prometheus = PrometheusConfig(bind_address=f"{host}:{settings.metrics_port}")
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
+    configure_logging(get_settings())
     asyncio.run(run_worker(get_settings()))

@@ -83,6 +83,16 @@ class NotificationActivities:
 
     @activity.defn
     async def send_email(self, request: SendEmailInput) -> EmailOutcome:
+        try:
+            outcome = await self._send_email(request)
+        except Exception as err:
+            unrenderable = isinstance(err, ApplicationError) and err.type == "EmailRenderError"
+            _count_delivery(request.kind, "render_failed" if unrenderable else "failed")
+            raise
+        _count_delivery(request.kind, outcome.status)
+        return outcome
+
+    async def _send_email(self, request: SendEmailInput) -> EmailOutcome:
         key = request.key
         existing = await self._db(lambda session: outbox.get_delivery(session, key))
         if existing is not None and existing.status == DeliveryStatus.SENT:
@@ -201,6 +211,16 @@ class NotificationActivities:
                 return work(session)
 
         return await asyncio.to_thread(in_transaction)
+
+
+def _count_delivery(kind: str, outcome: str) -> None:
+    """`billing_email_deliveries{kind, outcome}` on the worker's metrics endpoint.
+
+    Through the Temporal SDK's meter, so it is served beside the SDK's own worker metrics.
+    """
+    activity.metric_meter().create_counter(
+        "billing_email_deliveries", "Customer email attempts by kind and outcome."
+    ).add(1, {"kind": kind, "outcome": outcome})
 
 
 def _left_states(session: Session, account_id: str, states: list[str]) -> str | None:

@@ -18,8 +18,14 @@ from domain.operator_actions import (
 )
 from workflows.account import AccountState
 
-Actor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+# Free text, but no control characters: PostgreSQL refuses NUL in text, and none belongs here.
+_PRINTABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+Actor = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=_PRINTABLE)
+]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000, pattern=_PRINTABLE)
+]
 CustomerId = Annotated[str, StringConstraints(pattern=r"^cus_[A-Za-z0-9]{1,250}$")]
 AccountId = Annotated[str, StringConstraints(pattern=ACCOUNT_ID_PATTERN)]
 

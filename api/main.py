@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api.routes import admin, billing, entitlements, health, webhooks
+from api import metrics
+from api.routes import admin, billing, codec, entitlements, feed, health, webhooks
 from core import temporal
 from core.config import Settings, get_settings
+from core.logging import LogContextMiddleware
 from db.engine import make_engine, make_session_factory
 
 
@@ -23,6 +25,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         engine = make_engine(settings.database_url)
         app.state.settings = settings
         app.state.session_factory = make_session_factory(engine)
+        app.state.database_metrics = metrics.database_metrics(app.state.session_factory)
         # Lazy: the API starts (and serves entitlements) while Temporal is still down; the
         # webhook answers 503 until it is reachable.
         app.state.temporal_client = temporal_client or await temporal.connect(settings, lazy=True)
@@ -32,9 +35,16 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
             engine.dispose()
 
     app = FastAPI(title="Dataface Billing", lifespan=lifespan)
+    app.add_middleware(LogContextMiddleware)
+    app.add_middleware(metrics.MetricsMiddleware)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(webhooks.router)
     app.include_router(entitlements.router)
+    app.include_router(feed.router)
     app.include_router(billing.router)
     app.include_router(admin.router)
+    payload_codec = temporal.payload_codec(settings)
+    if payload_codec is not None:
+        app.mount(codec.MOUNT_PATH, codec.codec_app(settings, payload_codec))
     return app

@@ -1,16 +1,24 @@
-"""Which account a verified Stripe event is about: a pure mapping, no decisions.
+"""Which account a verified Stripe event is about: a mapping, no decisions.
 
 What the event means for the account is decided by the account workflow from the re-fetched
-subscription; the gateway only needs to know where to send it.
+subscription; the gateway (and the events reconciliation, which replays what Stripe lists)
+only needs to know where to send it.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from api.deps import ACCOUNT_ID_PATTERN
+from db import repository
+from workflows.account import StripeEventSignal
+
+logger = logging.getLogger(__name__)
 
 HANDLED_EVENT_TYPES = frozenset(
     {
@@ -35,6 +43,10 @@ HANDLED_EVENT_TYPES = frozenset(
 )
 
 
+EVENT_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+EVENT_TYPE = re.compile(r"[a-z0-9_.]{1,128}")
+
+
 class MalformedEvent(ValueError):
     """Validly signed, but not shaped like a Stripe event."""
 
@@ -57,6 +69,10 @@ def check_event_shape(event: Any) -> dict[str, Any]:
     for name, kind in (("id", str), ("type", str), ("created", int)):
         if not isinstance(event.get(name), kind):
             raise MalformedEvent(f"`{name}` is missing or not a {kind.__name__}")
+    # Stripe's ids and types are plain ASCII; anything else is not from Stripe, and would
+    # reach workflow ids, logs and the database.
+    if not EVENT_ID.fullmatch(event["id"]) or not EVENT_TYPE.fullmatch(event["type"]):
+        raise MalformedEvent("`id` or `type` is not shaped like Stripe's")
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise MalformedEvent("`data.object` is missing or not an object")
@@ -73,13 +89,47 @@ def route_event(event: dict[str, Any]) -> EventRoute:
     An account id that is not a valid id is ignored, so the event falls back to the customer.
     """
     obj: dict[str, Any] = event["data"]["object"]
-    candidates = [_path(obj, "metadata", "account_id")]
+    candidates = [metadata_account_id(obj)]
     if event["type"].startswith("checkout.session."):
         candidates.append(obj.get("client_reference_id"))
     if event["type"].startswith("invoice."):
         candidates.append(_path(obj, "parent", "subscription_details", "metadata", "account_id"))
     account_id = next((c for c in candidates if _is_account_id(c)), None)
     return EventRoute(account_id=account_id, customer_id=_customer_id(obj))
+
+
+def metadata_account_id(obj: dict[str, Any]) -> str | None:
+    """The account our checkout wrote into a Stripe object's metadata, if it is a valid id."""
+    account_id = _path(obj, "metadata", "account_id")
+    return account_id if _is_account_id(account_id) else None
+
+
+def account_or_store_unroutable(
+    sessions: sessionmaker[Session], event: dict[str, Any], route: EventRoute
+) -> str | None:
+    """The account the event belongs to (named by the event, else the customer's link); None
+    once it is stored for operators instead. Blocking: it reads the database."""
+    if route.account_id is not None:
+        return route.account_id
+    with sessions.begin() as session:
+        if route.customer_id is not None:
+            account_id = repository.account_for_customer(session, route.customer_id)
+            if account_id is not None:
+                return account_id
+        repository.store_unroutable_event(
+            session, event["id"], event["type"], route.customer_id, event
+        )
+    logger.warning("stored unroutable event %s (%s)", event["id"], event["type"])
+    return None
+
+
+def signal_for(event: dict[str, Any], route: EventRoute) -> StripeEventSignal:
+    return StripeEventSignal(
+        event_id=event["id"],
+        event_type=event["type"],
+        created=event["created"],
+        customer_id=route.customer_id,
+    )
 
 
 def _customer_id(obj: dict[str, Any]) -> str | None:

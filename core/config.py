@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.codec import parse_codec_keys
 
 SIMULATOR_URL = "http://127.0.0.1:12111"
 
@@ -20,6 +24,36 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     task_queue: str = "billing"
+    temporal_tls_cert: str | None = Field(
+        None, description="Path of the client certificate (PEM) for mTLS to Temporal."
+    )
+    temporal_tls_key: str | None = Field(
+        None, description="Path of that certificate's private key (PEM)."
+    )
+    temporal_api_key: SecretStr | None = Field(
+        None, description="A Temporal Cloud API key (TLS is then on)."
+    )
+    payload_codec_keys: SecretStr | None = Field(
+        None,
+        description="`id:base64-32-bytes` pairs, comma-separated, newest first: workflow "
+        "payloads are encrypted with the first and decrypted with any. Unset: no encryption.",
+    )
+    codec_cors_origins: str = Field(
+        "",
+        description="Comma-separated browser origins (the Temporal Web UI) allowed to call "
+        "the codec endpoints.",
+    )
+    worker_max_concurrent_activities: int = Field(
+        16, gt=0, description="Activities one worker runs at once (each on its own thread)."
+    )
+    worker_max_concurrent_workflow_tasks: int = Field(
+        100, ge=2, description="Workflow tasks one worker runs at once."
+    )
+    metrics_port: int | None = Field(
+        None, gt=0, lt=65536, description="Port of the worker's Prometheus endpoint; unset: off."
+    )
+    log_format: Literal["json", "text"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     stripe_secret_key: str | None = Field(
         None, description="A real Stripe key; unset means the local Stripe simulator."
@@ -49,6 +83,72 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000/billing/done", description="Where Checkout returns the customer."
     )
     checkout_cancel_url: str = "http://127.0.0.1:8000/billing/canceled"
+
+    reconcile_events_every_minutes: int = Field(
+        10, gt=0, description="How often Stripe's event list is replayed for lost webhooks."
+    )
+    sweep_every_minutes: int = Field(
+        60, gt=0, description="How often every Stripe subscription is compared with the store."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def empty_means_unset(cls, values: Any) -> Any:
+        """`SMTP_USERNAME=` in an env file or compose means "not set" for optional settings."""
+        if not isinstance(values, dict):
+            return values
+        optional = {name for name, field in cls.model_fields.items() if field.default is None}
+        return {
+            name: value
+            for name, value in values.items()
+            if not (name in optional and isinstance(value, str) and not value.strip())
+        }
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def level_in_any_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("payload_codec_keys")
+    @classmethod
+    def codec_keys_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_codec_keys(value.get_secret_value())
+        return value
+
+    @field_validator("temporal_tls_cert", "temporal_tls_key")
+    @classmethod
+    def tls_file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no file at {value}")
+        return value
+
+    @model_validator(mode="after")
+    def tls_cert_and_key_together(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError(
+                "TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together: set both or neither"
+            )
+        return self
+
+    @property
+    def codec_cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.codec_cors_origins.split(",") if origin.strip()]
+
+
+def describe_settings_errors(error: ValidationError) -> str:
+    """What is wrong with the environment, by variable name, without echoing any value: the
+    value may be a secret."""
+    problems = []
+    for item in error.errors():
+        names = ", ".join(str(part).upper() for part in item["loc"])
+        reason = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{names}: {reason}" if names else reason)
+    return (
+        f"dataface-billing cannot start: {len(problems)} setting(s) are wrong. "
+        + "; ".join(problems)
+        + ". Fix the environment (or .env) and start again; README.md lists every setting."
+    )
 
 
 @cache

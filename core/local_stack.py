@@ -1,5 +1,6 @@
 """Everything on one machine for development: Temporal dev server + UI, the Stripe simulator
-(unless a real Stripe key is set), migrations, the worker and the API, in one command.
+(unless a real Stripe key is set), migrations, the worker, the reconciliation schedules and the
+API, in one command.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from api.main import create_app
 from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
 from core.mail_sink import MailSink
+from core.schedules import ensure_schedules
 from core.stripe_client import make_stripe_client
 from core.temporal import connect, installed_binary
 from db.engine import make_engine, make_session_factory, migrate
 from domain.catalog import default_catalog
-from worker import ACTIVITY_THREADS, build_worker
+from worker import build_worker
 from workflows.account import SEARCH_ATTRIBUTES
 
 log = logging.getLogger("dataface_billing.local")
@@ -120,7 +122,9 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
         if not settings.stripe_secret_key:
             settings = start_stripe_simulator(settings, ports, stack)
 
-        executor = stack.enter_context(ThreadPoolExecutor(max_workers=ACTIVITY_THREADS))
+        executor = stack.enter_context(
+            ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities)
+        )
         worker = build_worker(
             client,
             settings,
@@ -129,6 +133,8 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
             catalog=default_catalog(),
             executor=executor,
         )
+        await ensure_schedules(client, settings)
+        log.info("reconciliation schedules set (Schedules tab of the Web UI)")
         api = uvicorn.Server(
             uvicorn.Config(
                 create_app(settings, temporal_client=client),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 
+import temporalio.converter
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -13,15 +15,50 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
+from core.codec import EncryptionCodec, codec_from_spec
 from core.config import Settings
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+async def connect(
+    settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None
+) -> Client:
+    """A client for the configured namespace: mTLS or an API key when set, and the payload
+    codec when keys are set (every client and worker must agree on it, or histories written
+    by one cannot be read by the other)."""
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=api_key,
+        tls=tls_config(settings) or api_key is not None,
+        data_converter=data_converter(settings),
+        lazy=lazy,
+        runtime=runtime,
     )
+
+
+def tls_config(settings: Settings) -> TLSConfig | None:
+    if settings.temporal_tls_cert is None or settings.temporal_tls_key is None:
+        return None
+    return TLSConfig(
+        client_cert=Path(settings.temporal_tls_cert).read_bytes(),
+        client_private_key=Path(settings.temporal_tls_key).read_bytes(),
+    )
+
+
+def data_converter(settings: Settings) -> temporalio.converter.DataConverter:
+    return dataclasses.replace(
+        temporalio.converter.default(), payload_codec=payload_codec(settings)
+    )
+
+
+def payload_codec(settings: Settings) -> EncryptionCodec | None:
+    """The codec for PAYLOAD_CODEC_KEYS; None when payloads are stored in the clear."""
+    keys = settings.payload_codec_keys
+    return codec_from_spec(keys.get_secret_value() if keys else None)
 
 
 def installed_binary(name: str) -> Path:

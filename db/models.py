@@ -185,3 +185,18 @@ class OperatorAction(Base):
     before: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     after: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReconciliationCursor(Base):
+    """How far a resumable pass over a Stripe list got (the events reconciliation, a backfill).
+
+    `last_id` is the last Stripe object fully handled and `created` its `created`: the next pass
+    starts right after it.
+    """
+
+    __tablename__ = "reconciliation_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created: Mapped[int] = mapped_column(BigInteger)
+    last_id: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from db import feed
 from db.models import (
     Account,
     EntitlementChange,
@@ -117,6 +118,8 @@ def write_entitlements(
     check and the write are one statement, so two concurrent writers cannot both win.
     Returns whether this write applied (and was appended to the change log).
     """
+    # First, before any row lock: appends to the change log take turns (see `db.feed`).
+    feed.lock_change_log(session)
     _ensure_account(session, account_id)
     now = utcnow()
     values = {

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import stripe
@@ -24,7 +26,7 @@ from core.config import Settings
 from core.stripe_client import make_stripe_client
 from db import repository
 from domain.catalog import default_catalog
-from domain.lifecycle import BillingState
+from domain.lifecycle import BillingState, Purchase
 from domain.plan_changes import PlanChangeError, classify_change, purchase_for
 from workflows.account import (
     AccountState,
@@ -64,6 +66,33 @@ class CancelBody(BaseModel):
     at_period_end: bool = True
 
 
+@contextmanager
+def _stripe_failures() -> Iterator[None]:
+    """Stripe's errors as answers the app can act on: retry later (503) or a conflict."""
+    try:
+        yield
+    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as err:
+        logger.warning("Stripe unavailable: %r", err)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="Stripe is unavailable; retry later",
+            headers={"Retry-After": "30"},
+        ) from err
+    except stripe.InvalidRequestError as err:
+        if err.code == "resource_missing":
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                detail=f"Stripe no longer knows this account's billing records: {err.user_message}",
+            ) from err
+        logger.error("Stripe refused a request: %r", err)
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY, detail="Stripe refused the request"
+        ) from err
+    except stripe.StripeError as err:
+        logger.error("Stripe call failed: %r", err)
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail="Stripe call failed") from err
+
+
 def _unprocessable(reason: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=reason)
 
@@ -101,6 +130,19 @@ def start_checkout(
             f"(POST /v1/accounts/{account_id}/plan)",
         )
     client = make_stripe_client(settings)
+    with _stripe_failures():
+        return _create_checkout(client, sessions, settings, account_id, purchase, idempotency_key)
+
+
+def _create_checkout(
+    client: stripe.StripeClient,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    account_id: str,
+    purchase: Purchase,
+    idempotency_key: str | None,
+) -> CheckoutAnswer:
+    catalog = default_catalog()
     customer_id = _customer_for(client, sessions, account_id)
     [price] = client.v1.prices.list(
         params={"lookup_keys": [purchase.lookup_key], "active": True}
@@ -154,9 +196,10 @@ def open_portal(
         customer_id = repository.customer_for_account(session, account_id)
     if customer_id is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="the account has no Stripe customer")
-    portal = make_stripe_client(settings).v1.billing_portal.sessions.create(
-        params={"customer": customer_id, "return_url": settings.checkout_success_url}
-    )
+    with _stripe_failures():
+        portal = make_stripe_client(settings).v1.billing_portal.sessions.create(
+            params={"customer": customer_id, "return_url": settings.checkout_success_url}
+        )
     return PortalAnswer(url=portal.url)
 
 

@@ -14,20 +14,21 @@ from typing import Any
 import stripe
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session, sessionmaker
 from temporalio.service import RPCError
 
 from api.deps import SessionFactoryDep, SettingsDep, TemporalClientDep
+from api.metrics import UNVERIFIED_EVENT_TYPE, WEBHOOK_EVENTS
 from api.webhook_routing import (
-    EventRoute,
     MalformedEvent,
+    account_or_store_unroutable,
     check_event_shape,
     is_handled,
     route_event,
+    signal_for,
 )
 from core.config import Settings
-from db import repository
-from workflows.account import StripeEventSignal
+from core.logging import bind_log_context
+from workflows.account import workflow_id_for
 from workflows.starter import signal_stripe_event
 
 logger = logging.getLogger(__name__)
@@ -48,31 +49,41 @@ async def receive_stripe_event(
     sessions: SessionFactoryDep,
     temporal: TemporalClientDep,
 ) -> dict[str, str]:
-    raw = await read_capped_body(request, settings.webhook_max_body_bytes)
-    event = verified_event(raw, request.headers.get("stripe-signature"), settings)
+    try:
+        raw = await read_capped_body(request, settings.webhook_max_body_bytes)
+        event = verified_event(raw, request.headers.get("stripe-signature"), settings)
+    except HTTPException:
+        WEBHOOK_EVENTS.labels(UNVERIFIED_EVENT_TYPE, "rejected").inc()
+        raise
+    bind_log_context(stripe_event_id=event["id"])
     if not is_handled(event["type"]):
+        WEBHOOK_EVENTS.labels(event["type"], "ignored").inc()
         return {"status": "ignored"}
 
     route = route_event(event)
-    account_id = await run_in_threadpool(account_or_store_unroutable, sessions, event, route)
+    account_id = route.account_id
     if account_id is None:
+        # Only an event that names no account needs the database (the customer's link); the
+        # usual one skips the trip to the threadpool.
+        account_id = await run_in_threadpool(account_or_store_unroutable, sessions, event, route)
+    if account_id is None:
+        WEBHOOK_EVENTS.labels(event["type"], "unroutable").inc()
         return {"status": "unroutable"}
+    bind_log_context(account_id=account_id, workflow_id=workflow_id_for(account_id))
 
-    signal = StripeEventSignal(
-        event_id=event["id"],
-        event_type=event["type"],
-        created=event["created"],
-        customer_id=route.customer_id,
-    )
+    signal = signal_for(event, route)
     try:
         async with asyncio.timeout(SIGNAL_TIMEOUT_SECONDS):
             await signal_stripe_event(temporal, settings.task_queue, account_id, signal)
     except TEMPORAL_UNAVAILABLE as err:
+        WEBHOOK_EVENTS.labels(event["type"], "unavailable").inc()
         logger.warning("Temporal did not accept %s for %s: %r", event["id"], account_id, err)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             detail="the event was not accepted; retry later",
         ) from err
+    WEBHOOK_EVENTS.labels(event["type"], "accepted").inc()
+    logger.info("signalled %s (%s) to account %s", event["id"], event["type"], account_id)
     return {"status": "accepted", "account_id": account_id}
 
 
@@ -113,24 +124,6 @@ def verified_event(raw: bytes, signature: str | None, settings: Settings) -> dic
         raise _bad_request("the body is not JSON") from err
     except MalformedEvent as err:
         raise _bad_request(f"not a Stripe event: {err}") from err
-
-
-def account_or_store_unroutable(
-    sessions: sessionmaker[Session], event: dict[str, Any], route: EventRoute
-) -> str | None:
-    """The account the event belongs to; None once it is stored for operators instead."""
-    if route.account_id is not None:
-        return route.account_id
-    with sessions.begin() as session:
-        if route.customer_id is not None:
-            account_id = repository.account_for_customer(session, route.customer_id)
-            if account_id is not None:
-                return account_id
-        repository.store_unroutable_event(
-            session, event["id"], event["type"], route.customer_id, event
-        )
-    logger.warning("stored unroutable event %s (%s)", event["id"], event["type"])
-    return None
 
 
 def _bad_request(reason: str) -> HTTPException:

@@ -38,7 +38,7 @@ from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
 from tests.conftest import wait_for
 from tests.smtp_server import SmtpRecorder
-from worker import ACTIVITY_THREADS, build_worker
+from worker import build_worker
 
 APP_TOKEN = "e2e-app-token"
 ADMIN_TOKEN = "e2e-admin-token"
@@ -185,7 +185,9 @@ async def running_stack(
         settings = settings.model_copy(update={"stripe_webhook_secret": endpoint.secret})
         api_server.start(settings)
         try:
-            with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+            with ThreadPoolExecutor(
+                max_workers=settings.worker_max_concurrent_activities
+            ) as executor:
                 worker = build_worker(
                     env.client,
                     settings,

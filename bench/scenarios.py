@@ -1,0 +1,376 @@
+"""The five measurements, each against the reference that bounds it, in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import func, select
+
+from api.routes.entitlements import etag_for
+from bench.loadgen import run_in_own_process, stripe_signature, subscription_event
+from bench.stack import APP_TOKEN, REPO, WEBHOOK_SECRET, Stack, peak_rss_bytes
+from bench.wrk import Request, closed_loop
+from core.stripe_client import make_stripe_client
+from db import repository
+from db.engine import make_engine, make_session_factory
+from db.models import StripeEvent
+from domain.catalog import default_catalog
+from domain.entitlements import free_entitlements
+from workflows.account import workflow_id_for
+
+# Signal-with-starts here go to a queue no worker polls: ingest measures acceptance alone,
+# and the worker never has to chew through the ingest backlog afterwards.
+UNPOLLED_QUEUE = "bench-ingest-unpolled"
+# Waiting for workflows to take in what was sent never takes longer than this.
+DRAIN_TIMEOUT_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    seconds: float  # each closed-loop throughput measurement
+    connections: int
+    # Fewer for reads: their p99 target only means something below saturation.
+    read_connections: int
+    ingest_accounts: int
+    gateway_offered_rate: float
+    read_accounts: int
+    fresh_accounts: int
+    fresh_rate: float
+    fresh_seconds: float
+    scale_accounts: int
+    signal_rate: float
+    history_events: int
+    catch_up_subscriptions: int
+
+
+FULL = Profile("full", 15, 32, 8, 2000, 100, 10_000, 1000, 50, 60, 10_000, 20, 5000, 250)
+QUICK = Profile("quick", 4, 32, 8, 500, 100, 2000, 100, 50, 6, 500, 20, 500, 25)
+# The tiniest end-to-end pass: it proves the harness works, its figures mean nothing.
+SMOKE = Profile("smoke", 1, 4, 4, 10, 10, 20, 4, 4, 1, 10, 4, 12, 2)
+PROFILES = {profile.name: profile for profile in (FULL, QUICK, SMOKE)}
+
+
+def measure_ingest(stack: Stack, profile: Profile) -> dict[str, Any]:
+    """Gateway webhooks/s vs the SDK's raw signal-with-start/s, same server, same concurrency."""
+    raw = run_in_own_process(
+        "signal-with-start",
+        {
+            "temporal_address": stack.temporal_address,
+            "task_queue": UNPOLLED_QUEUE,
+            "accounts": [f"ingest-raw-{n}" for n in range(profile.ingest_accounts)],
+            "concurrency": profile.connections,
+            "seconds": profile.seconds,
+        },
+        stack.scratch,
+    )
+    with stack.api(task_queue=UNPOLLED_QUEUE) as url:
+        # Signed now: the whole measurement stays well inside the 300 s tolerance.
+        requests: list[Request] = []
+        for n in range(max(200, int(raw["rate"] * profile.seconds * 1.5))):
+            account_id = f"ingest-gw-{n % profile.ingest_accounts}"
+            body = subscription_event(account_id, None, f"sub_{n}", "customer.subscription.updated")
+            headers = {"stripe-signature": stripe_signature(body, WEBHOOK_SECRET)}
+            requests.append(("POST", "/webhooks/stripe", body, headers))
+        gateway = closed_loop(url, requests, profile.seconds, profile.connections, stack.scratch)
+        at_fixed_load = run_in_own_process(
+            "webhook-open",
+            {
+                "url": url,
+                "secret": WEBHOOK_SECRET,
+                "accounts": [f"ingest-fixed-{n}" for n in range(profile.ingest_accounts)],
+                "rate": profile.gateway_offered_rate,
+                "seconds": profile.seconds,
+            },
+            stack.scratch,
+        )
+    return {
+        "raw_signal_with_start": raw,
+        "gateway": gateway,
+        "ratio": gateway["rate"] / raw["rate"],
+        "gateway_at_fixed_load": at_fixed_load,
+    }
+
+
+def measure_reads(stack: Stack, profile: Profile) -> dict[str, Any]:
+    """Entitlement reads/s (with and without If-None-Match) vs `/healthz`, warm account set."""
+    accounts = [f"read-{n}" for n in range(profile.read_accounts)]
+    seed_entitlements(stack, accounts)
+    auth = {"authorization": f"Bearer {APP_TOKEN}"}
+    reads: list[Request] = [
+        ("GET", f"/v1/accounts/{account}/entitlements", None, auth) for account in accounts
+    ]
+    revalidations: list[Request] = [
+        (method, path, body, {**headers, "if-none-match": etag_for(account, 1)})
+        for account, (method, path, body, headers) in zip(accounts, reads, strict=True)
+    ]
+    with stack.api() as url:
+
+        def load(requests: list[Request]) -> dict[str, Any]:
+            return closed_loop(
+                url, requests, profile.seconds, profile.read_connections, stack.scratch
+            )
+
+        # A first pass warms the connection pool and the database's cache.
+        load(reads)
+        constant = load([("GET", "/healthz", None, {})])
+        plain = load(reads)
+        conditional = load(revalidations)
+    return {
+        "accounts": len(accounts),
+        "constant_endpoint": constant,
+        "entitlements": plain,
+        "entitlements_if_none_match": conditional,
+        "ratio": plain["rate"] / constant["rate"],
+        "ratio_if_none_match": conditional["rate"] / constant["rate"],
+    }
+
+
+def seed_entitlements(stack: Stack, accounts: list[str]) -> None:
+    engine = make_engine(stack.database_url)
+    sessions = make_session_factory(engine)
+    paid = replace(free_entitlements(default_catalog()), plan="pro", billing_state="active")
+    for start in range(0, len(accounts), 500):
+        with sessions.begin() as session:
+            for account in accounts[start : start + 500]:
+                repository.write_entitlements(session, account, 1, paid, {}, "bench", [])
+    engine.dispose()
+
+
+def measure_freshness(stack: Stack, profile: Profile) -> dict[str, Any]:
+    """Webhook accepted → new seats readable, at a steady rate over many live accounts."""
+    accounts = create_subscribed_accounts(stack, "fresh", profile.fresh_accounts)
+    if stack.worker is None:
+        stack.start_worker()
+    with stack.api() as url:
+        common = {
+            "url": url,
+            "secret": WEBHOOK_SECRET,
+            "simulator_url": stack.simulator_url,
+            "database_url": stack.database_url,
+            "accounts": accounts,
+        }
+        # Every account gets its first event (workflow start, customer link, first write).
+        warm_rate = max(profile.fresh_rate, 100.0)
+        warm_up = run_in_own_process(
+            "freshness",
+            {
+                **common,
+                "change_seats": False,
+                "rate": warm_rate,
+                "seconds": len(accounts) / warm_rate,
+            },
+            stack.scratch,
+        )
+        steady = run_in_own_process(
+            "freshness",
+            {
+                **common,
+                "change_seats": True,
+                "rate": profile.fresh_rate,
+                "seconds": profile.fresh_seconds,
+            },
+            stack.scratch,
+        )
+    return {"first_event_per_account": warm_up, "steady": steady}
+
+
+def create_subscribed_accounts(stack: Stack, prefix: str, count: int) -> list[dict[str, Any]]:
+    """Accounts with a Stripe customer and a trialing per-seat subscription (1 seat)."""
+    stripe = make_stripe_client(stack.settings())
+    [price] = stripe.v1.prices.list(params={"lookup_keys": ["team_monthly_per_seat"]}).data
+    run = uuid4().hex[:6]
+    accounts = []
+    for n in range(count):
+        account_id = f"{prefix}-{run}-{n}"
+        metadata = {"account_id": account_id}
+        customer = stripe.v1.customers.create(
+            params={"email": f"{account_id}@example.com", "metadata": metadata}
+        )
+        subscription = stripe.v1.subscriptions.create(
+            params={
+                "customer": customer.id,
+                "items": [{"price": price.id, "quantity": 1}],
+                "trial_period_days": 30,
+                "metadata": metadata,
+            }
+        )
+        accounts.append(
+            {
+                "account_id": account_id,
+                "customer_id": customer.id,
+                "subscription_id": subscription.id,
+                "item_id": subscription["items"].data[0].id,
+                "seats": 1,
+            }
+        )
+    return accounts
+
+
+def measure_scale(stack: Stack, profile: Profile) -> dict[str, Any]:
+    """Many live account workflows on one worker: its memory and signal latency; one account
+    sent many events keeps each run's history bounded."""
+    if stack.worker is None:
+        stack.start_worker()
+    accounts = [f"scale-{n}" for n in range(profile.scale_accounts)]
+    started = time.perf_counter()
+    run_in_own_process(
+        "signal-with-start",
+        {
+            "temporal_address": stack.temporal_address,
+            "task_queue": stack.settings().task_queue,
+            "accounts": accounts,
+            "count": len(accounts),
+            "concurrency": profile.connections,
+        },
+        stack.scratch,
+    )
+    wait_for_events(stack, StripeEvent.account_id.like("scale-%"), len(accounts))
+    ramp_seconds = time.perf_counter() - started
+    latency = run_in_own_process(
+        "signal-latency",
+        {
+            "temporal_address": stack.temporal_address,
+            "task_queue": stack.settings().task_queue,
+            "database_url": stack.database_url,
+            "accounts": accounts,
+            "rate": profile.signal_rate,
+            "seconds": profile.seconds,
+        },
+        stack.scratch,
+    )
+    assert stack.worker is not None
+    return {
+        "live_workflows": len(accounts),
+        "ramp_seconds": ramp_seconds,
+        "signal": latency,
+        "worker_peak_rss_bytes": peak_rss_bytes(stack.worker),
+        "history": measure_history(stack, profile.history_events),
+    }
+
+
+def measure_history(stack: Stack, events: int) -> dict[str, Any]:
+    account_id = f"history-{uuid4().hex[:6]}"
+    started = time.perf_counter()
+    run_in_own_process(
+        "signal-with-start",
+        {
+            "temporal_address": stack.temporal_address,
+            "task_queue": stack.settings().task_queue,
+            "accounts": [account_id],
+            "count": events,
+            "concurrency": 16,
+        },
+        stack.scratch,
+    )
+    wait_for_events(stack, StripeEvent.account_id == account_id, events)
+    elapsed = time.perf_counter() - started
+    events_per_run = asyncio.run(history_lengths(stack, workflow_id_for(account_id)))
+    return {
+        "events_sent": events,
+        "seconds": elapsed,
+        "runs": len(events_per_run),
+        "history_events_per_run": events_per_run,
+        "max_history_events_per_run": max(events_per_run),
+    }
+
+
+async def history_lengths(stack: Stack, workflow_id: str) -> list[int]:
+    """History events of every run of one workflow id, oldest run first."""
+    client = await stack.client()
+    runs = [execution async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    runs.sort(key=lambda execution: execution.start_time)
+    lengths = []
+    for execution in runs:
+        handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+        lengths.append(len((await handle.fetch_history()).events))
+    return lengths
+
+
+def wait_for_events(stack: Stack, condition: Any, count: int) -> None:
+    """Until `count` stripe_events rows match `condition` (the workflows took them in)."""
+    engine = make_engine(stack.database_url)
+    deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+    try:
+        while True:
+            with engine.connect() as connection:
+                held = connection.scalar(select(func.count()).where(condition)) or 0
+            if held >= count:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {held} of {count} events were taken in")
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
+def measure_catch_up(stack: Stack, profile: Profile) -> dict[str, Any]:
+    """Missed events (never delivered) replayed by the events reconciliation: wall time until
+    every one is held by its account."""
+    if not (REPO / "workflows" / "reconciliation.py").exists():
+        return {"measured": False, "reason": "workflows/reconciliation.py does not exist"}
+    from activities.reconciliation import EVENTS_CURSOR, HANDLED_EVENT_TYPES
+    from db import reconciliation
+    from db.reconciliation import Cursor
+    from workflows.reconciliation import EventsReconciliationInput, EventsReconciliationWorkflow
+
+    if stack.worker is None:
+        stack.start_worker()
+    stripe = make_stripe_client(stack.settings())
+    engine = make_engine(stack.database_url)
+    sessions = make_session_factory(engine)
+    [newest] = stripe.v1.events.list(params={"limit": 1}).data
+    with sessions.begin() as session:
+        reconciliation.save_cursor(session, EVENTS_CURSOR, Cursor(newest.created, newest.id))
+    # Subscriptions made while no webhook endpoint exists: their events are only listed.
+    create_subscribed_accounts(stack, "missed", profile.catch_up_subscriptions)
+    missed = [
+        event.id
+        for event in stripe.v1.events.list(
+            params={"ending_before": newest.id, "limit": 100}
+        ).auto_paging_iter()
+        if event.type in HANDLED_EVENT_TYPES
+    ]
+
+    async def reconcile() -> Any:
+        client = await stack.client()
+        return await client.execute_workflow(
+            EventsReconciliationWorkflow.run,
+            EventsReconciliationInput(max_pages=1 + len(missed) // 100 + 1),
+            id=f"bench-events-reconciliation-{uuid4().hex[:6]}",
+            task_queue=stack.settings().task_queue,
+        )
+
+    started = time.perf_counter()
+    result = asyncio.run(reconcile())
+    replayed = time.perf_counter() - started
+    deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+    while True:
+        with sessions() as session:
+            held = len(reconciliation.held_event_ids(session, missed))
+        if held == len(missed) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    engine.dispose()
+    return {
+        "measured": True,
+        "missed_events": len(missed),
+        "held_after": held,
+        "redelivered": result.events_redelivered,
+        "replay_seconds": replayed,
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+
+SCENARIOS: dict[str, Callable[[Stack, Profile], dict[str, Any]]] = {
+    "ingest": measure_ingest,
+    "reads": measure_reads,
+    "freshness": measure_freshness,
+    "catch_up": measure_catch_up,
+    "scale": measure_scale,
+}

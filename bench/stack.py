@@ -1,0 +1,284 @@
+"""The real pieces a benchmark measures, each in its own process on loopback ports.
+
+Temporal's dev server (from the wheel), the Stripe simulator, the API under uvicorn and the
+worker run as child processes configured through the environment, exactly as they are
+deployed; the database is a scratch PostgreSQL database (created here, dropped after) or a
+SQLite file; the SMTP sink runs in this process (it only receives the few emails sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+import psycopg
+from sqlalchemy.engine import make_url
+from temporalio.client import Client
+
+from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
+from core.config import Settings
+from core.mail_sink import MailSink
+from core.stripe_client import make_stripe_client
+from core.temporal import installed_binary
+from db.engine import migrate
+from domain.catalog import default_catalog
+from workflows.account import SEARCH_ATTRIBUTES
+
+REPO = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+WEBHOOK_SECRET = "whsec_bench"
+APP_TOKEN = "bench-app-token"
+STARTUP_TIMEOUT_SECONDS = 60
+_SEARCH_ATTRIBUTE_TYPES = {"KEYWORD": "Keyword", "DATETIME": "Datetime"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """What a scenario needs to reach the running pieces."""
+
+    scratch: Path
+    database_url: str
+    temporal_address: str
+    simulator_url: str
+    smtp_port: int
+    processes: ExitStack
+    # The worker's process, once started (its peak RSS is a result).
+    worker: subprocess.Popen[bytes] | None = None
+
+    def settings(self, task_queue: str = "billing-bench") -> Settings:
+        return Settings(
+            _env_file=None,
+            database_url=self.database_url,
+            temporal_address=self.temporal_address,
+            task_queue=task_queue,
+            stripe_simulator_url=self.simulator_url,
+            stripe_webhook_secret=WEBHOOK_SECRET,
+            app_api_token=APP_TOKEN,
+            smtp_port=self.smtp_port,
+            log_level="WARNING",
+        )
+
+    def environment(self, task_queue: str = "billing-bench") -> dict[str, str]:
+        """The child processes' configuration, as a deployment would set it."""
+        settings = self.settings(task_queue)
+        names = (
+            "database_url",
+            "temporal_address",
+            "task_queue",
+            "stripe_simulator_url",
+            "stripe_webhook_secret",
+            "app_api_token",
+            "smtp_port",
+            "log_level",
+        )
+        values = {name.upper(): str(getattr(settings, name)) for name in names}
+        return {**os.environ, **values, "PYTHONPATH": str(REPO)}
+
+    async def client(self) -> Client:
+        from core.temporal import connect
+
+        return await connect(self.settings())
+
+    @contextmanager
+    def api(self, task_queue: str = "billing-bench") -> Iterator[str]:
+        """The API under uvicorn in its own process; yields its base URL."""
+        port = free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.main:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            # Access lines cost the same on every endpoint; off so the figures are the app's.
+            "--no-access-log",
+        ]
+        process = self._spawn("api", command, self.environment(task_queue))
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_http_ok(f"{url}/healthz", process, "the API")
+            yield url
+        finally:
+            _stop(process)
+
+    def start_worker(self, task_queue: str = "billing-bench") -> subprocess.Popen[bytes]:
+        """One worker process (`worker.py`, settings from the environment), running until the
+        stack closes."""
+        process = self._spawn("worker", [sys.executable, "worker.py"], self.environment(task_queue))
+        self.processes.callback(_stop, process)
+        self.worker = process
+        return process
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.scratch / f"{name}.log").open("ab")
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@contextmanager
+def running_stack(database: str) -> Iterator[Stack]:
+    """Temporal dev server, Stripe simulator (catalog synced), migrated scratch database and
+    SMTP sink; the API and the worker are started by the scenarios that need them."""
+    with ExitStack() as processes, tempfile.TemporaryDirectory(prefix="dfb-bench-") as tmp:
+        scratch = Path(tmp)
+        database_url = processes.enter_context(scratch_database(database, scratch))
+        migrate(database_url)
+        temporal_port = free_port()
+        temporal = _start_temporal(scratch, temporal_port)
+        processes.callback(_stop, temporal)
+        simulator_port = free_port()
+        simulator = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "stripe_sim",
+                "--port",
+                str(simulator_port),
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=REPO,
+            stdout=(scratch / "stripe_sim.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        processes.callback(_stop, simulator)
+        smtp_port = free_port()
+        processes.enter_context(MailSink(scratch / "mail", host="127.0.0.1", port=smtp_port))
+        stack = Stack(
+            scratch=scratch,
+            database_url=database_url,
+            temporal_address=f"127.0.0.1:{temporal_port}",
+            simulator_url=f"http://127.0.0.1:{simulator_port}",
+            smtp_port=smtp_port,
+            processes=processes,
+        )
+        _wait_until_http_ok(f"{stack.simulator_url}/_sim/health", simulator, "the simulator")
+        stripe = make_stripe_client(stack.settings())
+        apply_catalog_changes(
+            stripe, default_catalog(), plan_catalog_changes(stripe, default_catalog())
+        )
+        asyncio.run(_wait_for_temporal(stack, temporal))
+        yield stack
+
+
+@contextmanager
+def scratch_database(database: str, scratch: Path) -> Iterator[str]:
+    if database == "sqlite":
+        yield f"sqlite:///{scratch}/billing.db"
+        return
+    name = f"dfb_bench_{uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield str(make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name))
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def temporal_version() -> str:
+    completed = subprocess.run(
+        [str(installed_binary("temporal")), "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return completed.stdout.strip()
+
+
+def peak_rss_bytes(process: subprocess.Popen[bytes]) -> int:
+    """The process's high-water resident set (VmHWM), read while it still runs."""
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc status")
+
+
+def _start_temporal(scratch: Path, port: int) -> subprocess.Popen[bytes]:
+    command = [
+        str(installed_binary("temporal")),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(free_port()),
+        "--db-filename",
+        str(scratch / "temporal.db"),
+        # The local stack's pragmas (core/local_stack.py): WAL, normal sync.
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--log-level",
+        "error",
+    ]
+    for key in SEARCH_ATTRIBUTES:
+        command += [
+            "--search-attribute",
+            f"{key.name}={_SEARCH_ATTRIBUTE_TYPES[key.indexed_value_type.name]}",
+        ]
+    log = (scratch / "temporal.log").open("ab")
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def _wait_for_temporal(stack: Stack, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"the Temporal dev server exited; see {stack.scratch}/temporal.log")
+        try:
+            await stack.client()
+            return
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+def _wait_until_http_ok(url: str, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited (code {process.returncode})")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer {url}")
+        time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,44 @@
+"""The benchmark harness still runs end to end (its tiniest profile); no figure is judged."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_smoke_profile_measures_every_figure(tmp_path: Path) -> None:
+    on_postgres = os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql")
+    out = tmp_path / "smoke.json"
+    database = "postgres" if on_postgres else "sqlite"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--profile",
+            "smoke",
+            "--out",
+            str(out),
+            "--database",
+            database,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert [name for name, result in results.items() if "error" in result] == []
+    assert results["ingest"]["gateway"]["failures"] == 0
+    assert results["reads"]["entitlements_if_none_match"]["failures"] == 0
+    assert results["freshness"]["steady"]["missing"] == 0
+    assert results["scale"]["signal"]["missing"] == 0
+    assert results["scale"]["history"]["runs"] >= 1
+    assert "figure" in completed.stdout

@@ -1,0 +1,171 @@
+"""`GET /v1/entitlements/changes`: ordered pages from any cursor, long polls, bad cursors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import feed
+from tests.conftest import wait_for
+from tests.feed.conftest import AUTH, new_account, newest_cursor, write_change
+
+pytestmark = pytest.mark.db
+
+URL = "/v1/entitlements/changes"
+
+
+async def page(api: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
+    response = await api.get(URL, params=params, headers=AUTH)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+@pytest.mark.parametrize("path", [URL, "/v1/entitlements/stream"])
+async def test_requires_the_app_token(api: httpx.AsyncClient, path: str) -> None:
+    response = await api.get(path, headers={"Authorization": "Bearer wrong"})
+
+    assert response.status_code == 401
+
+
+async def test_changes_after_a_cursor_come_in_order_with_the_full_answer(
+    api: httpx.AsyncClient, session_factory: sessionmaker[Session]
+) -> None:
+    start = newest_cursor(session_factory)
+    first, second = new_account(), new_account()
+    write_change(session_factory, first, 1, plan="pro")
+    write_change(session_factory, second, 1, plan="team")
+    write_change(session_factory, first, 2, plan="team")
+
+    answer = await page(api, after=start)
+
+    changes = answer["changes"]
+    assert [(c["account_id"], c["version"]) for c in changes] == [
+        (first, 1),
+        (second, 1),
+        (first, 2),
+    ]
+    cursors = [c["cursor"] for c in changes]
+    assert cursors == sorted(cursors) and cursors[0] > start
+    assert answer["next_cursor"] == cursors[-1]
+    latest = changes[-1]
+    assert latest["entitlements"]["plan"] == "team"
+    assert latest["entitlements"]["account_id"] == first
+    assert latest["entitlements"]["version"] == 2
+    assert latest["changed_at"].endswith(("Z", "+00:00"))
+    # The same ETag the entitlement API serves for that version.
+    current = await api.get(f"/v1/accounts/{first}/entitlements", headers=AUTH)
+    assert latest["etag"] == current.headers["ETag"]
+
+
+async def test_pages_of_limit_changes_resume_from_next_cursor_without_gaps_or_repeats(
+    api: httpx.AsyncClient, session_factory: sessionmaker[Session]
+) -> None:
+    start = newest_cursor(session_factory)
+    account = new_account()
+    for version in range(1, 8):
+        write_change(session_factory, account, version)
+
+    seen: list[int] = []
+    cursor = start
+    for _ in range(10):
+        answer = await page(api, after=cursor, limit=3)
+        if not answer["changes"]:
+            break
+        assert len(answer["changes"]) <= 3
+        seen += [c["version"] for c in answer["changes"]]
+        cursor = answer["next_cursor"]
+
+    assert seen == list(range(1, 8))
+    assert cursor == newest_cursor(session_factory)
+
+
+async def test_without_a_cursor_the_feed_starts_at_the_newest_change(
+    api: httpx.AsyncClient, session_factory: sessionmaker[Session]
+) -> None:
+    write_change(session_factory, new_account(), 1)
+
+    answer = await page(api)
+
+    assert answer == {"changes": [], "next_cursor": newest_cursor(session_factory)}
+
+
+async def test_an_empty_long_poll_ends_with_the_cursor_it_was_given(
+    api: httpx.AsyncClient, session_factory: sessionmaker[Session]
+) -> None:
+    head = newest_cursor(session_factory)
+
+    answer = await page(api, after=head, wait=0.3)
+
+    assert answer == {"changes": [], "next_cursor": head}
+
+
+async def test_a_long_poll_answers_with_a_change_written_while_it_waits(
+    api: httpx.AsyncClient,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    head = newest_cursor(session_factory)
+    looks = 0
+    read_changes = feed.changes_after
+
+    def counting_changes_after(*args: Any) -> list[feed.FeedChange]:
+        nonlocal looks
+        looks += 1
+        return read_changes(*args)
+
+    monkeypatch.setattr(feed, "changes_after", counting_changes_after)
+    poll = asyncio.create_task(page(api, after=head, wait=20))
+    # The request has looked, found nothing, and is waiting.
+    await wait_for(lambda: looks >= 1, what="the long poll's first look")
+    assert not poll.done()
+
+    account = new_account()
+    await asyncio.to_thread(write_change, session_factory, account, 1)
+    answer = await asyncio.wait_for(poll, timeout=15)
+
+    assert [(c["account_id"], c["version"]) for c in answer["changes"]] == [(account, 1)]
+
+
+@pytest.mark.parametrize("path", [URL, "/v1/entitlements/stream"])
+@pytest.mark.parametrize("cursor", ["-1", "abc", "1.5", ""])
+async def test_a_malformed_cursor_is_refused(
+    api: httpx.AsyncClient, path: str, cursor: str
+) -> None:
+    response = await api.get(path, params={"after": cursor}, headers=AUTH)
+
+    assert response.status_code == 400
+    assert "non-negative integer cursor" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", [URL, "/v1/entitlements/stream"])
+async def test_a_cursor_beyond_the_newest_change_is_refused(
+    api: httpx.AsyncClient, session_factory: sessionmaker[Session], path: str
+) -> None:
+    beyond = newest_cursor(session_factory) + 1
+
+    response = await api.get(path, params={"after": beyond}, headers=AUTH)
+
+    assert response.status_code == 400
+    assert "beyond the newest change" in response.json()["detail"]
+
+
+async def test_a_bad_last_event_id_is_refused(api: httpx.AsyncClient) -> None:
+    response = await api.get(
+        "/v1/entitlements/stream", headers={**AUTH, "Last-Event-ID": "not-a-cursor"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("Last-Event-ID must be")
+
+
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"wait": 31}, {"wait": -1}])
+async def test_out_of_range_limit_and_wait_are_refused(
+    api: httpx.AsyncClient, params: dict[str, int]
+) -> None:
+    response = await api.get(URL, params={"after": 0, **params}, headers=AUTH)
+
+    assert response.status_code == 422

@@ -1,0 +1,104 @@
+"""The sweep finds accounts whose stored subscription differs from Stripe and resyncs them."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from sqlalchemy import select
+
+from db import repository
+from db.models import OperatorAction
+from tests.e2e.stack import Stack
+from tests.reliability.conftest import new_account, set_dropping, subscribe
+from workflows.reconciliation import SubscriptionSweepWorkflow, SweepInput, SweepResult
+
+
+async def sweep(stack: Stack, max_resyncs: int = 500) -> SweepResult:
+    result: SweepResult = await stack.env.client.execute_workflow(
+        SubscriptionSweepWorkflow.run,
+        SweepInput(max_resyncs=max_resyncs),
+        id=f"sweep-{uuid4()}",
+        task_queue=stack.settings.task_queue,
+    )
+    return result
+
+
+async def test_sweep_resyncs_only_the_accounts_that_drifted(stack: Stack) -> None:
+    in_sync, seats_changed, canceled = new_account(), new_account(), new_account()
+    subscribe(stack, in_sync, "pro_monthly")
+    team = subscribe(stack, seats_changed, "team_monthly_per_seat", seats=2)
+    pro = subscribe(stack, canceled, "pro_monthly")
+    await stack.deliveries_done()
+    for account in (in_sync, seats_changed, canceled):
+        await stack.wait_for_entitlements(account, billing_state="active")
+
+    # Stripe changes while every webhook is lost: the store now disagrees with Stripe.
+    set_dropping(stack, 1.0)
+    [item] = team["items"]["data"]
+    stack.stripe.v1.subscriptions.update(
+        team["id"], params={"items": [{"id": item["id"], "quantity": 5}]}
+    )
+    stack.stripe.v1.subscriptions.cancel(pro["id"])
+    # A Stripe customer no account is linked to: reported, left to the backfill.
+    stranger = stack.stripe.v1.customers.create(params={"email": "stranger@example.com"})
+    stack.attach_card(str(stranger.id))
+    stack.stripe.v1.subscriptions.create(
+        params={"customer": str(stranger.id), "items": [{"price": stack.price_id("pro_monthly")}]}
+    )
+    await stack.deliveries_done()
+    assert (await stack.entitlements(seats_changed))["seats"] == 2
+
+    result = await sweep(stack)
+
+    assert result == SweepResult(
+        subscriptions_checked=4,
+        accounts_resynced=sorted([seats_changed, canceled]),
+        customers_without_account=[str(stranger.id)],
+        accounts_failed=[],
+        accounts_left=0,
+    )
+    # The resync (an update) has been applied when the sweep's activity returns.
+    assert (await stack.entitlements(seats_changed))["seats"] == 5
+    assert (await stack.entitlements(canceled))["billing_state"] == "free"
+    with stack.sessions() as session:
+        audit = session.scalars(
+            select(OperatorAction).where(OperatorAction.account_id == seats_changed)
+        ).all()
+    assert [(a.action, a.actor) for a in audit] == [("resync", "reconciliation")]
+    assert "quantity" not in audit[0].reason and "seats" in audit[0].reason
+
+    again = await sweep(stack)
+    assert (again.accounts_resynced, again.accounts_left) == ([], 0)
+
+
+async def test_sweep_leaves_what_exceeds_its_bound_for_the_next_run(stack: Stack) -> None:
+    accounts = [new_account() for _ in range(3)]
+    set_dropping(stack, 1.0)
+    for account in accounts:
+        subscribe(stack, account, "pro_monthly")
+    await stack.deliveries_done()
+
+    first = await sweep(stack, max_resyncs=2)
+    second = await sweep(stack, max_resyncs=2)
+
+    assert (len(first.accounts_resynced), first.accounts_left) == (2, 1)
+    assert (len(second.accounts_resynced), second.accounts_left) == (1, 0)
+    assert sorted(first.accounts_resynced + second.accounts_resynced) == sorted(accounts)
+    for account in accounts:
+        assert (await stack.entitlements(account))["billing_state"] == "active"
+
+
+async def test_an_account_linked_to_another_customer_is_reported_not_resynced(
+    stack: Stack,
+) -> None:
+    account = new_account()
+    with stack.sessions.begin() as session:
+        repository.link_customer(session, account, "cus_linked_elsewhere")
+    set_dropping(stack, 1.0)
+    subscribe(stack, account, "pro_monthly")
+    await stack.deliveries_done()
+
+    result = await sweep(stack)
+
+    assert (result.accounts_failed, result.accounts_resynced) == ([account], [])
+    assert (await stack.entitlements(account))["billing_state"] == "free"
