@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from core.temporal import installed_binary, register_search_attributes
+from db.engine import make_engine, make_session_factory, migrate
+from tests.fixtures_db import fresh_database
 from workflows.account import SEARCH_ATTRIBUTES
+
+if TYPE_CHECKING:
+    from tests.e2e.stack import Stack
 
 pytest_plugins = ["tests.fixtures_db"]
 
@@ -44,3 +51,27 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def own_database(tmp_path: Path) -> Iterator[tuple[str, sessionmaker[Session]]]:
+    """A database of the test's own, for tests that look at every account in it."""
+    with fresh_database(tmp_path) as url:
+        migrate(url)
+        engine = make_engine(url)
+        try:
+            yield url, make_session_factory(engine)
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture
+async def isolated_stack(
+    workflow_env: WorkflowEnvironment, own_database: tuple[str, sessionmaker[Session]]
+) -> AsyncIterator[Stack]:
+    """The e2e stack (tests/e2e/stack.py) on a database of its own."""
+    from tests.e2e.stack import running_stack  # it imports this module's helpers
+
+    url, sessions = own_database
+    async with running_stack(workflow_env, url, sessions) as running:
+        yield running

@@ -3,38 +3,17 @@ account and cursor in the database, so a shared one would mix in other tests' ac
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import pytest
-from sqlalchemy.orm import Session, sessionmaker
-from temporalio.testing import WorkflowEnvironment
 
-from db.engine import make_engine, make_session_factory, migrate
-from tests.e2e.stack import Stack, running_stack
-from tests.fixtures_db import fresh_database
+from tests.e2e.stack import Stack
 
 
 @pytest.fixture
-def own_database(tmp_path: Path) -> Iterator[tuple[str, sessionmaker[Session]]]:
-    with fresh_database(tmp_path) as url:
-        migrate(url)
-        engine = make_engine(url)
-        try:
-            yield url, make_session_factory(engine)
-        finally:
-            engine.dispose()
-
-
-@pytest.fixture
-async def stack(
-    workflow_env: WorkflowEnvironment, own_database: tuple[str, sessionmaker[Session]]
-) -> AsyncIterator[Stack]:
-    url, sessions = own_database
-    async with running_stack(workflow_env, url, sessions) as running:
-        yield running
+def stack(isolated_stack: Stack) -> Stack:
+    return isolated_stack
 
 
 def new_account() -> str:
