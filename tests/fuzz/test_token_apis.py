@@ -32,7 +32,11 @@ wrong_authorizations = st.one_of(
     st.sampled_from([f"Bearer {APP_TOKEN} ", f"bearer{ADMIN_TOKEN}", f"Basic {ADMIN_TOKEN}", ""]),
 )
 json_bodies = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=5),
     max_leaves=10,
 )
