@@ -324,7 +324,7 @@ class AccountBillingWorkflow:
             await self._stripe_operator_action(request.action)
         update = workflow.current_update_info()
         assert update is not None  # this is an update handler
-        await workflow.execute_activity_method(
+        await self._call(
             AccountStoreActivities.record_operator_action,
             OperatorActionRecord(
                 update_id=update.id,
@@ -333,8 +333,6 @@ class AccountBillingWorkflow:
                 before=before,
                 after=self._state.lifecycle,
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=PATIENT_RETRY,
         )
         return OperatorResult(action=request.action, state=self.state())
 
@@ -395,11 +393,9 @@ class AccountBillingWorkflow:
 
     async def _rebuild_from_database(self) -> None:
         """A first run, or a new run after an operator terminated the old one."""
-        stored: StoredAccountState = await workflow.execute_activity_method(
+        stored: StoredAccountState = await self._call(
             AccountStoreActivities.load_account_state,
             self._account_id,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=PATIENT_RETRY,
         )
         self._state.customer_id = stored.customer_id
         self._state.entitlement_version = stored.entitlement_version
@@ -493,11 +489,9 @@ class AccountBillingWorkflow:
             self._state.customer_id = stored.customer_id
         if self._state.customer_id is not None:
             try:
-                fetched: SubscriptionFetch = await workflow.execute_activity_method(
+                fetched: SubscriptionFetch = await self._call(
                     StripeSyncActivities.fetch_current_subscription,
                     FetchSubscriptionInput(customer_id=self._state.customer_id),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=PATIENT_RETRY,
                 )
             except ActivityError as err:
                 self._state.sync_error = str(err.cause or err)
@@ -514,14 +508,12 @@ class AccountBillingWorkflow:
                     if email is not None:
                         self._send(email)
         if events:
-            await workflow.execute_activity_method(
+            await self._call(
                 AccountStoreActivities.record_stripe_events,
                 RecordEventsInput(
                     account_id=self._account_id,
                     events=[ReceivedEvent(e.event_id, e.event_type, e.created) for e in events],
                 ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=PATIENT_RETRY,
             )
         for event in events:
             self._remember(event.event_id)
@@ -538,11 +530,9 @@ class AccountBillingWorkflow:
                 self._state.customer_id,
             )
             return
-        await workflow.execute_activity_method(
+        await self._call(
             AccountStoreActivities.link_customer,
             LinkCustomerInput(account_id=self._account_id, customer_id=customer_id),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=PATIENT_RETRY,
         )
         self._state.customer_id = customer_id
 
@@ -552,7 +542,7 @@ class AccountBillingWorkflow:
             if not result.changed:
                 return
             version = self._state.entitlement_version + 1
-            await workflow.execute_activity_method(
+            await self._call(
                 AccountStoreActivities.write_entitlements,
                 WriteEntitlementsInput(
                     account_id=self._account_id,
@@ -561,8 +551,6 @@ class AccountBillingWorkflow:
                     cause=cause,
                     notices=[str(n) for n in result.notices],
                 ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=PATIENT_RETRY,
             )
             self._state.lifecycle = result.after
             self._state.entitlement_version = version
