@@ -146,12 +146,12 @@ class Harness:
         )
 
     async def terminate_when_idle(self, account_id: str, reason: str) -> None:
-        """Terminate once no activity is in flight: the time-skipping test server holds time
-        still while an activity of a terminated run is outstanding."""
+        """Terminate once no activity or workflow task is in flight: the time-skipping test
+        server holds time still while one of a terminated run is outstanding."""
 
         async def idle() -> bool:
-            description = await self.handle(account_id).describe()
-            return not description.raw_description.pending_activities
+            raw = (await self.handle(account_id).describe()).raw_description
+            return not raw.pending_activities and not raw.HasField("pending_workflow_task")
 
         await wait_for(idle, what=f"{account_id} to have no activity in flight")
         await self.handle(account_id).terminate(reason=reason)

@@ -265,9 +265,9 @@ async def test_terminated_workflow_is_rebuilt_from_database_and_stripe(harness: 
     failure = await harness.send(account, customer, "invoice.payment_failed")
     before = await harness.wait_for_entitlements(account, state="past_due", version=2)
     await harness.wait_until_handled(account, failure)
+    await harness.skip(timedelta(days=2))
 
     await harness.terminate_when_idle(account, reason="operator test")
-    await harness.skip(timedelta(days=2))
     marker = await harness.send(account, customer, "invoice.updated")
     state = await harness.wait_until_handled(account, marker)
 
