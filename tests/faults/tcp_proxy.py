@@ -38,6 +38,8 @@ class TcpProxy:
         # Set: bytes flow. Cleared by `hold`.
         self._flowing: asyncio.Event | None = None
         self.connections_accepted = 0
+        # Chunks read while held and not yet passed on: something is waiting on the far side.
+        self.chunks_held = 0
 
     # --- controls (from any thread) -------------------------------------------------------
 
@@ -142,7 +144,10 @@ class TcpProxy:
         assert self._flowing is not None
         try:
             while data := await reader.read(CHUNK):
-                await self._flowing.wait()
+                if not self._flowing.is_set():
+                    self.chunks_held += 1
+                    await self._flowing.wait()
+                    self.chunks_held -= 1
                 if writer.is_closing():
                     return
                 writer.write(data)

@@ -29,6 +29,9 @@ pytestmark = pytest.mark.db
 
 # Never encoded by a payload codec: the server indexes search attributes, headers are opt-in.
 UNENCODED_FIELDS = {"search_attributes", "header"}
+# Marker details the SDK writes for itself (a patch's id; a local activity's sequence number,
+# attempt, type and time): bookkeeping, never our data. The local activity's result is encoded.
+SDK_MARKER_DETAILS = {"patch-data", "data"}
 
 
 def payloads_in(message: Message, path: str = "") -> Iterator[tuple[str, Payload]]:
@@ -40,7 +43,11 @@ def payloads_in(message: Message, path: str = "") -> Iterator[tuple[str, Payload
         if isinstance(value, Message):
             items = [value]
         elif field.message_type.GetOptions().map_entry:
-            items = [entry for entry in value.values() if isinstance(entry, Message)]
+            items = [
+                entry
+                for key, entry in value.items()
+                if isinstance(entry, Message) and key not in SDK_MARKER_DETAILS
+            ]
         else:
             items = list(value)
         for item in items:

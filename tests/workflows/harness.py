@@ -76,6 +76,8 @@ class FakeStripe:
 
     subscriptions: dict[str, SubscriptionSnapshot | None] = field(default_factory=dict)
     broken_customers: set[str] = field(default_factory=set)
+    # The next this many fetches fail as if Stripe were unreachable.
+    unreachable_for: int = 0
     fetches: int = 0
 
     @property
@@ -92,6 +94,9 @@ class FakeStripe:
     @activity.defn(name="fetch_current_subscription")
     def fetch_current_subscription(self, request: FetchSubscriptionInput) -> SubscriptionFetch:
         self.fetches += 1
+        if self.unreachable_for > 0:
+            self.unreachable_for -= 1
+            raise ConnectionError("Stripe is unreachable")
         if request.customer_id in self.broken_customers:
             raise ApplicationError("price is not in the catalog", non_retryable=True)
         sub = self.subscriptions.get(request.customer_id)
