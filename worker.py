@@ -10,8 +10,7 @@ import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.account_store import AccountStoreActivities
 from activities.notifications import NotificationActivities
@@ -27,13 +26,11 @@ from domain.catalog import Catalog, default_catalog
 from workflows.account import AccountBillingWorkflow
 from workflows.reconciliation import EventsReconciliationWorkflow, SubscriptionSweepWorkflow
 
-# Our workflow modules keep no mutable module state and import only passed-through modules, so
-# they are imported once and shared by every run instead of re-executed in each new sandbox
-# (that cost more CPU than the rest of a new account's first workflow task). The sandbox's
-# checks on non-deterministic calls (clock, random, I/O) still apply.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
-)
+# Production runs the workflow code without the sandbox: per activation, entering it cost a
+# fifth of the worker's CPU (bench/, docs/benchmarks.md). Determinism is still checked, where
+# a mistake is cheap: every workflow test runs the same code in the strict default sandbox
+# (tests/workflows/harness.py), and recorded histories must replay (tests/workflows/test_replay.py).
+WORKFLOW_RUNNER = UnsandboxedWorkflowRunner()
 
 
 def build_worker(

@@ -31,6 +31,13 @@ class StoredAccountState:
 
 
 @dataclass
+class ReceivedEvent:
+    event_id: str
+    event_type: str
+    created: int
+
+
+@dataclass
 class LinkCustomerInput:
     account_id: str
     customer_id: str
@@ -43,13 +50,8 @@ class WriteEntitlementsInput:
     lifecycle: Lifecycle
     cause: str
     notices: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ReceivedEvent:
-    event_id: str
-    event_type: str
-    created: int
+    # Stripe events this write answers, recorded as handled in the same transaction.
+    events: list[ReceivedEvent] = field(default_factory=list)
 
 
 @dataclass
@@ -102,7 +104,7 @@ class AccountStoreActivities:
     def write_entitlements(self, request: WriteEntitlementsInput) -> bool:
         entitlements = entitlements_for(request.lifecycle, self._catalog)
         with self._sessions.begin() as session:
-            return repository.write_entitlements(
+            applied = repository.write_entitlements(
                 session,
                 request.account_id,
                 request.version,
@@ -111,6 +113,13 @@ class AccountStoreActivities:
                 request.cause,
                 request.notices,
             )
+            if request.events:
+                repository.record_stripe_events(
+                    session,
+                    request.account_id,
+                    [(e.event_id, e.event_type, e.created) for e in request.events],
+                )
+            return applied
 
     @activity.defn
     def record_stripe_events(self, request: RecordEventsInput) -> int:

@@ -6,12 +6,13 @@ activities retry and Stripe redelivers.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -129,14 +130,9 @@ def write_entitlements(
         "lifecycle": lifecycle,
         "updated_at": now,
     }
-    insert = _insert_for(session, EntitlementRow).values(values)
-    upsert = insert.on_conflict_do_update(
-        index_elements=[EntitlementRow.account_id],
-        set_={name: insert.excluded[name] for name in values if name != "account_id"},
-        where=EntitlementRow.version < insert.excluded.version,
-    ).returning(EntitlementRow.version)
+    upsert = _entitlement_upsert(session.get_bind().dialect.name, tuple(values))
     # A skipped update returns no row.
-    applied = session.execute(upsert).first() is not None
+    applied = session.execute(upsert, values).first() is not None
     if applied:
         session.add(
             EntitlementChange(
@@ -325,9 +321,27 @@ def _entitlement_columns(entitlements: Entitlements) -> dict[str, Any]:
 
 def _insert_for(session: Session, model: type[Any]) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL spell it alike)."""
-    dialect = session.get_bind().dialect.name
+    return _dialect_insert(session.get_bind().dialect.name, model)
+
+
+def _dialect_insert(dialect: str, model: type[Any]) -> Any:
     if dialect == "postgresql":
         return postgresql.insert(model)
     if dialect == "sqlite":
         return sqlite.insert(model)
     raise NotImplementedError(f"unsupported database dialect {dialect!r}")
+
+
+@functools.cache
+def _entitlement_upsert(dialect: str, columns: tuple[str, ...]) -> Any:
+    """The versioned upsert of `write_entitlements`, values as parameters. Built once: building
+    it (ON CONFLICT's `excluded` columns) cost more CPU than the database spent running it."""
+    table = EntitlementRow.__table__
+    insert = _dialect_insert(dialect, EntitlementRow).values(
+        {name: bindparam(name, type_=table.c[name].type) for name in columns}
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[EntitlementRow.account_id],
+        set_={name: insert.excluded[name] for name in columns if name != "account_id"},
+        where=EntitlementRow.version < insert.excluded.version,
+    ).returning(EntitlementRow.version)

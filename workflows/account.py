@@ -484,6 +484,8 @@ class AccountBillingWorkflow:
         await workflow.wait_condition(lambda: self._syncs_done >= target)
 
     async def _fetch_and_apply(self, events: list[StripeEventSignal]) -> None:
+        received = [ReceivedEvent(e.event_id, e.event_type, e.created) for e in events]
+        recorded = False
         await self._learn_customer(events)
         if self._state.customer_id is None:
             # An operator may have linked the customer since (unroutable events, resync).
@@ -504,20 +506,22 @@ class AccountBillingWorkflow:
                 self._state.sync_error = None
                 self._state.dunning_policy = fetched.dunning
                 observed = SubscriptionObserved(fetched.subscription, fetched.grace_days)
-                await self._apply(observed, cause=_cause(events))
+                # Recorded by the entitlement write, in its transaction (in runs recorded
+                # before that, apart).
+                together = bool(received) and workflow.patched(QUICK_STEPS_LOCAL_FIRST)
+                recorded = await self._apply(
+                    observed, cause=_cause(events), received=received if together else None
+                )
                 for event in events:
                     email = event_email(
                         self._account_id, event.event_type, event.event_id, self._state.lifecycle
                     )
                     if email is not None:
                         self._send(email)
-        if events:
+        if received and not recorded:
             await self._quick(
                 AccountStoreActivities.record_stripe_events,
-                RecordEventsInput(
-                    account_id=self._account_id,
-                    events=[ReceivedEvent(e.event_id, e.event_type, e.created) for e in events],
-                ),
+                RecordEventsInput(account_id=self._account_id, events=received),
             )
         for event in events:
             self._remember(event.event_id)
@@ -540,11 +544,15 @@ class AccountBillingWorkflow:
         )
         self._state.customer_id = customer_id
 
-    async def _apply(self, event: LifecycleInput, cause: str) -> None:
+    async def _apply(
+        self, event: LifecycleInput, cause: str, received: list[ReceivedEvent] | None = None
+    ) -> bool:
+        """Move the lifecycle and store the new entitlements, if the input changes anything;
+        returns whether `received` events were recorded along with them."""
         async with self._apply_lock:
             result = transition(self._state.lifecycle, event, workflow.now())
             if not result.changed:
-                return
+                return False
             version = self._state.entitlement_version + 1
             await self._quick(
                 AccountStoreActivities.write_entitlements,
@@ -554,6 +562,7 @@ class AccountBillingWorkflow:
                     lifecycle=result.after,
                     cause=cause,
                     notices=[str(n) for n in result.notices],
+                    events=received or [],
                 ),
             )
             self._state.lifecycle = result.after
@@ -565,6 +574,7 @@ class AccountBillingWorkflow:
                 self._send(
                     notice_email(self._account_id, notice, result.before, result.after, version)
                 )
+            return bool(received)
 
     def _send_due_reminders(self) -> None:
         state = self._state
@@ -663,19 +673,26 @@ class AccountBillingWorkflow:
         workflow.set_current_details(_operator_summary(self._state))
         lifecycle = self._state.lifecycle
         sub = lifecycle.subscription
-        updates: list[SearchAttributeUpdate] = [
+        current = workflow.info().typed_search_attributes
+        wanted: list[SearchAttributeUpdate] = [
             BILLING_STATE.value_set(str(lifecycle.state)),
             BILLING_PLAN.value_set(sub.plan if sub else "free"),
             ACCOUNT_ID.value_set(self._account_id),
         ]
         if self._state.customer_id:
-            updates.append(STRIPE_CUSTOMER_ID.value_set(self._state.customer_id))
+            wanted.append(STRIPE_CUSTOMER_ID.value_set(self._state.customer_id))
         if lifecycle.grace_ends_at is not None:
-            updates.append(GRACE_ENDS_AT.value_set(lifecycle.grace_ends_at))
-        elif workflow.info().typed_search_attributes.get(GRACE_ENDS_AT) is not None:
+            wanted.append(GRACE_ENDS_AT.value_set(lifecycle.grace_ends_at))
+        elif current.get(GRACE_ENDS_AT) is not None:
             # Unsetting one never set stores a value the SDK cannot decode on describe().
-            updates.append(GRACE_ENDS_AT.value_unset())
-        workflow.upsert_search_attributes(updates)
+            wanted.append(GRACE_ENDS_AT.value_unset())
+        if not workflow.patched(QUICK_STEPS_LOCAL_FIRST):
+            workflow.upsert_search_attributes(wanted)  # runs recorded before: every time
+            return
+        # Each upsert is a history event and a visibility write: only what changed.
+        changed = [u for u in wanted if current.get(u.key) != u.value]
+        if changed:
+            workflow.upsert_search_attributes(changed)
 
 
 def _operator_summary(state: AccountState) -> str:

@@ -235,6 +235,8 @@ async def running_harness(
         sessions, cast(stripe.StripeClient, fake), default_catalog(), settings
     )
     with smtp, ThreadPoolExecutor(max_workers=8) as executor:
+        # The default, strict sandbox (production runs without it, see worker.py): a
+        # non-deterministic call in workflow code fails these tests before it ships.
         async with Worker(
             env.client,
             task_queue=task_queue,
