@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
@@ -19,13 +20,22 @@ ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 
 bearer = HTTPBearer(auto_error=False)
 
+# The dependencies that only read app state or compare strings are `async def`: FastAPI runs a
+# plain `def` dependency in the threadpool, a thread hop per dependency on every request.
+# `get_session` stays sync: closing the session returns its connection (blocking I/O).
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     sessions: sessionmaker[Session] = request.app.state.session_factory
     return sessions
 
@@ -37,12 +47,13 @@ def get_session(
         yield session
 
 
-def get_temporal_client(request: Request) -> Client:
+async def get_temporal_client(request: Request) -> Client:
     client: Client = request.app.state.temporal_client
     return client
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SessionDep = Annotated[Session, Depends(get_session)]
 TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
@@ -61,11 +72,11 @@ def _require_token(credentials: HTTPAuthorizationCredentials | None, expected: s
         )
 
 
-def require_app_token(credentials: CredentialsDep, settings: SettingsDep) -> None:
+async def require_app_token(credentials: CredentialsDep, settings: SettingsDep) -> None:
     _require_token(credentials, settings.app_api_token)
 
 
-def require_admin_token(credentials: CredentialsDep, settings: SettingsDep) -> None:
+async def require_admin_token(credentials: CredentialsDep, settings: SettingsDep) -> None:
     _require_token(credentials, settings.admin_api_token)
 
 

@@ -13,7 +13,7 @@ from api.routes import admin, billing, codec, entitlements, feed, health, webhoo
 from core import temporal
 from core.config import Settings, get_settings
 from core.logging import LogContextMiddleware
-from db.engine import make_engine, make_session_factory
+from db.engine import MAX_POOLED_CONNECTIONS, make_engine, make_session_factory
 
 
 def create_app(settings: Settings | None = None, temporal_client: Client | None = None) -> FastAPI:
@@ -22,8 +22,18 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            # No pre-ping: it costs a round trip on every checkout, entitlement reads included.
+            # A connection the server dropped fails once and invalidates the pool; the
+            # entitlement read retries, other routes answer an error once (Stripe retries).
+            pre_ping=False,
+            # Reads come from many threads at once: every connection the pool may open stays
+            # open, rather than one opened (a PostgreSQL backend forked) per read above five.
+            kept_connections=MAX_POOLED_CONNECTIONS,
+        )
         app.state.settings = settings
+        app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
         app.state.database_metrics = metrics.database_metrics(app.state.session_factory)
         # Lazy: the API starts (and serves entitlements) while Temporal is still down; the

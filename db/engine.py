@@ -12,17 +12,25 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+# The most connections one process's pool opens at once.
+MAX_POOLED_CONNECTIONS = 15
 
-def make_engine(url: str) -> Engine:
+
+def make_engine(url: str, *, pre_ping: bool = True, kept_connections: int = 5) -> Engine:
+    """`pre_ping=False` saves a round trip per checkout; the caller must then retry what fails
+    on a connection the server dropped (restart, idle timeout). `kept_connections` stay open
+    between uses; the others (up to `MAX_POOLED_CONNECTIONS`) are closed when returned, so a
+    steady concurrency above it opens a connection per use."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     return create_engine(
         url,
-        # Connections dropped by the server (restart, idle timeout) are replaced, not handed out.
-        pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=10,
+        # Pre-ping: connections dropped by the server (restart, idle timeout) are replaced, not
+        # handed out.
+        pool_pre_ping=pre_ping,
+        pool_size=kept_connections,
+        max_overflow=MAX_POOLED_CONNECTIONS - kept_connections,
         pool_recycle=1800,
     )
 

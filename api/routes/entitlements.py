@@ -6,53 +6,73 @@ Answered from the database only, so the app keeps working while Temporal or Stri
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from fastapi import APIRouter, Header, Response, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, Row, bindparam, select
+from sqlalchemy.exc import DBAPIError
 
-from api.deps import AccountIdPath, AppTokenDep, SessionFactoryDep
+from api.deps import AccountIdPath, AppTokenDep, EngineDep
 from api.schemas import EntitlementsAnswer
-from db import repository
+from db.models import EntitlementRow
 
 router = APIRouter(prefix="/v1/accounts", tags=["entitlements"])
 
 # Clients may cache, but must revalidate every time (cheap: a 304 has no body).
 CACHE_CONTROL = "no-cache"
 
+# The answer's columns only (not the workflow's `lifecycle` document), by primary key. Core on
+# a connection rather than the ORM on a session: no identity map or object to build per read.
+_ANSWER_COLUMNS = EntitlementRow.__table__.c
+STORED_ANSWER = select(*(_ANSWER_COLUMNS[name] for name in EntitlementsAnswer.model_fields)).where(
+    _ANSWER_COLUMNS.account_id == bindparam("account_id")
+)
 
+
+# `response_model` documents the answer; the route returns its bytes itself, so the answer is
+# not validated a second time.
 @router.get("/{account_id}/entitlements", response_model=EntitlementsAnswer)
 async def read_entitlements(
     account_id: AccountIdPath,
-    sessions: SessionFactoryDep,
+    engine: EngineDep,
     _: AppTokenDep,
-    response: Response,
     if_none_match: str | None = Header(default=None),
-) -> EntitlementsAnswer | Response:
+) -> Response:
     # The hot path of the app: all blocking work (connection checkout, query, return) in one
-    # trip to the threadpool, rather than one each for the session dependency and the route.
-    record = await run_in_threadpool(stored_entitlements, sessions, account_id)
-    answer = (
-        EntitlementsAnswer.from_record(record)
-        if record is not None
-        else EntitlementsAnswer.free_plan(account_id)
-    )
-    etag = etag_for(answer.account_id, answer.version)
+    # trip to the threadpool.
+    row = await run_in_threadpool(stored_answer, engine, account_id)
+    etag = etag_for(account_id, row.version if row is not None else 0)
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if if_none_match is not None and etag_matches(if_none_match, etag):
+        # The ETag is all a 304 needs: the answer is not built.
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    answer = (
+        EntitlementsAnswer.model_validate(row._asdict())
+        if row is not None
+        else EntitlementsAnswer.free_plan(account_id)
+    )
+    response = Response(answer.model_dump_json(), media_type="application/json")
     response.headers.update(headers)
-    return answer
+    return response
 
 
-def stored_entitlements(
-    sessions: sessionmaker[Session], account_id: str
-) -> repository.EntitlementRecord | None:
-    with sessions() as session:
-        # One SELECT needs no transaction around it: autocommit saves the BEGIN and ROLLBACK
-        # round trips a session would otherwise make.
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        return repository.read_entitlements(session, account_id)
+def stored_answer(engine: Engine, account_id: str) -> Row[Any] | None:
+    try:
+        return _select_answer(engine, account_id)
+    except DBAPIError as err:
+        # The API's engine does not pre-ping: a pooled connection the server dropped (restart)
+        # fails on first use, which invalidates the pool; the retry gets a fresh connection.
+        if not err.connection_invalidated:
+            raise
+        return _select_answer(engine, account_id)
+
+
+def _select_answer(engine: Engine, account_id: str) -> Row[Any] | None:
+    # One SELECT needs no transaction around it: autocommit saves the BEGIN and ROLLBACK
+    # round trips.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        return connection.execute(STORED_ANSWER, {"account_id": account_id}).one_or_none()
 
 
 def etag_for(account_id: str, version: int) -> str:

@@ -11,9 +11,12 @@ import json
 import logging
 from typing import Any
 
-import stripe
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
+
+# Imported by name: `stripe.X` goes through the package's lazy `__getattr__` (an import_module
+# call) on every access, i.e. on every webhook.
+from stripe import SignatureVerificationError, WebhookSignature
 from temporalio.service import RPCError
 
 from api.deps import SessionFactoryDep, SettingsDep, TemporalClientDep
@@ -89,18 +92,21 @@ async def receive_stripe_event(
 
 async def read_capped_body(request: Request, limit: int) -> bytes:
     """The raw body, refused with 413 beyond `limit` bytes (declared or actually sent)."""
-    too_large = HTTPException(
-        status.HTTP_413_CONTENT_TOO_LARGE, detail=f"body larger than {limit} bytes"
-    )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise too_large
+            raise _too_large(limit)
     return bytes(body)
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE, detail=f"body larger than {limit} bytes"
+    )
 
 
 def verified_event(raw: bytes, signature: str | None, settings: Settings) -> dict[str, Any]:
@@ -108,13 +114,13 @@ def verified_event(raw: bytes, signature: str | None, settings: Settings) -> dic
     if not signature:
         raise _bad_request("missing Stripe-Signature header")
     try:
-        stripe.WebhookSignature.verify_header(
+        WebhookSignature.verify_header(
             raw,
             signature,
             settings.stripe_webhook_secret,
             tolerance=settings.webhook_tolerance_seconds,
         )
-    except stripe.SignatureVerificationError as err:
+    except SignatureVerificationError as err:
         raise _bad_request(f"invalid Stripe signature: {err.user_message}") from err
     except UnicodeDecodeError as err:
         raise _bad_request("the body is not UTF-8") from err

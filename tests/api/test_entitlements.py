@@ -6,6 +6,8 @@ from uuid import uuid4
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import repository
@@ -138,3 +140,26 @@ async def test_answers_while_temporal_is_unreachable(
 
     assert response.status_code == 200
     assert response.json()["version"] == 3
+
+
+async def test_answers_after_the_database_dropped_its_connections(
+    client: httpx.AsyncClient, session_factory: sessionmaker[Session], database_url: str
+) -> None:
+    """As after a PostgreSQL restart: the API's pooled connection is dead (no pre-ping)."""
+    if make_url(database_url).get_backend_name() != "postgresql":
+        pytest.skip("needs a database server to drop connections: set TEST_DATABASE_URL")
+    account_id = new_account()
+    store(session_factory, account_id, 5)
+    assert (await client.get(url(account_id), headers=AUTH)).status_code == 200
+    with session_factory() as session:
+        session.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+
+    response = await client.get(url(account_id), headers=AUTH)
+
+    assert response.status_code == 200
+    assert response.json()["version"] == 5
