@@ -137,6 +137,16 @@ def table(report: dict[str, Any]) -> str:
                 f"target p99 < 1000 ms; {steady['missing']} missing",
             )
         )
+        if "cpu_ms_per_event" in steady:
+            cpu = steady["cpu_ms_per_event"]
+            rows.append(
+                (
+                    "freshness: CPU per steady event",
+                    f"worker {cpu['worker']:.1f} ms",
+                    f"Temporal dev server {cpu['temporal_server']:.1f} ms",
+                    "",
+                )
+            )
     if "error" in (catch_up := results.get("catch_up", {})):
         failed("catch-up", catch_up)
     elif catch_up:

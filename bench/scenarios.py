@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from api.routes.entitlements import etag_for
 from bench.loadgen import run_in_own_process, stripe_signature, subscription_event
-from bench.stack import APP_TOKEN, REPO, WEBHOOK_SECRET, Stack, peak_rss_bytes
+from bench.stack import APP_TOKEN, REPO, WEBHOOK_SECRET, Stack, cpu_seconds, peak_rss_bytes
 from bench.wrk import Request, closed_loop
 from core.stripe_client import make_stripe_client
 from db import repository
@@ -167,6 +167,8 @@ def measure_freshness(stack: Stack, profile: Profile) -> dict[str, Any]:
             },
             stack.scratch,
         )
+        assert stack.worker is not None
+        worker_before, server_before = cpu_seconds(stack.worker), cpu_seconds(stack.temporal)
         steady = run_in_own_process(
             "freshness",
             {
@@ -177,6 +179,12 @@ def measure_freshness(stack: Stack, profile: Profile) -> dict[str, Any]:
             },
             stack.scratch,
         )
+        events = max(1, steady["latency_ms"]["count"])
+        # CPU per event is the figure a busy machine moves least: it says what a rate costs.
+        steady["cpu_ms_per_event"] = {
+            "worker": (cpu_seconds(stack.worker) - worker_before) * 1000 / events,
+            "temporal_server": (cpu_seconds(stack.temporal) - server_before) * 1000 / events,
+        }
     return {"first_event_per_account": warm_up, "steady": steady}
 
 

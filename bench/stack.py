@@ -59,6 +59,7 @@ class Stack:
     simulator_url: str
     smtp_port: int
     processes: ExitStack
+    temporal: subprocess.Popen[bytes]
     # The worker's process, once started (its peak RSS is a result).
     worker: subprocess.Popen[bytes] | None = None
 
@@ -172,6 +173,7 @@ def running_stack(database: str) -> Iterator[Stack]:
             simulator_url=f"http://127.0.0.1:{simulator_port}",
             smtp_port=smtp_port,
             processes=processes,
+            temporal=temporal,
         )
         _wait_until_http_ok(f"{stack.simulator_url}/_sim/health", simulator, "the simulator")
         stripe = make_stripe_client(stack.settings())
@@ -213,6 +215,12 @@ def peak_rss_bytes(process: subprocess.Popen[bytes]) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmHWM in /proc status")
+
+
+def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """User plus system CPU the process has used so far (/proc/PID/stat, in clock ticks)."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _start_temporal(scratch: Path, port: int) -> subprocess.Popen[bytes]:
