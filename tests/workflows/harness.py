@@ -191,6 +191,16 @@ class Harness:
 
         return await wait_for(probe, what=f"{account_id} in state {state} (version {version})")
 
+    async def scheduled_activities(self, account_id: str) -> list[str]:
+        """Types of the regular activities the account's history scheduled, in order (local
+        activities are markers, not scheduled tasks)."""
+        history = await self.handle(account_id).fetch_history()
+        return [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        ]
+
     async def wait_until_handled(self, account_id: str, event_id: str) -> AccountState:
         """`event_id` and, since signals are handled in order, every earlier event is done."""
 

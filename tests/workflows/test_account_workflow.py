@@ -318,12 +318,7 @@ async def test_each_event_costs_the_server_no_activity_task(harness: Harness) ->
     harness.stripe.subscriptions[customer] = subscription(customer, "active", seats=4)
     await harness.wait_until_handled(account, await harness.send(account, customer))
 
-    history = await harness.handle(account).fetch_history()
-    scheduled = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    ]
+    scheduled = await harness.scheduled_activities(account)
     # The fetch and the database steps ran as local activities; only emails are tasks.
     assert set(scheduled) <= {"send_email"}
     assert harness.entitlements(account).seats == 4  # type: ignore[union-attr]
@@ -337,12 +332,7 @@ async def test_a_failed_local_step_is_retried_as_an_activity_operators_can_see(
     harness.stripe.subscriptions[customer] = subscription(customer, "active", plan="team")
     await harness.wait_until_handled(account, await harness.send(account, customer))
 
-    history = await harness.handle(account).fetch_history()
-    scheduled = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    ]
+    scheduled = await harness.scheduled_activities(account)
     assert "fetch_current_subscription" in scheduled
     assert harness.entitlements(account).plan == "team"  # type: ignore[union-attr]
 
