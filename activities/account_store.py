@@ -115,9 +115,7 @@ class AccountStoreActivities:
             )
             if request.events:
                 repository.record_stripe_events(
-                    session,
-                    request.account_id,
-                    [(e.event_id, e.event_type, e.created) for e in request.events],
+                    session, request.account_id, _event_rows(request.events)
                 )
             return applied
 
@@ -125,9 +123,7 @@ class AccountStoreActivities:
     def record_stripe_events(self, request: RecordEventsInput) -> int:
         with self._sessions.begin() as session:
             return repository.record_stripe_events(
-                session,
-                request.account_id,
-                [(e.event_id, e.event_type, e.created) for e in request.events],
+                session, request.account_id, _event_rows(request.events)
             )
 
     @activity.defn
@@ -145,3 +141,7 @@ class AccountStoreActivities:
                 before=LIFECYCLE_JSON.dump_python(record.before, mode="json"),
                 after=LIFECYCLE_JSON.dump_python(record.after, mode="json"),
             )
+
+
+def _event_rows(events: list[ReceivedEvent]) -> list[tuple[str, str, int]]:
+    return [(e.event_id, e.event_type, e.created) for e in events]
