@@ -141,7 +141,9 @@ class Stack:
 def running_stack(database: str) -> Iterator[Stack]:
     """Temporal dev server, Stripe simulator (catalog synced), migrated scratch database and
     SMTP sink; the API and the worker are started by the scenarios that need them."""
-    with ExitStack() as processes, tempfile.TemporaryDirectory(prefix="dfb-bench-") as tmp:
+    # The processes stop before their scratch directory goes: the worker may still be
+    # sending mail into it.
+    with tempfile.TemporaryDirectory(prefix="dfb-bench-") as tmp, ExitStack() as processes:
         scratch = Path(tmp)
         database_url = processes.enter_context(scratch_database(database, scratch))
         migrate(database_url)
