@@ -15,6 +15,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
@@ -49,10 +50,14 @@ def tls_config(settings: Settings) -> TLSConfig | None:
     )
 
 
+# Payloads are plain JSON either way. Pydantic's converter compiles one validator per type and
+# caches it; the SDK's default resolves every dataclass's annotations again for each payload
+# (~30x slower to decode an account's Stripe snapshot), on every event.
+DATA_CONVERTER = pydantic_data_converter
+
+
 def data_converter(settings: Settings) -> temporalio.converter.DataConverter:
-    return dataclasses.replace(
-        temporalio.converter.default(), payload_codec=payload_codec(settings)
-    )
+    return dataclasses.replace(DATA_CONVERTER, payload_codec=payload_codec(settings))
 
 
 def payload_codec(settings: Settings) -> EncryptionCodec | None:

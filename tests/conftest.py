@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from core.temporal import installed_binary, register_search_attributes
+from core.temporal import DATA_CONVERTER, installed_binary, register_search_attributes
 from db.engine import make_engine, make_session_factory, migrate
 from tests.fixtures_db import fresh_database
 from workflows.account import SEARCH_ATTRIBUTES
@@ -30,7 +30,8 @@ async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server per test: one test's leftovers (an activity in flight when its
     worker stopped) would otherwise hold back time skipping in the next."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(installed_binary("temporal-test-server"))
+        test_server_existing_path=str(installed_binary("temporal-test-server")),
+        data_converter=DATA_CONVERTER,
     )
     await register_search_attributes(env.client, SEARCH_ATTRIBUTES, env.client.namespace)
     yield env

@@ -33,6 +33,7 @@ from api.main import create_app
 from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
 from core.stripe_client import make_stripe_client
+from core.temporal import DATA_CONVERTER
 from domain.catalog import default_catalog
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
@@ -57,7 +58,9 @@ class ApiServer:
         self._thread: threading.Thread | None = None
 
     async def _serve(self, settings: Settings) -> None:
-        client = await Client.connect(self._target, namespace=self._namespace)
+        client = await Client.connect(
+            self._target, namespace=self._namespace, data_converter=DATA_CONVERTER
+        )
         app = create_app(settings, temporal_client=client)
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
         await self._server.serve(sockets=[self._socket])

@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
 from core.stripe_client import make_stripe_client
-from core.temporal import installed_binary, register_search_attributes
+from core.temporal import DATA_CONVERTER, installed_binary, register_search_attributes
 from domain.catalog import default_catalog
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
@@ -60,6 +60,7 @@ class DevServer:
     async def start(self) -> None:
         self.env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(installed_binary("temporal")),
+            data_converter=DATA_CONVERTER,
             port=self.port,
             dev_server_database_filename=str(self._database_file),
             dev_server_extra_args=[

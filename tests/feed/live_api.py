@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from api.main import create_app
 from core.config import Settings
+from core.temporal import DATA_CONVERTER
 
 
 class NoTemporal:
@@ -54,7 +55,9 @@ class LiveApi:
         temporal: Any = NoTemporal()
         if self._temporal_target is not None:
             temporal = await Client.connect(
-                self._temporal_target, namespace=self.settings.temporal_namespace
+                self._temporal_target,
+                namespace=self.settings.temporal_namespace,
+                data_converter=DATA_CONVERTER,
             )
         app = create_app(self.settings, temporal_client=temporal)
         # Long polls and streams are open requests: without a bound, shutdown waits for them.

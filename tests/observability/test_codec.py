@@ -8,7 +8,6 @@ import json
 import httpx
 import pytest
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import default
 
 from core.codec import (
     KEY_ID_METADATA,
@@ -19,6 +18,7 @@ from core.codec import (
     parse_codec_keys,
 )
 from core.config import Settings
+from core.temporal import DATA_CONVERTER
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory
 
 UI_ORIGIN = "http://ui.billing.test:8080"
@@ -27,12 +27,12 @@ NEW_KEYS = f"{new_codec_key_spec('2026-07')},{OLD_KEYS}"
 
 
 def payload(value: object) -> Payload:
-    [encoded] = default().payload_converter.to_payloads([value])
+    [encoded] = DATA_CONVERTER.payload_converter.to_payloads([value])
     return encoded
 
 
 def value_of(decoded: Payload) -> object:
-    [result] = default().payload_converter.from_payloads([decoded])
+    [result] = DATA_CONVERTER.payload_converter.from_payloads([decoded])
     return result
 
 

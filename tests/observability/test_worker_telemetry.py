@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-import temporalio.converter
 from google.protobuf.message import Message
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.common.v1 import Payload
@@ -18,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.codec import ENCRYPTED_ENCODING, codec_from_spec, new_codec_key_spec
 from core.config import Settings
+from core.temporal import DATA_CONVERTER
 from tests.api.conftest import closed_port
 from tests.conftest import wait_for
 from tests.observability.conftest import with_client
@@ -73,7 +73,7 @@ async def test_with_the_codec_history_is_ciphertext_and_results_still_decode(
     encrypting_client = Client(
         plain_client.service_client,
         namespace=plain_client.namespace,
-        data_converter=dataclasses.replace(temporalio.converter.default(), payload_codec=codec),
+        data_converter=dataclasses.replace(DATA_CONVERTER, payload_codec=codec),
     )
 
     async with running_harness(with_client(workflow_env, encrypting_client), session_factory) as h:
@@ -107,6 +107,7 @@ async def test_the_worker_serves_sdk_and_email_metrics(
     client = await Client.connect(
         workflow_env.client.service_client.config.target_host,
         namespace=workflow_env.client.namespace,
+        data_converter=DATA_CONVERTER,
         runtime=runtime,
     )
 

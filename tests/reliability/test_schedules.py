@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.config import Settings
 from core.schedules import EVENTS_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensure_schedules
-from core.temporal import installed_binary
+from core.temporal import DATA_CONVERTER, installed_binary
 from tests.conftest import wait_for
 
 
@@ -20,6 +20,7 @@ from tests.conftest import wait_for
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(installed_binary("temporal")),
+        data_converter=DATA_CONVERTER,
         ui=False,
     )
     yield env

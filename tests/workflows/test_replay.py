@@ -17,6 +17,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from core.temporal import DATA_CONVERTER
 from workflows.account import AccountBillingWorkflow
 
 from .harness import running_harness, subscription
@@ -25,7 +26,7 @@ HISTORIES = Path(__file__).parent / "histories"
 
 
 def _replayer() -> Replayer:
-    return Replayer(workflows=[AccountBillingWorkflow])
+    return Replayer(workflows=[AccountBillingWorkflow], data_converter=DATA_CONVERTER)
 
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
