@@ -15,12 +15,12 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from core.codec import EncryptionCodec, codec_from_spec
 from core.config import Settings
+from core.payloads import DATA_CONVERTER
 
 
 async def connect(
@@ -48,12 +48,6 @@ def tls_config(settings: Settings) -> TLSConfig | None:
         client_cert=Path(settings.temporal_tls_cert).read_bytes(),
         client_private_key=Path(settings.temporal_tls_key).read_bytes(),
     )
-
-
-# Payloads are plain JSON either way. Pydantic's converter compiles one validator per type and
-# caches it; the SDK's default resolves every dataclass's annotations again for each payload
-# (~30x slower to decode an account's Stripe snapshot), on every event.
-DATA_CONVERTER = pydantic_data_converter
 
 
 def data_converter(settings: Settings) -> temporalio.converter.DataConverter:

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from core.temporal import DATA_CONVERTER, installed_binary, register_search_attributes
+from core.payloads import DATA_CONVERTER
+from core.temporal import installed_binary, register_search_attributes
 from db.engine import make_engine, make_session_factory, migrate
 from tests.fixtures_db import fresh_database
 from workflows.account import SEARCH_ATTRIBUTES

@@ -32,8 +32,8 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
+from core.payloads import DATA_CONVERTER
 from core.stripe_client import make_stripe_client
-from core.temporal import DATA_CONVERTER
 from domain.catalog import default_catalog
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings

@@ -27,8 +27,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
+from core.payloads import DATA_CONVERTER
 from core.stripe_client import make_stripe_client
-from core.temporal import DATA_CONVERTER, installed_binary, register_search_attributes
+from core.temporal import installed_binary, register_search_attributes
 from domain.catalog import default_catalog
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings

@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from api.main import create_app
 from core.config import Settings
-from core.temporal import DATA_CONVERTER
+from core.payloads import DATA_CONVERTER
 
 
 class NoTemporal:

@@ -18,7 +18,7 @@ from core.codec import (
     parse_codec_keys,
 )
 from core.config import Settings
-from core.temporal import DATA_CONVERTER
+from core.payloads import DATA_CONVERTER
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory
 
 UI_ORIGIN = "http://ui.billing.test:8080"

@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.codec import ENCRYPTED_ENCODING, codec_from_spec, new_codec_key_spec
 from core.config import Settings
-from core.temporal import DATA_CONVERTER
+from core.payloads import DATA_CONVERTER
 from tests.api.conftest import closed_port
 from tests.conftest import wait_for
 from tests.observability.conftest import with_client

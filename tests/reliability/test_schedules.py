@@ -11,8 +11,9 @@ from temporalio.client import ScheduleActionStartWorkflow, ScheduleIntervalSpec
 from temporalio.testing import WorkflowEnvironment
 
 from core.config import Settings
+from core.payloads import DATA_CONVERTER
 from core.schedules import EVENTS_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensure_schedules
-from core.temporal import DATA_CONVERTER, installed_binary
+from core.temporal import installed_binary
 from tests.conftest import wait_for
 
 

@@ -17,7 +17,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from core.temporal import DATA_CONVERTER
+from core.payloads import DATA_CONVERTER
 from workflows.account import AccountBillingWorkflow
 
 from .harness import running_harness, subscription
