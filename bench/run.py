@@ -134,7 +134,7 @@ def table(report: dict[str, Any]) -> str:
                 f"p50 {ms(steady['latency_ms'], 'p50')}, p99 {ms(steady['latency_ms'], 'p99')}",
                 f"first event: p50 {ms(first['latency_ms'], 'p50')}, "
                 f"p99 {ms(first['latency_ms'], 'p99')}",
-                f"target p99 < 1000 ms; {steady['missing']} missing",
+                f"target p99 < 1000 ms; {steady['missing']} missing, {steady['failures']} failed",
             )
         )
         if "cpu_ms_per_event" in steady:
