@@ -240,8 +240,8 @@ class Engine:
     def pending_invoice_items(self, sub: Obj) -> list[Obj]:
         return [
             ii
-            for ii in self.store.of_kind("invoiceitem")
-            if ii["_subscription"] == sub["id"] and ii["invoice"] is None
+            for ii in self.store.where("invoiceitem", "_subscription", sub["id"])
+            if ii["invoice"] is None
         ]
 
     def _add_line(self, inv: Obj, sub: Obj | None, spec: LineSpec) -> None:
@@ -435,11 +435,8 @@ class Engine:
 
     def _unpaid_open(self, sub: Obj) -> bool:
         return any(
-            inv["_subscription"] == sub["id"]
-            and inv["status"] == "open"
-            and inv["attempt_count"] > 0
-            and not inv["_pending_update"]
-            for inv in self.store.of_kind("invoice")
+            inv["status"] == "open" and inv["attempt_count"] > 0 and not inv["_pending_update"]
+            for inv in self.store.where("invoice", "_subscription", sub["id"])
         )
 
     def _after_failed(self, inv: Obj, at: int, exhausted: bool) -> None:
@@ -479,10 +476,10 @@ class Engine:
         sub["cancellation_details"]["reason"] = sub["cancellation_details"]["reason"] or reason
         sub["pending_update"] = None
         sub["_pending_plan"] = None
-        for inv in self.store.of_kind("invoice"):
-            if inv["_subscription"] == sub["id"] and inv["status"] == "draft":
+        for inv in self.store.where("invoice", "_subscription", sub["id"]):
+            if inv["status"] == "draft":
                 inv["automatically_finalizes_at"] = None
-            if inv["_subscription"] == sub["id"] and inv["status"] == "open":
+            if inv["status"] == "open":
                 inv["next_payment_attempt"] = None
         emit(self.store, "customer.subscription.deleted", sub, at=at)
 
@@ -607,24 +604,26 @@ class Engine:
         emit(self.store, "customer.subscription.pending_update_applied", sub, at=at)
 
     # scheduling ----------------------------------------------------------------------------------
-    def due_actions(self, clock_id: str | None) -> list[tuple[int, int, int, Any]]:
-        """Everything that will happen by itself to objects on ``clock_id`` (None: objects on
-        real time), as (time, priority, sequence, action)."""
-        actions: list[tuple[int, int, int, Any]] = []
+    def due_actions(self, clock_id: str | None, until: int) -> list[tuple[int, int, int, Any]]:
+        """What happens by itself, by ``until``, to objects on ``clock_id`` (None: objects on
+        real time), as (time, priority, sequence, action). It runs after every write, when
+        usually nothing is due, so it looks only at the clock's objects and allocates only
+        for what is due."""
+        due: list[tuple[int, int, int, Any]] = []
         notice = self.settings.trial_will_end_notice_seconds
-        for sub in self.store.of_kind("subscription"):
-            if sub["test_clock"] != clock_id or sub["status"] in ENDED_STATUSES:
+        for sub in self.store.where("subscription", "test_clock", clock_id):
+            status = sub["status"]
+            if status in ENDED_STATUSES:
                 continue
             seq = sub["_seq"]
-            status = sub["status"]
             if status == "incomplete":
-                if sub["_incomplete_deadline"] is not None:
-                    actions.append((sub["_incomplete_deadline"], 2, seq, ("expire", sub)))
+                deadline = sub["_incomplete_deadline"]
+                if deadline is not None and deadline <= until:
+                    due.append((deadline, 2, seq, ("expire", sub)))
                 continue
-            if sub["pending_update"] is not None:
-                actions.append(
-                    (sub["pending_update"]["expires_at"], 2, seq, ("expire_pending", sub))
-                )
+            pending = sub["pending_update"]
+            if pending is not None and pending["expires_at"] <= until:
+                due.append((pending["expires_at"], 2, seq, ("expire_pending", sub)))
             if status == "paused":
                 continue
             _, period_end = sub["_period"]
@@ -634,25 +633,29 @@ class Engine:
                 and not sub["_trial_will_end_sent"]
             ):
                 when = max(sub["trial_start"] or sub["created"], sub["trial_end"] - notice)
-                actions.append((when, 0, seq, ("trial_will_end", sub)))
+                if when <= until:
+                    due.append((when, 0, seq, ("trial_will_end", sub)))
             if sub["cancel_at"] is not None and sub["cancel_at"] <= period_end:
-                actions.append((sub["cancel_at"], 3, seq, ("cancel_at", sub)))
+                when, kind = sub["cancel_at"], "cancel_at"
             elif status == "trialing":
-                actions.append((sub["trial_end"], 3, seq, ("trial_end", sub)))
+                when, kind = sub["trial_end"], "trial_end"
             elif sub["cancel_at_period_end"]:
-                actions.append((period_end, 3, seq, ("cancel_at", sub)))
+                when, kind = period_end, "cancel_at"
             else:
-                actions.append((period_end, 3, seq, ("renew", sub)))
-        for inv in self.store.of_kind("invoice"):
-            if inv["test_clock"] != clock_id:
+                when, kind = period_end, "renew"
+            if when <= until:
+                due.append((when, 3, seq, (kind, sub)))
+        for inv in self.store.where("invoice", "test_clock", clock_id):
+            status = inv["status"]
+            if status == "draft" and inv["automatically_finalizes_at"] is not None:
+                when, kind = inv["automatically_finalizes_at"], "finalize"
+            elif status == "open" and inv["next_payment_attempt"] is not None:
+                when, kind = inv["next_payment_attempt"], "retry"
+            else:
                 continue
-            if inv["status"] == "draft" and inv["automatically_finalizes_at"] is not None:
-                actions.append(
-                    (inv["automatically_finalizes_at"], 1, inv["_seq"], ("finalize", inv))
-                )
-            elif inv["status"] == "open" and inv["next_payment_attempt"] is not None:
-                actions.append((inv["next_payment_attempt"], 1, inv["_seq"], ("retry", inv)))
-        return actions
+            if when <= until:
+                due.append((when, 1, inv["_seq"], (kind, inv)))
+        return due
 
     def perform(self, action: tuple[str, Obj], at: int) -> None:
         kind, obj = action
@@ -679,7 +682,7 @@ class Engine:
         time steps through each moment so objects and events carry that time."""
         clock = self.store.get(clock_id, "test_helpers.test_clock") if clock_id else None
         for _ in range(100_000):
-            due = [a for a in self.due_actions(clock_id) if a[0] <= until]
+            due = self.due_actions(clock_id, until)
             if not due:
                 return
             at, _, _, action = min(due, key=lambda a: a[:3])

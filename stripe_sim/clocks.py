@@ -82,8 +82,8 @@ def advance_limit(ctx: Ctx, clock: Obj) -> int:
     current frozen time; two years when it has no subscriptions."""
     frozen = int(clock["frozen_time"])
     limits = []
-    for sub in ctx.store.of_kind("subscription"):
-        if sub["test_clock"] == clock["id"] and sub["status"] not in ENDED_STATUSES:
+    for sub in ctx.store.where("subscription", "test_clock", clock["id"]):
+        if sub["status"] not in ENDED_STATUSES:
             interval, count = ctx.engine.interval_of(sub)
             limits.append(add_intervals(frozen, interval, 2 * count))
     return min(limits) if limits else add_intervals(frozen, "year", 2)

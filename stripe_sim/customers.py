@@ -300,11 +300,8 @@ def delete_customer(ctx: Ctx, cust_id: str) -> Obj:
 def delete_customer_and_subscriptions(ctx: Ctx, cust: Obj) -> None:
     store = ctx.store
     at = store.now_for(cust)
-    for sub in store.of_kind("subscription"):
-        if sub["customer"] == cust["id"] and sub["status"] not in (
-            "canceled",
-            "incomplete_expired",
-        ):
+    for sub in store.where("subscription", "customer", cust["id"]):
+        if sub["status"] not in ("canceled", "incomplete_expired"):
             ctx.engine.cancel(sub, at)
     emit(store, "customer.deleted", cust, at=at)
     cust["_deleted"] = True

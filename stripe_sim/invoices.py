@@ -6,7 +6,7 @@ from __future__ import annotations
 from stripe_sim.customers import resolve_owned
 from stripe_sim.errors import card_error, invalid
 from stripe_sim.events import emit
-from stripe_sim.listing import filter_created, paginate
+from stripe_sim.listing import candidates, filter_created, paginate
 from stripe_sim.params import as_bool, as_str
 from stripe_sim.render import public, render_expanded
 from stripe_sim.router import Ctx, Router
@@ -23,13 +23,13 @@ def retrieve_invoice(ctx: Ctx, inv_id: str) -> Obj:
 @router.route("GET", "/v1/invoices")
 def list_invoices(ctx: Ctx) -> Obj:
     params = ctx.params
-    invoices = ctx.store.of_kind("invoice")
-    for key, field in (
-        ("customer", "customer"),
-        ("status", "status"),
+    indexed = [
         ("subscription", "_subscription"),
+        ("customer", "customer"),
         ("test_clock", "test_clock"),
-    ):
+    ]
+    invoices = candidates(ctx.store, "invoice", params, indexed)
+    for key, field in [*indexed, ("status", "status")]:
         if params.get(key):
             invoices = [i for i in invoices if i[field] == params[key]]
     invoices = filter_created(invoices, params)

@@ -12,6 +12,19 @@ from stripe_sim.render import expand_list, list_object
 from stripe_sim.store import Obj, Store
 
 
+def candidates(
+    store: Store, kind: str, params: dict[str, Any], filters: list[tuple[str, str]]
+) -> list[Obj]:
+    """The objects of ``kind`` a list request can return, narrowed by the first of its
+    (param, field) equality ``filters`` that is given, through the store's index. The
+    caller still applies every filter; this only spares looking at all objects of the kind."""
+    for param, field in filters:
+        value = params.get(param)
+        if value and isinstance(value, str):
+            return store.where(kind, field, value)
+    return store.of_kind(kind)
+
+
 def filter_created(objs: list[Obj], params: dict[str, Any], field: str = "created") -> list[Obj]:
     spec = params.get(field)
     if spec is None:

@@ -164,9 +164,8 @@ def page_routes(sim: Simulator) -> list[Route]:
             cust = store.objects[session["customer"]]
             live = [
                 s
-                for s in store.of_kind("subscription")
-                if s["customer"] == cust["id"]
-                and s["status"] not in ("canceled", "incomplete_expired")
+                for s in store.where("subscription", "customer", cust["id"])
+                if s["status"] not in ("canceled", "incomplete_expired")
             ]
             subs = []
             for s in live:
@@ -202,8 +201,8 @@ def page_routes(sim: Simulator) -> list[Route]:
             )
             open_invoices = [
                 public(i)
-                for i in store.of_kind("invoice")
-                if i["customer"] == cust["id"] and i["status"] == "open"
+                for i in store.where("invoice", "customer", cust["id"])
+                if i["status"] == "open"
             ]
             return _page(
                 "portal.html",

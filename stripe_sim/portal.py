@@ -59,7 +59,7 @@ def update_card(ctx: Ctx, cust: Obj, pm_ref: str) -> None:
     pm = attach(store, pm_ref, cust, at)
     with tracked(store, cust, "customer.updated", at=at):
         cust["invoice_settings"]["default_payment_method"] = pm["id"]
-    for sub in store.of_kind("subscription"):
-        if sub["customer"] == cust["id"] and sub["default_payment_method"]:
+    for sub in store.where("subscription", "customer", cust["id"]):
+        if sub["default_payment_method"]:
             with tracked(store, sub, "customer.subscription.updated", at=at):
                 sub["default_payment_method"] = pm["id"]

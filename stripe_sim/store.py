@@ -34,6 +34,16 @@ _KIND_NAMES = {
     "subscription_item": "subscription item",
 }
 
+# Fields an object keeps for life (Stripe never moves a subscription, invoice or invoice item
+# to another customer, test clock or subscription), indexed because lookups by them run on
+# every write: the due-work scan of a clock's objects, a subscription's invoices, the
+# filtered list endpoints. Keeping the index exact needs no more than that immutability.
+_INDEXED_FIELDS = {
+    "subscription": ("customer", "test_clock"),
+    "invoice": ("customer", "test_clock", "_subscription"),
+    "invoiceitem": ("_subscription",),
+}
+
 
 @dataclass
 class IdempotentResult:
@@ -56,6 +66,10 @@ class Store:
         self.lock = threading.RLock()
         self.objects: dict[str, Obj] = {}
         self._kinds: dict[str, list[str]] = {}
+        # (kind, field) -> field value -> the objects with that value, in insertion order.
+        self._index: dict[tuple[str, str], dict[Any, dict[str, Obj]]] = {
+            (kind, field): {} for kind, fields in _INDEXED_FIELDS.items() for field in fields
+        }
         self._seq = itertools.count(1)
         self.idempotency: dict[str, IdempotentResult] = {}
         self.request = RequestInfo()
@@ -77,6 +91,8 @@ class Store:
         obj["_seq"] = next(self._seq)
         self.objects[obj["id"]] = obj
         self._kinds.setdefault(obj["object"], []).append(obj["id"])
+        for field in _INDEXED_FIELDS.get(obj["object"], ()):
+            self._index[obj["object"], field].setdefault(obj[field], {})[obj["id"]] = obj
         return obj
 
     def get(self, object_id: Any, kind: str | None = None) -> Obj | None:
@@ -100,10 +116,18 @@ class Store:
             if i in self.objects and not self.objects[i].get("_deleted")
         ]
 
+    def where(self, kind: str, field: str, value: Any) -> list[Obj]:
+        """``of_kind(kind)`` restricted to ``obj[field] == value``, in the same order, without
+        looking at the other objects; ``field`` must be one of ``_INDEXED_FIELDS``."""
+        matching = self._index[kind, field].get(value, {})
+        return [obj for obj in matching.values() if not obj.get("_deleted")]
+
     def remove(self, object_id: str) -> None:
         obj = self.objects.pop(object_id, None)
         if obj is not None:
             self._kinds[obj["object"]].remove(object_id)
+            for field in _INDEXED_FIELDS.get(obj["object"], ()):
+                del self._index[obj["object"], field][obj[field]][object_id]
 
     # time ----------------------------------------------------------------------------------
     def clock_now(self, clock_id: str | None) -> int:

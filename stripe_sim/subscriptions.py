@@ -10,7 +10,7 @@ from stripe_sim.billing import ENDED_STATUSES, Engine, ItemPlan, LineSpec
 from stripe_sim.customers import resolve_owned
 from stripe_sim.errors import StripeError, card_error, invalid, missing_param
 from stripe_sim.events import buffered, emit, publish, tracked
-from stripe_sim.listing import filter_created, paginate, search_result
+from stripe_sim.listing import candidates, filter_created, paginate, search_result
 from stripe_sim.params import as_bool, as_dict, as_int, as_list, as_str, merge_metadata
 from stripe_sim.payments import Outcome
 from stripe_sim.periods import period_bounds
@@ -206,8 +206,8 @@ def _discard(store: Store, sub: Obj, inv: Obj | None) -> None:
     if inv is not None:
         for line_id in inv["_line_ids"]:
             store.remove(line_id)
+        store.remove(inv["id"])  # before detaching it: the store indexes it by subscription
         inv["_subscription"] = None
-        store.remove(inv["id"])
 
 
 def _payment_error(outcome: Outcome, inv: Obj) -> StripeError:
@@ -300,7 +300,9 @@ def retrieve_subscription(ctx: Ctx, sub_id: str) -> Obj:
 @router.route("GET", "/v1/subscriptions")
 def list_subscriptions(ctx: Ctx) -> Obj:
     params = ctx.params
-    subs = ctx.store.of_kind("subscription")
+    subs = candidates(
+        ctx.store, "subscription", params, [("customer", "customer"), ("test_clock", "test_clock")]
+    )
     status = as_str(params, "status")
     if status is None:
         subs = [s for s in subs if s["status"] not in ENDED_STATUSES]

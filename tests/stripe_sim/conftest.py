@@ -15,6 +15,7 @@ import stripe
 
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import FaultSettings, SimulatorSettings
+from stripe_sim.store import _INDEXED_FIELDS, Store
 
 # 2026-01-01T00:00:00Z: test clocks start here so dates in assertions are readable.
 JAN_1 = 1767225600
@@ -37,6 +38,19 @@ def settings() -> SimulatorSettings:
 def sim(settings: SimulatorSettings) -> Iterator[SimulatorServer]:
     with SimulatorServer(settings=settings) as server:
         yield server
+        with server.store.lock:
+            assert_index_matches_scan(server.store)
+
+
+def assert_index_matches_scan(store: Store) -> None:
+    """The store's index answers what scanning every object of the kind answers: it holds
+    only because indexed fields never change, which every test checks on its way out."""
+    for kind, fields in _INDEXED_FIELDS.items():
+        objs = store.of_kind(kind)
+        for name in fields:
+            for value in {obj[name] for obj in objs} | {None}:
+                scanned = [obj["id"] for obj in objs if obj[name] == value]
+                assert [obj["id"] for obj in store.where(kind, name, value)] == scanned
 
 
 @pytest.fixture

@@ -308,6 +308,24 @@ def test_deleting_clock_deletes_its_customers(
         client.v1.test_helpers.test_clocks.retrieve(clock.id)
 
 
+def test_advancing_a_clock_runs_only_its_own_objects(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
+    other = client.v1.test_helpers.test_clocks.create(params={"frozen_time": JAN_1})
+    mine = subscribe(client, make_customer(client, clock), catalog["pro"])
+    theirs = subscribe(client, make_customer(client, other), catalog["pro"])
+
+    def reasons(sub: Any) -> list[str]:
+        listed = client.v1.invoices.list(params={"subscription": sub.id}).data
+        return [inv.billing_reason for inv in listed]
+
+    advance(client, clock, FEB_1 + 2 * HOUR)
+    assert reasons(mine) == ["subscription_cycle", "subscription_create"]
+    assert reasons(theirs) == ["subscription_create"]
+    advance(client, other, FEB_1 + 2 * HOUR)
+    assert reasons(theirs) == ["subscription_cycle", "subscription_create"]
+
+
 def test_customers_without_clock_live_on_real_time(client: stripe.StripeClient) -> None:
     year_2001 = 1_000_000_000
     old_clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": year_2001})
