@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from api.answer_cache import AnswerCache
 from core.config import Settings
 
 # Account ids are ours (the Dataface app's); this keeps them safe in URLs, ETags and
@@ -35,6 +36,11 @@ async def get_engine(request: Request) -> Engine:
     return engine
 
 
+async def get_answer_cache(request: Request) -> AnswerCache:
+    cache: AnswerCache = request.app.state.answer_cache
+    return cache
+
+
 async def get_session_factory(request: Request) -> sessionmaker[Session]:
     sessions: sessionmaker[Session] = request.app.state.session_factory
     return sessions
@@ -54,6 +60,7 @@ async def get_temporal_client(request: Request) -> Client:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+AnswerCacheDep = Annotated[AnswerCache, Depends(get_answer_cache)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SessionDep = Annotated[Session, Depends(get_session)]
 TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,6 +11,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import metrics
+from api.answer_cache import AnswerCache, keep_current
 from api.routes import admin, billing, codec, entitlements, feed, health, webhooks
 from core import temporal
 from core.config import Settings, get_settings
@@ -36,12 +39,29 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
         app.state.database_metrics = metrics.database_metrics(app.state.session_factory)
+        app.state.answer_cache = AnswerCache(settings.entitlement_cache_size)
+        # Without a follower the cache stays empty: every read asks the database.
+        follower = (
+            asyncio.create_task(
+                keep_current(
+                    app.state.answer_cache,
+                    app.state.session_factory,
+                    settings.entitlement_cache_poll_seconds,
+                )
+            )
+            if settings.entitlement_cache_size > 0
+            else None
+        )
         # Lazy: the API starts (and serves entitlements) while Temporal is still down; the
         # webhook answers 503 until it is reachable.
         app.state.temporal_client = temporal_client or await temporal.connect(settings, lazy=True)
         try:
             yield
         finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
             engine.dispose()
 
     app = FastAPI(title="Dataface Billing", lifespan=lifespan)

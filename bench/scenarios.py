@@ -11,7 +11,7 @@ from uuid import uuid4
 
 from sqlalchemy import func, select
 
-from api.routes.entitlements import etag_for
+from api.answer_cache import etag_for
 from bench.loadgen import run_in_own_process, stripe_signature, subscription_event
 from bench.stack import APP_TOKEN, REPO, WEBHOOK_SECRET, Stack, cpu_seconds, peak_rss_bytes
 from bench.wrk import Request, closed_loop

@@ -63,6 +63,20 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = 300
     webhook_max_body_bytes: int = 512 * 1024
 
+    entitlement_cache_size: int = Field(
+        100_000,
+        ge=0,
+        description="Entitlement answers each API process keeps, current from the change log; "
+        "0: every read asks the database.",
+    )
+    entitlement_cache_poll_seconds: float = Field(
+        0.05,
+        gt=0,
+        le=0.5,
+        description="How often the API reads the change log: cached answers lag the database "
+        "by at most this (plus the read).",
+    )
+
     app_api_token: str = Field("dev-app-token", min_length=1)
     admin_api_token: str = Field("dev-admin-token", min_length=1)
 

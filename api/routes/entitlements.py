@@ -1,11 +1,11 @@
 """The entitlement API the Dataface app reads on every request.
 
-Answered from the database only, so the app keeps working while Temporal or Stripe is down.
+Answered from the database only (through the process's answer cache, `api.answer_cache`), so
+the app keeps working while Temporal or Stripe is down.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from fastapi import APIRouter, Header, Response, status
@@ -13,7 +13,8 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, Row, bindparam, select
 from sqlalchemy.exc import DBAPIError
 
-from api.deps import AccountIdPath, AppTokenDep, EngineDep
+from api.answer_cache import AnswerCache, CachedAnswer
+from api.deps import AccountIdPath, AnswerCacheDep, AppTokenDep, EngineDep
 from api.schemas import EntitlementsAnswer
 from db.models import EntitlementRow
 
@@ -30,31 +31,35 @@ STORED_ANSWER = select(*(_ANSWER_COLUMNS[name] for name in EntitlementsAnswer.mo
 )
 
 
-# `response_model` documents the answer; the route returns its bytes itself, so the answer is
-# not validated a second time.
+# `response_model` documents the answer; the route returns its stored bytes itself.
 @router.get("/{account_id}/entitlements", response_model=EntitlementsAnswer)
 async def read_entitlements(
     account_id: AccountIdPath,
+    cache: AnswerCacheDep,
     engine: EngineDep,
     _: AppTokenDep,
     if_none_match: str | None = Header(default=None),
 ) -> Response:
-    # The hot path of the app: all blocking work (connection checkout, query, return) in one
-    # trip to the threadpool.
-    row = await run_in_threadpool(stored_answer, engine, account_id)
-    etag = etag_for(account_id, row.version if row is not None else 0)
-    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
-    if if_none_match is not None and etag_matches(if_none_match, etag):
-        # The ETag is all a 304 needs: the answer is not built.
+    answer = cache.get(account_id) or await _answer_from_database(cache, engine, account_id)
+    headers = {"ETag": answer.etag, "Cache-Control": CACHE_CONTROL}
+    if if_none_match is not None and etag_matches(if_none_match, answer.etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(answer.body, media_type="application/json", headers=headers)
+
+
+async def _answer_from_database(
+    cache: AnswerCache, engine: Engine, account_id: str
+) -> CachedAnswer:
+    ticket = cache.fill_ticket()
+    # All blocking work (connection checkout, query, return) in one trip to the threadpool.
+    row = await run_in_threadpool(stored_answer, engine, account_id)
     answer = (
-        EntitlementsAnswer.model_validate(row._asdict())
+        CachedAnswer.from_fields(row._asdict())
         if row is not None
-        else EntitlementsAnswer.free_plan(account_id)
+        else CachedAnswer.of(EntitlementsAnswer.free_plan(account_id))
     )
-    response = Response(answer.model_dump_json(), media_type="application/json")
-    response.headers.update(headers)
-    return response
+    cache.fill(account_id, answer, ticket)
+    return answer
 
 
 def stored_answer(engine: Engine, account_id: str) -> Row[Any] | None:
@@ -73,12 +78,6 @@ def _select_answer(engine: Engine, account_id: str) -> Row[Any] | None:
     # round trips.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         return connection.execute(STORED_ANSWER, {"account_id": account_id}).one_or_none()
-
-
-def etag_for(account_id: str, version: int) -> str:
-    """Strong: one (account, version) pair is always the same answer."""
-    digest = hashlib.sha256(f"{account_id}\n{version}".encode()).hexdigest()[:32]
-    return f'"{digest}"'
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:

@@ -22,8 +22,8 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.answer_cache import etag_for
 from api.deps import AppTokenDep, SessionFactoryDep
-from api.routes.entitlements import etag_for
 from db import feed
 
 router = APIRouter(prefix="/v1/entitlements", tags=["entitlement feed"])

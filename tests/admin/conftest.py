@@ -22,6 +22,7 @@ from domain.catalog import default_catalog
 from domain.entitlements import entitlements_for
 from domain.lifecycle import Lifecycle
 from tests.api.conftest import closed_port
+from tests.conftest import wait_for
 from tests.signing import stripe_signature
 from tests.workflows.harness import Harness, running_harness, subscription
 
@@ -87,12 +88,19 @@ async def show(api: httpx.AsyncClient, account: str) -> dict[str, Any]:
     return answer
 
 
-async def app_entitlements(api: httpx.AsyncClient, account: str) -> dict[str, Any]:
-    """What the Dataface app reads."""
-    response = await api.get(f"/v1/accounts/{account}/entitlements", headers=APP)
-    assert response.status_code == 200, response.text
-    answer: dict[str, Any] = response.json()
-    return answer
+async def app_entitlements(
+    api: httpx.AsyncClient, account: str, version: int | None = None
+) -> dict[str, Any]:
+    """What the Dataface app reads; with `version`, once the API serves that version (its
+    answers follow the database's change log within a poll)."""
+
+    async def read() -> dict[str, Any] | None:
+        response = await api.get(f"/v1/accounts/{account}/entitlements", headers=APP)
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer if version is None or answer["version"] == version else None
+
+    return await wait_for(read, within=5, what=f"version {version} of {account}'s entitlements")
 
 
 async def active_account(h: Harness, plan: str = "pro") -> tuple[str, str]:

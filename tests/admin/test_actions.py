@@ -35,7 +35,7 @@ async def test_comp_is_applied_audited_and_visible_to_the_app(
         "enterprise",
     )
     assert answer["workflow"]["status"] == "running"
-    app_view = await app_entitlements(api, account)
+    app_view = await app_entitlements(api, account, version=2)
     assert app_view == answer["entitlements"]
 
     [audit] = audit_rows(session_factory, account)
@@ -63,7 +63,7 @@ async def test_revoking_a_comp_returns_to_the_paid_plan(
     assert revoked.status_code == 200, revoked.text
     entitlements = revoked.json()["entitlements"]
     assert (entitlements["effective_state"], entitlements["plan"]) == ("active", "pro")
-    assert (await app_entitlements(api, account))["plan"] == "pro"
+    assert (await app_entitlements(api, account, entitlements["version"]))["plan"] == "pro"
     assert [a.action for a in audit_rows(session_factory, account)] == [
         "grant_comp",
         "revoke_comp",
@@ -77,7 +77,7 @@ async def test_lock_then_unlock(
 
     locked = await act(api, account, "lock", reason="card testing fraud")
     assert locked.status_code == 200, locked.text
-    app_view = await app_entitlements(api, account)
+    app_view = await app_entitlements(api, account, locked.json()["entitlements"]["version"])
     assert (app_view["access"], app_view["effective_state"], app_view["message"]) == (
         "none",
         "locked",
@@ -88,7 +88,8 @@ async def test_lock_then_unlock(
 
     unlocked = await act(api, account, "unlock")
     assert unlocked.status_code == 200, unlocked.text
-    assert (await app_entitlements(api, account))["access"] == "full"
+    version = unlocked.json()["entitlements"]["version"]
+    assert (await app_entitlements(api, account, version))["access"] == "full"
     assert [a.action for a in audit_rows(session_factory, account)] == ["lock", "unlock"]
 
 
@@ -104,7 +105,7 @@ async def test_extend_grace_moves_the_grace_end(
     response = await act(api, account, "extend_grace", until=new_end)
 
     assert response.status_code == 200, response.text
-    app_view = await app_entitlements(api, account)
+    app_view = await app_entitlements(api, account, response.json()["entitlements"]["version"])
     assert app_view["billing_state"] == "past_due"
     assert datetime.fromisoformat(app_view["grace_ends_at"]) == datetime.fromisoformat(new_end)
     assert past_due.grace_ends_at is not None

@@ -39,7 +39,7 @@ async def test_terminated_workflow_is_rebuilt_by_resync(
     # The new run continued from the stored version, and took Stripe's word for the state.
     assert (entitlements["billing_state"], entitlements["version"]) == ("past_due", 2)
     assert entitlements["grace_ends_at"] is not None
-    assert (await app_entitlements(api, account))["billing_state"] == "past_due"
+    assert (await app_entitlements(api, account, version=2))["billing_state"] == "past_due"
     description = await harness.handle(account).describe()
     assert description.status is WorkflowExecutionStatus.RUNNING
     detail = await show(api, account)
@@ -86,8 +86,8 @@ async def test_unroutable_events_are_linked_replayed_and_resolved(
         "replayed": 2,
         "replayed_event_ids": [first["id"], second["id"]],
     }
-    await harness.wait_until_handled(account, second["id"])
-    entitlements = await app_entitlements(api, account)
+    handled = await harness.wait_until_handled(account, second["id"])
+    entitlements = await app_entitlements(api, account, handled.entitlement_version)
     assert (entitlements["billing_state"], entitlements["plan"], entitlements["seats"]) == (
         "active",
         "team",

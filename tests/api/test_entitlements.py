@@ -14,6 +14,7 @@ from db import repository
 from domain.catalog import default_catalog
 from domain.entitlements import Entitlements, free_entitlements
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.db
 
@@ -101,7 +102,12 @@ async def test_etag_revalidation(
         url(account_id), headers={**AUTH, "If-None-Match": f'"other", W/{etag}'}
     )
     store(session_factory, account_id, 2)
-    changed = await client.get(url(account_id), headers={**AUTH, "If-None-Match": etag})
+
+    async def revalidated() -> httpx.Response | None:
+        response = await client.get(url(account_id), headers={**AUTH, "If-None-Match": etag})
+        return response if response.status_code != 304 else None
+
+    changed = await wait_for(revalidated, within=5, what="the new version to be served")
 
     assert unchanged.status_code == weak_or_listed.status_code == 304
     assert unchanged.content == b""
@@ -148,9 +154,9 @@ async def test_answers_after_the_database_dropped_its_connections(
     """As after a PostgreSQL restart: the API's pooled connection is dead (no pre-ping)."""
     if make_url(database_url).get_backend_name() != "postgresql":
         pytest.skip("needs a database server to drop connections: set TEST_DATABASE_URL")
-    account_id = new_account()
+    warm, account_id = new_account(), new_account()
     store(session_factory, account_id, 5)
-    assert (await client.get(url(account_id), headers=AUTH)).status_code == 200
+    assert (await client.get(url(warm), headers=AUTH)).status_code == 200
     with session_factory() as session:
         session.execute(
             text(
@@ -159,6 +165,7 @@ async def test_answers_after_the_database_dropped_its_connections(
             )
         )
 
+    # Not answered before: the read asks the database, on a connection the pool gives again.
     response = await client.get(url(account_id), headers=AUTH)
 
     assert response.status_code == 200

@@ -57,9 +57,14 @@ async def test_sweep_resyncs_only_the_accounts_that_drifted(stack: Stack) -> Non
         accounts_failed=[],
         accounts_left=0,
     )
-    # The resync (an update) has been applied when the sweep's activity returns.
-    assert (await stack.entitlements(seats_changed))["seats"] == 5
-    assert (await stack.entitlements(canceled))["billing_state"] == "free"
+    # The resync (an update) has been stored when the sweep's activity returns; the API
+    # serves it once it has read the change log.
+    with stack.sessions() as session:
+        stored = {a: repository.read_entitlements(session, a) for a in (seats_changed, canceled)}
+    assert stored[seats_changed] is not None and stored[seats_changed].seats == 5
+    assert stored[canceled] is not None and stored[canceled].billing_state == "free"
+    await stack.wait_for_entitlements(seats_changed, seats=5)
+    await stack.wait_for_entitlements(canceled, billing_state="free")
     with stack.sessions() as session:
         audit = session.scalars(
             select(OperatorAction).where(OperatorAction.account_id == seats_changed)
