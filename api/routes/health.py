@@ -16,8 +16,10 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
+# `async`: a plain `def` would run in the threadpool, so a pool busy with slow work would
+# make a live process look dead.
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
