@@ -7,15 +7,17 @@ status is left again by the next attempt for the same key.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from db.models import EmailDelivery, utcnow
-from db.repository import _insert_for
+from db.repository import _dialect_insert
 
 # Enough of an SMTP or Stripe error to act on, without storing a whole traceback per attempt.
 MAX_ERROR_CHARS = 2000
@@ -48,8 +50,19 @@ class DeliveryRecord:
     sent_at: datetime | None
 
 
+# The table, for the statements every email runs: they skip the ORM's identity map and
+# bulk-statement machinery (costlier than the statements themselves), and are built once.
+_TABLE = cast(Table, EmailDelivery.__table__)
+_BY_KEY = select(_TABLE).where(_TABLE.c.key == bindparam("sought_key"))
+_MARK_SENT = (
+    update(_TABLE)
+    .where(_TABLE.c.key == bindparam("sent_key"))
+    .values(status=DeliveryStatus.SENT.value, sent_at=bindparam("sent_at"))
+)
+
+
 def get_delivery(session: Session, key: str) -> DeliveryRecord | None:
-    row = session.get(EmailDelivery, key, populate_existing=True)
+    row = session.execute(_BY_KEY, {"sought_key": key}).first()
     return None if row is None else _record(row)
 
 
@@ -84,11 +97,7 @@ def begin_attempt(
 
 
 def mark_sent(session: Session, key: str) -> None:
-    session.execute(
-        update(EmailDelivery)
-        .where(EmailDelivery.key == key)
-        .values(status=DeliveryStatus.SENT.value, sent_at=utcnow())
-    )
+    session.execute(_MARK_SENT, {"sent_key": key, "sent_at": utcnow()})
 
 
 def mark_failed(session: Session, key: str, error: str) -> None:
@@ -173,26 +182,31 @@ def _upsert_unsent(
         "last_error": None if error is None else error[:MAX_ERROR_CHARS],
         "created_at": utcnow(),
     }
-    insert = _insert_for(session, EmailDelivery).values(values)
+    upsert = _unsent_upsert(session.get_bind().dialect.name, keeps_error=error is None)
+    row = session.execute(upsert, values).first()
+    return None if row is None else _record(row)
+
+
+@functools.cache
+def _unsent_upsert(dialect: str, keeps_error: bool) -> Any:
+    insert = _dialect_insert(dialect, _TABLE)
     changes = {
         "recipient": insert.excluded.recipient,
         "subject": insert.excluded.subject,
         "status": insert.excluded.status,
-        "attempts": EmailDelivery.attempts + insert.excluded.attempts,
+        "attempts": _TABLE.c.attempts + insert.excluded.attempts,
     }
     # A new attempt keeps the previous error until it fails itself: it says what happened.
-    if error is not None:
+    if not keeps_error:
         changes["last_error"] = insert.excluded.last_error
-    upsert = insert.on_conflict_do_update(
-        index_elements=[EmailDelivery.key],
+    return insert.on_conflict_do_update(
+        index_elements=[_TABLE.c.key],
         set_=changes,
-        where=EmailDelivery.status != DeliveryStatus.SENT.value,
-    ).returning(EmailDelivery)
-    row = session.scalars(upsert, execution_options={"populate_existing": True}).first()
-    return None if row is None else _record(row)
+        where=_TABLE.c.status != DeliveryStatus.SENT.value,
+    ).returning(_TABLE)
 
 
-def _record(row: EmailDelivery) -> DeliveryRecord:
+def _record(row: EmailDelivery | Row[Any]) -> DeliveryRecord:
     return DeliveryRecord(
         key=row.key,
         account_id=row.account_id,
