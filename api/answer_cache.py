@@ -5,13 +5,14 @@ database's pace; here each API process keeps the answers it has served, and a ba
 reads the change log (`db.feed`, gap-free by cursor) every `poll_seconds` and stores every
 changed account's new answer. A served answer is then at most one poll older than the database.
 
-Correctness rests on three rules:
+Correctness rests on four rules:
 - an answer only ever moves to a higher version (a fill that read an older row than the log
   already delivered is ignored);
 - fills are only accepted once the log is followed (its cursor taken before any fill began),
   and not across a clear (`_epoch`), so no change can fall between a fill and the log;
 - answers are only served while the log was read successfully in the last
-  `MAX_STALENESS_SECONDS`; otherwise reads go to the database as if there were no cache.
+  `MAX_STALENESS_SECONDS`; otherwise reads go to the database as if there were no cache;
+- a log that ends before the cursor (a database restored from a backup) clears the cache.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class LogRead:
 
     cursor: int
     answers: list[tuple[str, CachedAnswer]]
+    # The log ends before the cursor: the database was restored from a backup, and every
+    # answer held may be newer than the database's.
+    rewound: bool = False
 
 
 def read_log(sessions: sessionmaker[Session], after: int | None) -> LogRead:
@@ -88,7 +92,10 @@ def read_log(sessions: sessionmaker[Session], after: int | None) -> LogRead:
                 answers.append((change.account_id, CachedAnswer.from_fields(change.entitlements)))
                 cursor = change.cursor
             if len(changes) < CATCH_UP_PAGE:
-                return LogRead(cursor, answers)
+                break
+        if not answers and (newest := feed.newest_cursor(session)) < after:
+            return LogRead(newest, [], rewound=True)
+        return LogRead(cursor, answers)
 
 
 class AnswerCache:
@@ -119,7 +126,10 @@ class AnswerCache:
             self._store(account_id, answer)
 
     def caught_up(self, read: LogRead) -> None:
-        if self.cursor is None:
+        if self.cursor is None or read.rewound:
+            if read.rewound:
+                logger.warning("the change log was rewound (a restore?): entitlement cache cleared")
+                self._answers.clear()
             self._epoch += 1
         for account_id, answer in read.answers:
             self._store(account_id, answer)

@@ -97,6 +97,28 @@ def test_answers_are_not_served_once_the_log_has_not_been_read_for_a_while(
     assert cache.get("acct_a") is None
 
 
+def test_a_rewound_log_clears_the_cache_and_refuses_fills_begun_before() -> None:
+    cache = following(AnswerCache(max_entries=10), ("acct_a", answer(9)))
+    ticket = cache.fill_ticket()
+
+    cache.caught_up(LogRead(cursor=0, answers=[], rewound=True))
+    cache.fill("acct_b", answer(9), ticket)
+
+    assert (cache.get("acct_a"), cache.get("acct_b"), cache.cursor) == (None, None, 0)
+
+
+@pytest.mark.db
+def test_reading_past_the_end_of_the_log_says_it_was_rewound(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory() as session:
+        newest = feed.newest_cursor(session)
+
+    read = answer_cache.read_log(session_factory, after=newest + 1000)
+
+    assert (read.rewound, read.cursor, read.answers) == (True, newest, [])
+
+
 def rich() -> Entitlements:
     """Every optional field set, so both sources are compared on all of them."""
     at = datetime(2027, 1, 31, 12, 30, tzinfo=UTC)
