@@ -126,10 +126,10 @@ class AnswerCache:
             self._store(account_id, answer)
 
     def caught_up(self, read: LogRead) -> None:
+        if read.rewound:
+            logger.warning("the change log was rewound (a restore?): entitlement cache cleared")
+            self._answers.clear()
         if self.cursor is None or read.rewound:
-            if read.rewound:
-                logger.warning("the change log was rewound (a restore?): entitlement cache cleared")
-                self._answers.clear()
             self._epoch += 1
         for account_id, answer in read.answers:
             self._store(account_id, answer)

@@ -17,7 +17,7 @@ from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from db.models import EmailDelivery, utcnow
-from db.repository import _dialect_insert
+from db.repository import _dialect, _dialect_insert
 
 # Enough of an SMTP or Stripe error to act on, without storing a whole traceback per attempt.
 MAX_ERROR_CHARS = 2000
@@ -182,7 +182,7 @@ def _upsert_unsent(
         "last_error": None if error is None else error[:MAX_ERROR_CHARS],
         "created_at": utcnow(),
     }
-    upsert = _unsent_upsert(session.get_bind().dialect.name, keeps_error=error is None)
+    upsert = _unsent_upsert(_dialect(session), keeps_error=error is None)
     row = session.execute(upsert, values).first()
     return None if row is None else _record(row)
 

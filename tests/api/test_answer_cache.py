@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from uuid import uuid4
 
 import httpx
 import pytest
@@ -18,10 +17,9 @@ from core.config import Settings
 from db import feed, repository
 from domain.catalog import default_catalog
 from domain.entitlements import Access, Entitlements, Message, ScheduledPlan, free_entitlements
-from tests.api.conftest import APP_TOKEN, ClientFactory
+from tests.api.conftest import ClientFactory
+from tests.api.test_entitlements import AUTH, new_account, store, url
 from tests.conftest import wait_for
-
-AUTH = {"Authorization": f"Bearer {APP_TOKEN}"}
 
 
 def answer(version: int) -> CachedAnswer:
@@ -144,7 +142,7 @@ def rich() -> Entitlements:
 def test_the_stored_row_and_the_change_log_give_the_same_answer(
     engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
-    account_id = f"acct_{uuid4().hex[:12]}"
+    account_id = new_account()
     with session_factory.begin() as session:
         cursor = feed.newest_cursor(session)
         repository.write_entitlements(session, account_id, 4, rich(), {}, "test", [])
@@ -158,14 +156,8 @@ def test_the_stored_row_and_the_change_log_give_the_same_answer(
     assert CachedAnswer.from_fields(row._asdict()) == CachedAnswer.from_fields(change.entitlements)
 
 
-def store(sessions: sessionmaker[Session], account_id: str, version: int) -> None:
-    entitlements = replace(free_entitlements(default_catalog()), plan="pro", billing_state="active")
-    with sessions.begin() as session:
-        repository.write_entitlements(session, account_id, version, entitlements, {}, "test", [])
-
-
 async def version_served(client: httpx.AsyncClient, account_id: str) -> int:
-    response = await client.get(f"/v1/accounts/{account_id}/entitlements", headers=AUTH)
+    response = await client.get(url(account_id), headers=AUTH)
     assert response.status_code == 200
     version: int = response.json()["version"]
     return version
@@ -175,7 +167,7 @@ async def version_served(client: httpx.AsyncClient, account_id: str) -> int:
 async def test_a_change_reaches_an_answer_already_served(
     client: httpx.AsyncClient, session_factory: sessionmaker[Session]
 ) -> None:
-    account_id = f"acct_{uuid4().hex[:12]}"
+    account_id = new_account()
     # Unknown: the free plan, version 0, is what the API holds for it now.
     before = await version_served(client, account_id)
 
@@ -193,7 +185,7 @@ async def _serves(client: httpx.AsyncClient, account_id: str, version: int) -> b
 async def test_without_a_cache_every_read_asks_the_database(
     make_client: ClientFactory, settings: Settings, session_factory: sessionmaker[Session]
 ) -> None:
-    account_id = f"acct_{uuid4().hex[:12]}"
+    account_id = new_account()
     store(session_factory, account_id, 1)
     uncached = settings.model_copy(update={"entitlement_cache_size": 0})
 
