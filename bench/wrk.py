@@ -63,7 +63,7 @@ def wrk_available() -> bool:
 
 
 def load_tool() -> str:
-    return "wrk" if wrk_available() else "python-httpx"
+    return "wrk" if wrk_available() else "python-aiohttp"
 
 
 def closed_loop(
