@@ -118,6 +118,13 @@ class Simulator:
             if clock is not None and clock["status"] == "ready" and not clock.get("_deleted"):
                 self.engine.run_due(clock_id, clock["frozen_time"])
 
+    def run_due_after_write(self, touched_clocks: set[str | None]) -> None:
+        """Due work on the test clocks a write touched. Objects on real time are the ticker's:
+        their work falls due by itself and runs within a tick, as Stripe's runs shortly
+        after, never inside a request. Scanning them all after every write took half the
+        simulator's CPU at 1,000 subscriptions."""
+        self.run_due(touched_clocks - {None})
+
     async def api(self, request: Request) -> Response:
         request_id = self.store.new_id("req_", 14)
         version = request.headers.get("stripe-version") or self.store.settings.api_version
@@ -194,7 +201,7 @@ class Simulator:
             try:
                 result = handler(ctx, **path_params)
                 if request.method != "GET":
-                    self.run_due(ctx.touched_clocks)
+                    self.run_due_after_write(ctx.touched_clocks)
             finally:
                 self.store.request = RequestInfo()
         return 200, result

@@ -54,7 +54,7 @@ def page_routes(sim: Simulator) -> list[Route]:
             try:
                 return fn(ctx)
             finally:
-                sim.run_due(ctx.touched_clocks)
+                sim.run_due_after_write(ctx.touched_clocks)
 
     async def form(request: Request) -> dict[str, Any]:
         return decode(await request.body())
