@@ -28,6 +28,7 @@ from temporalio.client import Client
 
 from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
+from core.local_stack import DEV_SERVER_TUNING
 from core.mail_sink import MailSink
 from core.stripe_client import make_stripe_client
 from core.temporal import installed_binary
@@ -238,11 +239,7 @@ def _start_temporal(scratch: Path, port: int) -> subprocess.Popen[bytes]:
         str(free_port()),
         "--db-filename",
         str(scratch / "temporal.db"),
-        # The local stack's pragmas (core/local_stack.py): WAL, normal sync.
-        "--sqlite-pragma",
-        "journal_mode=wal",
-        "--sqlite-pragma",
-        "synchronous=normal",
+        *DEV_SERVER_TUNING,
         "--log-level",
         "error",
     ]

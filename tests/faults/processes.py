@@ -27,6 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
+from core.local_stack import DEV_SERVER_TUNING
 from core.payloads import DATA_CONVERTER
 from core.stripe_client import make_stripe_client
 from core.temporal import installed_binary, register_search_attributes
@@ -64,12 +65,7 @@ class DevServer:
             data_converter=DATA_CONVERTER,
             port=self.port,
             dev_server_database_filename=str(self._database_file),
-            dev_server_extra_args=[
-                "--sqlite-pragma",
-                "journal_mode=wal",
-                "--sqlite-pragma",
-                "synchronous=normal",
-            ],
+            dev_server_extra_args=list(DEV_SERVER_TUNING),
         )
         await register_search_attributes(self.env.client, SEARCH_ATTRIBUTES, "default")
 
