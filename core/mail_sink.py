@@ -13,6 +13,7 @@ import email
 import email.policy
 import logging
 from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -34,7 +35,8 @@ class _SaveToFolder:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         path = self.folder / f"{stamp}-{uuid4().hex[:8]}.eml"
         await asyncio.to_thread(path.write_bytes, content)
-        headers = email.message_from_bytes(content, policy=email.policy.default)
+        # Only the headers: the log line needs the subject, not the parsed body.
+        headers = BytesHeaderParser(policy=email.policy.default).parsebytes(content)
         log.info("mail to %s: %s (%s)", ", ".join(envelope.rcpt_tos), headers["Subject"], path.name)
         return "250 Message accepted for delivery"
 

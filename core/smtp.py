@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from email.message import EmailMessage
+from email.message import Message
 
 import aiosmtplib
 
 from core.config import Settings
 
 
-async def send_message(settings: Settings, message: EmailMessage) -> None:
+async def send_message(settings: Settings, message: Message) -> None:
     """Deliver `message` to its recipients through the configured SMTP server.
 
     Raises `aiosmtplib.SMTPException` when the server is unreachable or refuses the message.

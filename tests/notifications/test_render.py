@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes
+from email import policy as email_policy
+from email.message import EmailMessage
 from importlib import resources
 
 import pytest
@@ -179,11 +182,42 @@ def test_the_message_has_a_text_and_an_html_alternative() -> None:
         recipient="ada@example.com",
         email=email,
     )
-    assert message.get_content_type() == "multipart/alternative"
-    assert message["Subject"] == email.subject
-    assert message["To"] == "ada@example.com"
-    assert message["X-Dataface-Email-Key"] == "acct_1:2026-11:payment_failed"
-    assert [part.get_content_type() for part in message.iter_parts()] == [
+    # As the mail server receives it.
+    received = message_from_bytes(message.as_bytes(), policy=email_policy.default)
+    assert isinstance(received, EmailMessage)
+    assert received.get_content_type() == "multipart/alternative"
+    assert received["Subject"] == email.subject
+    assert received["To"] == "ada@example.com"
+    assert received["X-Dataface-Email-Key"] == "acct_1:2026-11:payment_failed"
+    assert [part.get_content_type() for part in received.iter_parts()] == [
         "text/plain",
         "text/html",
     ]
+    text, html = (received.get_body((kind,)) for kind in ("plain", "html"))
+    assert isinstance(text, EmailMessage) and isinstance(html, EmailMessage)
+    assert (text.get_content(), html.get_content()) == (email.text, email.html)
+
+
+def test_a_subject_and_body_beyond_ascii_arrive_intact() -> None:
+    email = RenderedEmail(
+        subject="Zahlung fehlgeschlagen — Jörg's Team", text="Grüße, €12\n", html="<p>Grüße</p>\n"
+    )
+    message = compose_message(
+        key="k", sender="billing@dataface.local", recipient="jörg@example.com", email=email
+    )
+    received = message_from_bytes(message.as_bytes(), policy=email_policy.default)
+    assert isinstance(received, EmailMessage)
+    text = received.get_body(("plain",))
+    assert isinstance(text, EmailMessage)
+    assert (received["Subject"], text.get_content()) == (email.subject, email.text)
+
+
+def test_a_line_break_in_a_header_is_refused() -> None:
+    email = render("payment_failed", FULL)
+    with pytest.raises(ValueError, match="To header"):
+        compose_message(
+            key="acct_1:2026-11:payment_failed",
+            sender="Dataface Billing <billing@dataface.local>",
+            recipient="ada@example.com\r\nBcc: eve@example.com",
+            email=email,
+        )
