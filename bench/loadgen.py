@@ -34,12 +34,14 @@ from uuid import uuid4
 
 import aiohttp
 import uvloop
-from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.orm import Session
 
 from bench.stats import summary_ms
 from core.config import Settings
 from core.stripe_client import SIMULATOR_API_KEY
 from core.temporal import connect
+from db import feed
 from db.engine import make_engine, make_session_factory
 from db.models import EntitlementChange, StripeEvent
 from workflows.account import StripeEventSignal
@@ -249,7 +251,7 @@ class SeatsInChangeLog:
     outstanding: asking for every outstanding account each look took a quarter of the load
     generator's core at 50 events/s. One connection in autocommit and one statement serve
     every look (200 a second): a session and a statement built per look cost the load
-    generator a tenth of a core.
+    generator 0.03 of a core.
     """
 
     _NEW_CHANGES = (
@@ -262,9 +264,8 @@ class SeatsInChangeLog:
     def __init__(self, engine: Engine) -> None:
         self._connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         # Taken before anything is sent, so no change can land unseen.
-        self._cursor = int(
-            self._connection.scalar(select(func.coalesce(func.max(EntitlementChange.id), 0))) or 0
-        )
+        with Session(engine) as session:
+            self._cursor = feed.newest_cursor(session)
         self._seats: dict[str, int] = {}
 
     def __call__(self, wanted: dict[str, Any]) -> Iterable[str]:
