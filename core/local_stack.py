@@ -41,7 +41,7 @@ class LocalPorts:
     stripe_simulator: int = 12111
 
 
-# How the dev server runs here and in the benchmark (bench/stack.py).
+# How the dev server runs here, in the benchmark (bench/stack.py) and in the fault tests.
 DEV_SERVER_TUNING = (
     # WAL is about 2.5x the default SQLite throughput for the dev server.
     "--sqlite-pragma",
