@@ -147,6 +147,16 @@ def table(report: dict[str, Any]) -> str:
                     "",
                 )
             )
+        if "api" in cpu:
+            rows.append(
+                (
+                    "freshness: CPU per event, the rest",
+                    f"API {cpu['api']:.1f} ms",
+                    f"simulator {cpu['stripe_simulator']:.1f} ms, "
+                    f"load generator {cpu['load_generator']:.1f} ms",
+                    f"harness (SMTP sink) {cpu['harness']:.1f} ms",
+                )
+            )
     if "error" in (catch_up := results.get("catch_up", {})):
         failed("catch-up", catch_up)
     elif catch_up:

@@ -61,8 +61,11 @@ class Stack:
     smtp_port: int
     processes: ExitStack
     temporal: subprocess.Popen[bytes]
+    simulator: subprocess.Popen[bytes]
     # The worker's process, once started (its peak RSS is a result).
     worker: subprocess.Popen[bytes] | None = None
+    # The API's process while `api()` runs.
+    api_process: subprocess.Popen[bytes] | None = None
 
     def settings(self, task_queue: str = "billing-bench") -> Settings:
         return Settings(
@@ -121,8 +124,10 @@ class Stack:
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_http_ok(f"{url}/healthz", process, "the API")
+            self.api_process = process
             yield url
         finally:
+            self.api_process = None
             _stop(process)
 
     def start_worker(self, task_queue: str = "billing-bench") -> subprocess.Popen[bytes]:
@@ -177,6 +182,7 @@ def running_stack(database: str) -> Iterator[Stack]:
             smtp_port=smtp_port,
             processes=processes,
             temporal=temporal,
+            simulator=simulator,
         )
         _wait_until_http_ok(f"{stack.simulator_url}/_sim/health", simulator, "the simulator")
         stripe = make_stripe_client(stack.settings())

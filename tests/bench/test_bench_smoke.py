@@ -39,6 +39,14 @@ def test_the_smoke_profile_measures_every_figure(tmp_path: Path) -> None:
     assert results["ingest"]["gateway"]["failures"] == 0
     assert results["reads"]["entitlements_if_none_match"]["failures"] == 0
     assert results["freshness"]["steady"]["missing"] == 0
+    assert set(results["freshness"]["steady"]["cpu_ms_per_event"]) == {
+        "worker",
+        "temporal_server",
+        "api",
+        "stripe_simulator",
+        "load_generator",
+        "harness",
+    }
     assert results["scale"]["signal"]["missing"] == 0
     assert results["scale"]["history"]["runs"] >= 1
     assert "figure" in completed.stdout
