@@ -147,7 +147,6 @@ def table(report: dict[str, Any]) -> str:
                     "",
                 )
             )
-        if "api" in cpu:
             rows.append(
                 (
                     "freshness: CPU per event, the rest",

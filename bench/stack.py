@@ -28,20 +28,18 @@ from temporalio.client import Client
 
 from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
-from core.local_stack import DEV_SERVER_TUNING
+from core.local_stack import DEV_SERVER_TUNING, search_attribute_flags
 from core.mail_sink import MailSink
 from core.stripe_client import make_stripe_client
 from core.temporal import installed_binary
 from db.engine import migrate
 from domain.catalog import default_catalog
-from workflows.account import SEARCH_ATTRIBUTES
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 WEBHOOK_SECRET = "whsec_bench"
 APP_TOKEN = "bench-app-token"
 STARTUP_TIMEOUT_SECONDS = 60
-_SEARCH_ATTRIBUTE_TYPES = {"KEYWORD": "Keyword", "DATETIME": "Datetime"}
 
 
 def free_port() -> int:
@@ -249,11 +247,7 @@ def _start_temporal(scratch: Path, port: int) -> subprocess.Popen[bytes]:
         "--log-level",
         "error",
     ]
-    for key in SEARCH_ATTRIBUTES:
-        command += [
-            "--search-attribute",
-            f"{key.name}={_SEARCH_ATTRIBUTE_TYPES[key.indexed_value_type.name]}",
-        ]
+    command += search_attribute_flags()
     log = (scratch / "temporal.log").open("ab")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 

@@ -58,6 +58,15 @@ DEV_SERVER_TUNING = (
 )
 
 
+def search_attribute_flags() -> list[str]:
+    """The account workflow's search attributes, registered as the dev server starts."""
+    flags = []
+    for key in SEARCH_ATTRIBUTES:
+        kind = _SEARCH_ATTRIBUTE_TYPES[key.indexed_value_type.name]
+        flags += ["--search-attribute", f"{key.name}={kind}"]
+    return flags
+
+
 def start_temporal_dev_server(data_dir: Path, ports: LocalPorts) -> subprocess.Popen[bytes]:
     command = [
         str(installed_binary("temporal")),
@@ -75,9 +84,7 @@ def start_temporal_dev_server(data_dir: Path, ports: LocalPorts) -> subprocess.P
         "--log-level",
         "warn",
     ]
-    for key in SEARCH_ATTRIBUTES:
-        kind = _SEARCH_ATTRIBUTE_TYPES[key.indexed_value_type.name]
-        command += ["--search-attribute", f"{key.name}={kind}"]
+    command += search_attribute_flags()
     log_file = (data_dir / "temporal.log").open("ab")
     return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
 
