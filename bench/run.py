@@ -133,7 +133,7 @@ def table(report: dict[str, Any]) -> str:
                 f"freshness at {steady['rate']:.0f} events/s over {steady['accounts']} accounts",
                 f"p50 {ms(steady['latency_ms'], 'p50')}, p99 {ms(steady['latency_ms'], 'p99')}",
                 f"first event: p50 {ms(first['latency_ms'], 'p50')}, "
-                f"p99 {ms(first['latency_ms'], 'p99')}",
+                f"p99 {ms(first['latency_ms'], 'p99')}; quiet after {first['settled_after_s']} s",
                 f"target p99 < 1000 ms; {steady['missing']} missing, {steady['failures']} failed",
             )
         )

@@ -39,6 +39,7 @@ def test_the_smoke_profile_measures_every_figure(tmp_path: Path) -> None:
     assert results["ingest"]["gateway"]["failures"] == 0
     assert results["reads"]["entitlements_if_none_match"]["failures"] == 0
     assert results["freshness"]["steady"]["missing"] == 0
+    assert results["freshness"]["first_event_per_account"]["settled_after_s"] >= 1
     assert set(results["freshness"]["steady"]["cpu_ms_per_event"]) == {
         "worker",
         "temporal_server",
