@@ -74,6 +74,7 @@ def build_worker(
         activity_executor=executor,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.worker_max_cached_workflows,
     )
 
 

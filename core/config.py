@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = Field(
         100, ge=2, description="Workflow tasks one worker runs at once."
     )
+    worker_max_cached_workflows: int = Field(
+        1000,
+        ge=0,
+        description="Account workflows one worker keeps in memory; an event for one not kept "
+        "replays its run from the history first.",
+    )
     metrics_port: int | None = Field(
         None, gt=0, lt=65536, description="Port of the worker's Prometheus endpoint; unset: off."
     )
