@@ -19,6 +19,7 @@ from activities.stripe_changes import StripeChangeActivities
 from activities.stripe_sync import StripeSyncActivities
 from core.config import Settings, get_settings
 from core.logging import configure_logging
+from core.smtp import SmtpSender
 from core.stripe_client import make_stripe_client
 from core.temporal import connect
 from db.engine import make_engine, make_session_factory
@@ -41,11 +42,12 @@ def build_worker(
     sessions: sessionmaker[Session],
     catalog: Catalog,
     executor: ThreadPoolExecutor,
+    mail: SmtpSender,
 ) -> Worker:
     stripe_sync = StripeSyncActivities(stripe_client, catalog)
     stripe_changes = StripeChangeActivities(stripe_client)
     store = AccountStoreActivities(sessions, catalog)
-    notifications = NotificationActivities(sessions, stripe_client, catalog, settings)
+    notifications = NotificationActivities(sessions, stripe_client, catalog, settings, mail)
     reconciliation = ReconciliationActivities(
         client, stripe_client, sessions, catalog, settings.task_queue
     )
@@ -81,17 +83,24 @@ def build_worker(
 async def run_worker(settings: Settings) -> None:
     client = await connect(settings, runtime=metrics_runtime(settings))
     sessions = make_session_factory(make_engine(settings.database_url))
-    with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
-        worker = build_worker(
-            client,
-            settings,
-            stripe_client=make_stripe_client(settings),
-            sessions=sessions,
-            catalog=default_catalog(),
-            executor=executor,
-        )
-        logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
-        await worker.run()
+    stripe_async_http = stripe.AIOHTTPClient()
+    mail = SmtpSender(settings)
+    try:
+        with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
+            worker = build_worker(
+                client,
+                settings,
+                stripe_client=make_stripe_client(settings, stripe_async_http),
+                sessions=sessions,
+                catalog=default_catalog(),
+                executor=executor,
+                mail=mail,
+            )
+            logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
+            await worker.run()
+    finally:
+        await mail.close()
+        await stripe_async_http.close_async()
 
 
 def metrics_runtime(settings: Settings, host: str = "0.0.0.0") -> Runtime | None:

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import quote
 
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
@@ -75,11 +76,13 @@ class NotificationActivities:
         stripe_client: stripe.StripeClient,
         catalog: Catalog,
         settings: Settings,
+        mail: smtp.SmtpSender,
     ) -> None:
         self._sessions = sessions
         self._stripe = stripe_client
         self._catalog = catalog
         self._settings = settings
+        self._mail = mail
 
     @activity.defn
     async def send_email(self, request: SendEmailInput) -> EmailOutcome:
@@ -134,8 +137,7 @@ class NotificationActivities:
             )
             raise ApplicationError(reason, type="EmailRenderError", non_retryable=True) from err
 
-        # stripe-python blocks: off the worker's event loop.
-        recipient, why_none = await asyncio.to_thread(self._customer_email, request.customer_id)
+        recipient, why_none = await self._customer_email(request.customer_id)
         if recipient is None:
             await self._db(
                 lambda session: outbox.mark_no_recipient(
@@ -168,7 +170,7 @@ class NotificationActivities:
             key=key, sender=self._settings.email_sender, recipient=recipient, email=email
         )
         try:
-            await smtp.send_message(self._settings, message)
+            await self._mail.send_message(message)
         except Exception as err:
             # Any failure, not only SMTP's: the row shows operators why the email is late.
             error = f"{type(err).__name__}: {err}"
@@ -185,12 +187,15 @@ class NotificationActivities:
         )
         return EmailOutcome(key=key, status=SENT)
 
-    def _customer_email(self, customer_id: str | None) -> tuple[str | None, str]:
-        """The Stripe customer's address, or None and why there is none."""
+    async def _customer_email(self, customer_id: str | None) -> tuple[str | None, str]:
+        """The Stripe customer's address, or None and why there is none. Read raw and
+        asynchronously, like the subscription fetch (`activities/stripe_sync.py`)."""
         if not customer_id:
             return None, "the account has no Stripe customer"
         try:
-            customer = self._stripe.v1.customers.retrieve(customer_id)
+            response = await self._stripe.raw_request_async(
+                "get", f"/v1/customers/{quote(customer_id, safe='')}"
+            )
         except stripe.InvalidRequestError as err:
             if err.code == "resource_missing":
                 return None, f"Stripe customer {customer_id} does not exist"
@@ -198,7 +203,7 @@ class NotificationActivities:
                 str(err), type="StripeInvalidRequest", non_retryable=True
             ) from err
         # A deleted customer comes back with `deleted` and no email field.
-        address = getattr(customer, "email", None)
+        address = response.data.get("email")
         if not address:
             return None, f"Stripe customer {customer_id} has no email address"
         return str(address), ""

@@ -34,6 +34,8 @@ class ReceivedMessage:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    # The client's address and port: messages from one connection share it.
+    peer: tuple[str, int]
 
     @property
     def text(self) -> str:
@@ -59,6 +61,7 @@ class _Collect:
                 mail_from=envelope.mail_from,
                 rcpt_tos=list(envelope.rcpt_tos),
                 message=cast(EmailMessage, parsed),
+                peer=tuple(session.peer),
             )
         )
         # The client's send returns only after this reply: the message is recorded by then.

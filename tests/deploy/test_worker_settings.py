@@ -8,6 +8,7 @@ from sqlalchemy.orm import sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from core.config import Settings
+from core.smtp import SmtpSender
 from core.stripe_client import make_stripe_client
 from domain.catalog import default_catalog
 from worker import build_worker
@@ -28,6 +29,7 @@ async def test_the_worker_is_sized_by_the_settings(workflow_env: WorkflowEnviron
             sessions=sessionmaker(),
             catalog=default_catalog(),
             executor=executor,
+            mail=SmtpSender(settings),
         )
         config = worker.config()
 

@@ -33,6 +33,7 @@ from api.main import create_app
 from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
 from core.payloads import DATA_CONVERTER
+from core.smtp import SmtpSender
 from core.stripe_client import make_stripe_client
 from domain.catalog import default_catalog
 from stripe_sim.server import SimulatorServer
@@ -177,7 +178,8 @@ async def running_stack(
             admin_api_token=ADMIN_TOKEN,
             task_queue=task_queue,
         )
-        stripe_client = make_stripe_client(settings)
+        stripe_async_http = stripe.AIOHTTPClient()
+        stripe_client = make_stripe_client(settings, stripe_async_http)
         catalog = default_catalog()
         apply_catalog_changes(stripe_client, catalog, plan_catalog_changes(stripe_client, catalog))
 
@@ -187,6 +189,7 @@ async def running_stack(
         )
         settings = settings.model_copy(update={"stripe_webhook_secret": endpoint.secret})
         api_server.start(settings)
+        mail = SmtpSender(settings)
         try:
             with ThreadPoolExecutor(
                 max_workers=settings.worker_max_concurrent_activities
@@ -198,8 +201,11 @@ async def running_stack(
                     sessions=sessions,
                     catalog=catalog,
                     executor=executor,
+                    mail=mail,
                 )
                 async with worker, httpx.AsyncClient(base_url=api_server.url) as api:
                     yield Stack(env, sim, stripe_client, settings, sessions, api, smtp)
         finally:
             api_server.stop()
+            await mail.close()
+            await stripe_async_http.close_async()

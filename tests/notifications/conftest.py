@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.notifications import NotificationActivities
 from core.config import Settings
+from core.smtp import SmtpSender
 from domain.catalog import default_catalog
 from tests.smtp_server import SmtpRecorder
 
@@ -21,29 +22,28 @@ PORTAL_URL = "https://billing.example.test/portal"
 
 
 @dataclass
-class FakeCustomers:
-    """`v1.customers` of a StripeClient: `retrieve(id)` gives an object with `.email`."""
+class FakeStripe:
+    """The part of a StripeClient the email activity uses: `GET /v1/customers/{id}`, raw."""
 
     emails: dict[str, str | None] = field(default_factory=dict)
     retrieved: list[str] = field(default_factory=list)
 
-    def retrieve(self, customer: str, params: Any = None, options: Any = None) -> Any:
+    async def raw_request_async(self, method: str, path: str, **params: Any) -> Any:
+        customer = path.removeprefix("/v1/customers/")
+        assert (method, path) == ("get", f"/v1/customers/{customer}"), (method, path)
         self.retrieved.append(customer)
         if customer not in self.emails:
             raise stripe.InvalidRequestError(
                 f"No such customer: '{customer}'", "id", code="resource_missing"
             )
-        return SimpleNamespace(id=customer, object="customer", email=self.emails[customer])
-
-
-class FakeStripe:
-    def __init__(self) -> None:
-        self.customers = FakeCustomers()
-        self.v1 = SimpleNamespace(customers=self.customers)
+        body: dict[str, Any] = {"id": customer, "object": "customer"}
+        if self.emails[customer] is not None:
+            body["email"] = self.emails[customer]
+        return SimpleNamespace(data=body)
 
     def add_customer(self, email: str | None) -> str:
         customer_id = f"cus_{uuid4().hex[:14]}"
-        self.customers.emails[customer_id] = email
+        self.emails[customer_id] = email
         return customer_id
 
 
@@ -72,9 +72,11 @@ def fake_stripe() -> FakeStripe:
 def make_activities(
     sessions: sessionmaker[Session], fake_stripe: FakeStripe, port: int
 ) -> NotificationActivities:
+    settings = smtp_settings(port)
     return NotificationActivities(
         sessions,
         cast(stripe.StripeClient, fake_stripe),
         default_catalog(),
-        smtp_settings(port),
+        settings,
+        SmtpSender(settings),
     )

@@ -30,6 +30,7 @@ from activities.account_store import AccountStoreActivities
 from activities.notifications import NotificationActivities
 from activities.stripe_sync import FetchSubscriptionInput, SubscriptionFetch
 from core.config import Settings
+from core.smtp import SmtpSender
 from db import outbox, repository
 from domain.catalog import default_catalog
 from domain.lifecycle import SubscriptionSnapshot
@@ -80,16 +81,11 @@ class FakeStripe:
     unreachable_for: int = 0
     fetches: int = 0
 
-    @property
-    def v1(self) -> Any:
-        """Enough of `StripeClient.v1` for the email activity: customers have an email."""
-        return SimpleNamespace(
-            customers=SimpleNamespace(
-                retrieve=lambda customer_id, *_, **__: SimpleNamespace(
-                    id=customer_id, email=f"{customer_id}@example.com"
-                )
-            )
-        )
+    async def raw_request_async(self, method: str, path: str, **params: Any) -> Any:
+        """Enough of a StripeClient for the email activity: every customer has an address."""
+        customer_id = path.removeprefix("/v1/customers/")
+        assert (method, path) == ("get", f"/v1/customers/{customer_id}"), (method, path)
+        return SimpleNamespace(data={"id": customer_id, "email": f"{customer_id}@example.com"})
 
     @activity.defn(name="fetch_current_subscription")
     def fetch_current_subscription(self, request: FetchSubscriptionInput) -> SubscriptionFetch:
@@ -241,8 +237,9 @@ async def running_harness(
     task_queue = f"billing-test-{uuid4()}"
     smtp = SmtpRecorder()
     settings = Settings(_env_file=None, smtp_port=smtp.port, task_queue=task_queue)
+    mail = SmtpSender(settings)
     emails = NotificationActivities(
-        sessions, cast(stripe.StripeClient, fake), default_catalog(), settings
+        sessions, cast(stripe.StripeClient, fake), default_catalog(), settings, mail
     )
     with smtp, ThreadPoolExecutor(max_workers=8) as executor:
         # The default, strict sandbox (production runs without it, see worker.py): a
@@ -269,3 +266,4 @@ async def running_harness(
                 yield harness
             finally:
                 await harness.terminate_all()
+                await mail.close()
