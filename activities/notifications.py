@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from core import smtp
 from core.config import Settings
 from db import outbox, repository
-from db.outbox import DeliveryStatus
+from db.outbox import DeliveryRecord
 from domain.catalog import Catalog
 from notifications.context import email_context
 from notifications.message import compose_message
@@ -97,26 +97,6 @@ class NotificationActivities:
 
     async def _send_email(self, request: SendEmailInput) -> EmailOutcome:
         key = request.key
-        existing = await self._db(lambda session: outbox.get_delivery(session, key))
-        if existing is not None and existing.status == DeliveryStatus.SENT:
-            return EmailOutcome(key=key, status=ALREADY_SENT)
-
-        if request.only_in_states:
-            stale = await self._db(
-                lambda session: _left_states(session, request.account_id, request.only_in_states)
-            )
-            if stale is not None:
-                await self._db(
-                    lambda session: outbox.mark_obsolete(
-                        session,
-                        key=key,
-                        account_id=request.account_id,
-                        kind=request.kind,
-                        reason=stale,
-                    )
-                )
-                return EmailOutcome(key=key, status=OBSOLETE)
-
         try:
             context = email_context(
                 request.context,
@@ -126,7 +106,7 @@ class NotificationActivities:
             email = render_email(request.kind, context)
         except EmailRenderError as err:
             reason = str(err)
-            await self._db(
+            recorded = await self._db(
                 lambda session: outbox.mark_render_failed(
                     session,
                     key=key,
@@ -135,36 +115,23 @@ class NotificationActivities:
                     error=reason,
                 )
             )
+            if recorded is None:
+                return EmailOutcome(key=key, status=ALREADY_SENT)
             raise ApplicationError(reason, type="EmailRenderError", non_retryable=True) from err
 
         recipient, why_none = await self._customer_email(request.customer_id)
-        if recipient is None:
-            await self._db(
-                lambda session: outbox.mark_no_recipient(
-                    session,
-                    key=key,
-                    account_id=request.account_id,
-                    kind=request.kind,
-                    subject=email.subject,
-                    reason=why_none,
-                )
-            )
-            activity.logger.warning("email %s not sent: %s", key, why_none)
-            return EmailOutcome(key=key, status=NO_RECIPIENT)
-
-        # Committed before sending: if this attempt dies mid-send, the row says so.
-        claimed = await self._db(
-            lambda session: outbox.begin_attempt(
-                session,
-                key=key,
-                account_id=request.account_id,
-                kind=request.kind,
-                recipient=recipient,
-                subject=email.subject,
-            )
+        # One transaction decides: already sent, no longer true, nobody to send to, or
+        # claimed for this attempt (committed before sending: if the attempt dies mid-send,
+        # the row says so).
+        decision = await self._db(
+            lambda session: _claim(session, request, email.subject, recipient, why_none)
         )
-        if claimed is None:
-            return EmailOutcome(key=key, status=ALREADY_SENT)
+        if isinstance(decision, str):
+            if decision == NO_RECIPIENT:
+                activity.logger.warning("email %s not sent: %s", key, why_none)
+            return EmailOutcome(key=key, status=decision)
+        claimed = decision
+        assert recipient is not None  # claimed only with a recipient
 
         message = compose_message(
             key=key, sender=self._settings.email_sender, recipient=recipient, email=email
@@ -226,6 +193,36 @@ def _count_delivery(kind: str, outcome: str) -> None:
     activity.metric_meter().create_counter(
         "billing_email_deliveries", "Customer email attempts by kind and outcome."
     ).add(1, {"kind": kind, "outcome": outcome})
+
+
+def _claim(
+    session: Session,
+    request: SendEmailInput,
+    subject: str,
+    recipient: str | None,
+    why_none: str,
+) -> DeliveryRecord | str:
+    """The outbox row claimed for this attempt, or the outcome that ends it without sending.
+
+    Every write here leaves a `sent` row alone and says so (None): another attempt won.
+    """
+    account_id, key, kind = request.account_id, request.key, request.kind
+    if request.only_in_states:
+        stale = _left_states(session, account_id, request.only_in_states)
+        if stale is not None:
+            obsolete = outbox.mark_obsolete(
+                session, key=key, account_id=account_id, kind=kind, reason=stale
+            )
+            return ALREADY_SENT if obsolete is None else OBSOLETE
+    if recipient is None:
+        nobody = outbox.mark_no_recipient(
+            session, key=key, account_id=account_id, kind=kind, subject=subject, reason=why_none
+        )
+        return ALREADY_SENT if nobody is None else NO_RECIPIENT
+    claimed = outbox.begin_attempt(
+        session, key=key, account_id=account_id, kind=kind, recipient=recipient, subject=subject
+    )
+    return ALREADY_SENT if claimed is None else claimed
 
 
 def _left_states(session: Session, account_id: str, states: list[str]) -> str | None:

@@ -111,9 +111,11 @@ def mark_failed(session: Session, key: str, error: str) -> None:
 
 def mark_no_recipient(
     session: Session, *, key: str, account_id: str, kind: str, subject: str, reason: str
-) -> None:
-    """Nobody to send to: kept so operators see the email that could not go out."""
-    _upsert_unsent(
+) -> DeliveryRecord | None:
+    """Nobody to send to: kept so operators see the email that could not go out.
+
+    Returns None, changing nothing, when the key is already `sent`."""
+    return _upsert_unsent(
         session,
         key=key,
         account_id=account_id,
@@ -126,9 +128,13 @@ def mark_no_recipient(
     )
 
 
-def mark_obsolete(session: Session, *, key: str, account_id: str, kind: str, reason: str) -> None:
-    """No longer true when its turn came (the customer paid meanwhile): kept, not sent."""
-    _upsert_unsent(
+def mark_obsolete(
+    session: Session, *, key: str, account_id: str, kind: str, reason: str
+) -> DeliveryRecord | None:
+    """No longer true when its turn came (the customer paid meanwhile): kept, not sent.
+
+    Returns None, changing nothing, when the key is already `sent`."""
+    return _upsert_unsent(
         session,
         key=key,
         account_id=account_id,
@@ -143,9 +149,11 @@ def mark_obsolete(session: Session, *, key: str, account_id: str, kind: str, rea
 
 def mark_render_failed(
     session: Session, *, key: str, account_id: str, kind: str, error: str
-) -> None:
-    """The email cannot be rendered (a template bug or missing data); kept for operators."""
-    _upsert_unsent(
+) -> DeliveryRecord | None:
+    """The email cannot be rendered (a template bug or missing data); kept for operators.
+
+    Returns None, changing nothing, when the key is already `sent`."""
+    return _upsert_unsent(
         session,
         key=key,
         account_id=account_id,

@@ -275,3 +275,20 @@ async def test_the_mail_sink_keeps_each_message_as_an_eml_file(tmp_path: Path) -
     assert len(files) == 1
     saved = files[0].read_text()
     assert "Subject: Hello from the sink" in saved and "Body text" in saved
+
+
+async def test_a_sent_email_stays_sent_whatever_a_late_retry_finds(
+    session_factory: sessionmaker[Session], smtp_server: SmtpRecorder, fake_stripe: FakeStripe
+) -> None:
+    activities = make_activities(session_factory, fake_stripe, smtp_server.port)
+    customer = fake_stripe.add_customer("ada@example.com")
+    request = request_for(customer)
+    assert (await send(activities, request)).status == "sent"
+
+    # The customer's address is gone by the time a retry of the same key runs.
+    fake_stripe.emails[customer] = None
+    assert (await send(activities, request)).status == "already_sent"
+
+    assert len(smtp_server.messages) == 1
+    row = delivery(session_factory, request.key)
+    assert (row.status, row.recipient, row.attempts) == (DeliveryStatus.SENT, "ada@example.com", 1)
