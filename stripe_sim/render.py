@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from stripe_sim.errors import invalid
@@ -11,7 +10,17 @@ from stripe_sim.store import Obj, Store
 
 def public(obj: Obj) -> Obj:
     """A deep copy without the simulator's private ``_`` keys."""
-    return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
+    return {k: _copy(v) for k, v in obj.items() if not k.startswith("_")}
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (what the store holds), several times faster than
+    `copy.deepcopy`, which renders spent a tenth of the simulator's CPU in."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
 
 def list_object(url: str, data: list[Obj], has_more: bool = False) -> Obj:
