@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
@@ -80,27 +83,41 @@ def build_worker(
     )
 
 
-async def run_worker(settings: Settings) -> None:
-    client = await connect(settings, runtime=metrics_runtime(settings))
-    sessions = make_session_factory(make_engine(settings.database_url))
+@dataclass(frozen=True)
+class WorkerConnections:
+    stripe: stripe.StripeClient
+    mail: SmtpSender
+
+
+@asynccontextmanager
+async def worker_connections(settings: Settings) -> AsyncIterator[WorkerConnections]:
+    """The clients whose connections outlive one activity: Stripe's (aiohttp for the async
+    reads) and the SMTP sender's; both closed on the way out."""
     stripe_async_http = stripe.AIOHTTPClient()
     mail = SmtpSender(settings)
     try:
+        yield WorkerConnections(make_stripe_client(settings, stripe_async_http), mail)
+    finally:
+        await mail.close()
+        await stripe_async_http.close_async()
+
+
+async def run_worker(settings: Settings) -> None:
+    client = await connect(settings, runtime=metrics_runtime(settings))
+    sessions = make_session_factory(make_engine(settings.database_url))
+    async with worker_connections(settings) as connections:
         with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
             worker = build_worker(
                 client,
                 settings,
-                stripe_client=make_stripe_client(settings, stripe_async_http),
+                stripe_client=connections.stripe,
                 sessions=sessions,
                 catalog=default_catalog(),
                 executor=executor,
-                mail=mail,
+                mail=connections.mail,
             )
             logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
             await worker.run()
-    finally:
-        await mail.close()
-        await stripe_async_http.close_async()
 
 
 def metrics_runtime(settings: Settings, host: str = "0.0.0.0") -> Runtime | None:

@@ -13,7 +13,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import stripe
 import uvicorn
 from temporalio.client import Client
 
@@ -22,12 +21,11 @@ from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
 from core.mail_sink import MailSink
 from core.schedules import ensure_schedules
-from core.smtp import SmtpSender
 from core.stripe_client import make_stripe_client
 from core.temporal import connect, installed_binary
 from db.engine import make_engine, make_session_factory, migrate
 from domain.catalog import default_catalog
-from worker import build_worker
+from worker import build_worker, worker_connections
 from workflows.account import SEARCH_ATTRIBUTES
 
 log = logging.getLogger("dataface_billing.local")
@@ -147,31 +145,26 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
         executor = stack.enter_context(
             ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities)
         )
-        stripe_async_http = stripe.AIOHTTPClient()
-        mail = SmtpSender(settings)
-        worker = build_worker(
-            client,
-            settings,
-            stripe_client=make_stripe_client(settings, stripe_async_http),
-            sessions=make_session_factory(make_engine(settings.database_url)),
-            catalog=default_catalog(),
-            executor=executor,
-            mail=mail,
-        )
-        await ensure_schedules(client, settings)
-        log.info("reconciliation schedules set (Schedules tab of the Web UI)")
-        api = uvicorn.Server(
-            uvicorn.Config(
-                create_app(settings, temporal_client=client),
-                host="127.0.0.1",
-                port=ports.api,
-                log_level="info",
+        async with worker_connections(settings) as connections:
+            worker = build_worker(
+                client,
+                settings,
+                stripe_client=connections.stripe,
+                sessions=make_session_factory(make_engine(settings.database_url)),
+                catalog=default_catalog(),
+                executor=executor,
+                mail=connections.mail,
             )
-        )
-        log.info("API at http://127.0.0.1:%d (docs at /docs)", ports.api)
-        try:
+            await ensure_schedules(client, settings)
+            log.info("reconciliation schedules set (Schedules tab of the Web UI)")
+            api = uvicorn.Server(
+                uvicorn.Config(
+                    create_app(settings, temporal_client=client),
+                    host="127.0.0.1",
+                    port=ports.api,
+                    log_level="info",
+                )
+            )
+            log.info("API at http://127.0.0.1:%d (docs at /docs)", ports.api)
             async with worker:  # polls until the API stops (Ctrl-C)
                 await api.serve()
-        finally:
-            await mail.close()
-            await stripe_async_http.close_async()

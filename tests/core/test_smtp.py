@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
+import aiosmtplib
 import pytest
 
 from core import smtp
@@ -69,7 +70,7 @@ async def test_a_connection_idle_for_too_long_is_not_used_again(
 
 async def test_a_server_that_is_down_fails_the_send() -> None:
     sender = SmtpSender(settings_for(free_port()))
-    with pytest.raises(smtp.aiosmtplib.SMTPConnectError):
+    with pytest.raises(aiosmtplib.SMTPConnectError):
         await sender.send_message(message("nobody listens"))
 
 

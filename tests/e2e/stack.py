@@ -33,14 +33,12 @@ from api.main import create_app
 from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
 from core.payloads import DATA_CONVERTER
-from core.smtp import SmtpSender
-from core.stripe_client import make_stripe_client
 from domain.catalog import default_catalog
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
 from tests.conftest import wait_for
 from tests.smtp_server import SmtpRecorder
-from worker import build_worker
+from worker import build_worker, worker_connections
 
 APP_TOKEN = "e2e-app-token"
 ADMIN_TOKEN = "e2e-admin-token"
@@ -178,34 +176,35 @@ async def running_stack(
             admin_api_token=ADMIN_TOKEN,
             task_queue=task_queue,
         )
-        stripe_async_http = stripe.AIOHTTPClient()
-        stripe_client = make_stripe_client(settings, stripe_async_http)
-        catalog = default_catalog()
-        apply_catalog_changes(stripe_client, catalog, plan_catalog_changes(stripe_client, catalog))
+        async with worker_connections(settings) as connections:
+            stripe_client = connections.stripe
+            catalog = default_catalog()
+            apply_catalog_changes(
+                stripe_client, catalog, plan_catalog_changes(stripe_client, catalog)
+            )
 
-        api_server = ApiServer(env.client.service_client.config.target_host, env.client.namespace)
-        endpoint = stripe_client.v1.webhook_endpoints.create(
-            params={"url": f"{api_server.url}/webhooks/stripe", "enabled_events": ["*"]}
-        )
-        settings = settings.model_copy(update={"stripe_webhook_secret": endpoint.secret})
-        api_server.start(settings)
-        mail = SmtpSender(settings)
-        try:
-            with ThreadPoolExecutor(
-                max_workers=settings.worker_max_concurrent_activities
-            ) as executor:
-                worker = build_worker(
-                    env.client,
-                    settings,
-                    stripe_client=stripe_client,
-                    sessions=sessions,
-                    catalog=catalog,
-                    executor=executor,
-                    mail=mail,
-                )
-                async with worker, httpx.AsyncClient(base_url=api_server.url) as api:
-                    yield Stack(env, sim, stripe_client, settings, sessions, api, smtp)
-        finally:
-            api_server.stop()
-            await mail.close()
-            await stripe_async_http.close_async()
+            api_server = ApiServer(
+                env.client.service_client.config.target_host, env.client.namespace
+            )
+            endpoint = stripe_client.v1.webhook_endpoints.create(
+                params={"url": f"{api_server.url}/webhooks/stripe", "enabled_events": ["*"]}
+            )
+            settings = settings.model_copy(update={"stripe_webhook_secret": endpoint.secret})
+            api_server.start(settings)
+            try:
+                with ThreadPoolExecutor(
+                    max_workers=settings.worker_max_concurrent_activities
+                ) as executor:
+                    worker = build_worker(
+                        env.client,
+                        settings,
+                        stripe_client=stripe_client,
+                        sessions=sessions,
+                        catalog=catalog,
+                        executor=executor,
+                        mail=connections.mail,
+                    )
+                    async with worker, httpx.AsyncClient(base_url=api_server.url) as api:
+                        yield Stack(env, sim, stripe_client, settings, sessions, api, smtp)
+            finally:
+                api_server.stop()
