@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from sqlalchemy.orm import sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from core.config import Settings
 from domain.catalog import default_catalog
-from worker import build_worker, worker_connections
+from worker import YOUNG_GENERATION_THRESHOLD, build_worker, worker_connections
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_the_worker_is_sized_by_the_settings(workflow_env: WorkflowEnvironment) -> None:
@@ -35,3 +41,19 @@ async def test_the_worker_is_sized_by_the_settings(workflow_env: WorkflowEnviron
     assert config.get("max_cached_workflows") == 7
     assert config.get("max_concurrent_activities") == 3
     assert config.get("max_concurrent_workflow_tasks") == 5
+
+
+def test_a_worker_process_sets_its_start_up_objects_aside_from_garbage_collection() -> None:
+    # In a process of its own: freezing is for the whole interpreter.
+    probe = (
+        "import gc, json, worker; worker.tune_garbage_collector(); "
+        "print(json.dumps({'threshold': gc.get_threshold(), 'frozen': gc.get_freeze_count()}))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    tuned = json.loads(completed.stdout)
+
+    assert tuned["threshold"][0] == YOUNG_GENERATION_THRESHOLD
+    # The interpreter's and the worker's modules, classes and functions: tens of thousands.
+    assert tuned["frozen"] > 10_000
