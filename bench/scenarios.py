@@ -29,6 +29,8 @@ from workflows.account import workflow_id_for
 UNPOLLED_QUEUE = "bench-ingest-unpolled"
 # Waiting for workflows to take in what was sent never takes longer than this.
 DRAIN_TIMEOUT_SECONDS = 300.0
+# Signed webhooks prepared per gateway round and second; past this rate `wrk` sends them again.
+WEBHOOKS_PER_SECOND_PREPARED = 1500
 # The stack is quiet once its processes use less than this between them (idle: about 0.08).
 QUIET_CORES = 0.25
 
@@ -100,7 +102,7 @@ def measure_ingest(stack: Stack, profile: Profile) -> dict[str, Any]:
         # Signed now: the whole measurement stays well inside the 300 s tolerance.
         def signed_webhooks(round_number: int) -> list[Request]:
             requests: list[Request] = []
-            for n in range(max(200, int(1500 * round_seconds))):
+            for n in range(max(200, int(WEBHOOKS_PER_SECOND_PREPARED * round_seconds))):
                 account_id = gateway_accounts[n % len(gateway_accounts)]
                 subscription_id = f"sub_{round_number}_{n}"
                 body = subscription_event(
