@@ -28,6 +28,7 @@ from bench.wrk import load_tool
 
 RESULTS = REPO / "bench" / "results" / "latest.json"
 GIB = 1024**3
+SPEED_PROBE_SECONDS = 0.5
 
 
 def machine() -> dict[str, Any]:
@@ -40,7 +41,23 @@ def machine() -> dict[str, Any]:
         "temporal_cli": temporal_version(),
         "load_average_at_start": os.getloadavg(),
         "http_load_tool": load_tool(),
+        "python_speed_before": {},
     }
+
+
+def python_speed() -> float:
+    """Fixed Python work (`sum(range(1000))`) done per CPU-millisecond, right now.
+
+    This machine's CPU runs at different speeds from hour to hour; measured before each
+    scenario, while the stack is idle, it says how fast the machine was for that figure.
+    """
+    calls = 0
+    started_wall, started_cpu = time.perf_counter(), time.thread_time()
+    while time.perf_counter() - started_wall < SPEED_PROBE_SECONDS:
+        for _ in range(100):
+            sum(range(1000))
+        calls += 100
+    return round(calls / (time.thread_time() - started_cpu) / 1000, 1)
 
 
 def run(profile: Profile, database: str, only: list[str]) -> dict[str, Any]:
@@ -57,6 +74,7 @@ def run(profile: Profile, database: str, only: list[str]) -> dict[str, Any]:
             if only and name not in only:
                 continue
             print(f"… {name}", file=sys.stderr, flush=True)
+            report["machine"]["python_speed_before"][name] = python_speed()
             try:
                 report["results"][name] = scenario(stack, profile)
             except Exception as err:  # one broken figure must not hide the others
@@ -197,6 +215,15 @@ def table(report: dict[str, Any]) -> str:
                 f"max {history['max_history_events_per_run']} events/run",
                 f"{history['runs']} runs",
                 "bounded (continue-as-new)",
+            )
+        )
+    if speeds := report["machine"].get("python_speed_before"):
+        rows.append(
+            (
+                "machine: Python speed before each figure",
+                ", ".join(f"{name} {speed:.0f}" for name, speed in speeds.items()),
+                "sum(range(1000)) calls per CPU-ms",
+                "compare runs at like speeds",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(4)] if rows else [0] * 4

@@ -34,7 +34,8 @@ def test_the_smoke_profile_measures_every_figure(tmp_path: Path) -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    results = json.loads(out.read_text())["results"]
+    report = json.loads(out.read_text())
+    results = report["results"]
     assert [name for name, result in results.items() if "error" in result] == []
     assert results["ingest"]["gateway"]["failures"] == 0
     assert results["reads"]["entitlements_if_none_match"]["failures"] == 0
@@ -50,4 +51,7 @@ def test_the_smoke_profile_measures_every_figure(tmp_path: Path) -> None:
     }
     assert results["scale"]["signal"]["missing"] == 0
     assert results["scale"]["history"]["runs"] >= 1
+    speeds = report["machine"]["python_speed_before"]
+    assert list(speeds) == list(results)
+    assert all(speed > 0 for speed in speeds.values())
     assert "figure" in completed.stdout
