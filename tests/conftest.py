@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
@@ -14,8 +13,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.payloads import DATA_CONVERTER
 from core.temporal import installed_binary, register_search_attributes
-from db.engine import make_engine, make_session_factory, migrate
-from tests.fixtures_db import fresh_database
 from workflows.account import SEARCH_ATTRIBUTES
 
 if TYPE_CHECKING:
@@ -53,18 +50,6 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def own_database(tmp_path: Path) -> Iterator[tuple[str, sessionmaker[Session]]]:
-    """A database of the test's own, for tests that look at every account in it."""
-    with fresh_database(tmp_path) as url:
-        migrate(url)
-        engine = make_engine(url)
-        try:
-            yield url, make_session_factory(engine)
-        finally:
-            engine.dispose()
 
 
 @pytest.fixture

@@ -64,3 +64,15 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return make_session_factory(engine)
+
+
+@pytest.fixture
+def own_database(tmp_path: Path) -> Iterator[tuple[str, sessionmaker[Session]]]:
+    """A database of the test's own, for tests that look at every account in it."""
+    with fresh_database(tmp_path) as url:
+        migrate(url)
+        engine = make_engine(url)
+        try:
+            yield url, make_session_factory(engine)
+        finally:
+            engine.dispose()
