@@ -49,7 +49,8 @@ def python_speed() -> float:
     """Fixed Python work (`sum(range(1000))`) done per CPU-millisecond, right now.
 
     This machine's CPU runs at different speeds from hour to hour; measured before each
-    scenario, while the stack is idle, it says how fast the machine was for that figure.
+    scenario, it says how fast the machine was for that figure. Per CPU-millisecond of this
+    thread, so the stack's own load at that moment does not lower it.
     """
     calls = 0
     started_wall, started_cpu = time.perf_counter(), time.thread_time()
