@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.failures import classify_failures
 from db import repository
 from db.repository import LIFECYCLE_JSON
 from domain.catalog import Catalog
@@ -75,6 +76,7 @@ class AccountStoreActivities:
         self._catalog = catalog
 
     @activity.defn
+    @classify_failures
     def load_account_state(self, account_id: str) -> StoredAccountState:
         with self._sessions() as session:
             stored = repository.stored_account(session, account_id)
@@ -91,6 +93,7 @@ class AccountStoreActivities:
         )
 
     @activity.defn
+    @classify_failures
     def link_customer(self, request: LinkCustomerInput) -> None:
         with self._sessions.begin() as session:
             try:
@@ -101,6 +104,7 @@ class AccountStoreActivities:
                 ) from err
 
     @activity.defn
+    @classify_failures
     def write_entitlements(self, request: WriteEntitlementsInput) -> bool:
         entitlements = entitlements_for(request.lifecycle, self._catalog)
         with self._sessions.begin() as session:
@@ -120,6 +124,7 @@ class AccountStoreActivities:
             return applied
 
     @activity.defn
+    @classify_failures
     def record_stripe_events(self, request: RecordEventsInput) -> int:
         with self._sessions.begin() as session:
             return repository.record_stripe_events(
@@ -127,6 +132,7 @@ class AccountStoreActivities:
             )
 
     @activity.defn
+    @classify_failures
     def record_operator_action(self, record: OperatorActionRecord) -> None:
         request = record.request
         with self._sessions.begin() as session:

@@ -1,7 +1,10 @@
-"""Sending customer emails through the outbox, so that each email key goes out at most once.
+"""Sending customer emails through the outbox: each email key goes out at least once, with a
+stable Message-ID.
 
 The outbox row is the memory across attempts: a retried activity, a replayed event or a
-restarted worker asking for a key already `sent` gets `already_sent` and nothing goes out.
+restarted worker asking for a key already `sent` gets `already_sent` and nothing goes out. A
+second send happens only when SMTP accepted the message and the attempt then ended before
+its row was marked `sent` (docs/reliability.md, "Email delivery").
 The row is claimed (`pending`, one more attempt) and committed before the SMTP conversation,
 so a failed attempt leaves its error for operators; SMTP errors are raised again for Temporal
 to retry with backoff, and only a successful send marks the row `sent`.
@@ -20,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.failures import classify_failures
 from core import smtp
 from core.config import Settings
 from db import outbox, repository
@@ -85,6 +89,7 @@ class NotificationActivities:
         self._mail = mail
 
     @activity.defn
+    @classify_failures
     async def send_email(self, request: SendEmailInput) -> EmailOutcome:
         try:
             outcome = await self._send_email(request)

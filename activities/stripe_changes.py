@@ -14,6 +14,7 @@ import stripe
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.failures import classify_failures
 from domain.lifecycle import Purchase
 
 
@@ -48,74 +49,76 @@ class SubscriptionCallInput:
     idempotency_key: str
 
 
-def _refused(err: stripe.StripeError) -> ApplicationError:
-    """Stripe refusing the request is final (a retry would be refused the same way)."""
-    message = err.user_message or str(err)
-    return ApplicationError(message, type=type(err).__name__, non_retryable=True)
-
-
 class StripeChangeActivities:
     def __init__(self, client: stripe.StripeClient) -> None:
         self._client = client
 
     @activity.defn
+    @classify_failures
     def change_subscription(self, request: ChangeSubscriptionInput) -> ChangeOutcome:
-        try:
-            subscription = self._client.v1.subscriptions.retrieve(request.subscription_id)
-            [item] = subscription["items"]["data"]
-            [price] = self._client.v1.prices.list(
-                params={"lookup_keys": [request.purchase.lookup_key], "active": True}
-            ).data
-            seats = request.purchase.seats
-            params: dict[str, Any] = {
-                "items": [{"id": item["id"], "price": price.id, "quantity": seats}],
-                "proration_behavior": request.proration_behavior,
-                "expand": ["latest_invoice"],
-            }
-            if request.proration_behavior == "always_invoice":
-                params["payment_behavior"] = "pending_if_incomplete"
-            updated = self._client.v1.subscriptions.update(
-                request.subscription_id,
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": request.idempotency_key},
-            ).to_dict()
-        except stripe.InvalidRequestError as err:
-            raise _refused(err) from err
+        subscription = self._client.v1.subscriptions.retrieve(request.subscription_id)
+        items = subscription["items"]["data"]
+        if len(items) != 1:
+            raise ApplicationError(
+                f"subscription {request.subscription_id} has {len(items)} items; a plan change "
+                "needs exactly one (remove add-ons in the Stripe Dashboard, then resync)",
+                type="UnsupportedSubscription",
+                non_retryable=True,
+            )
+        prices = self._client.v1.prices.list(
+            params={"lookup_keys": [request.purchase.lookup_key], "active": True}
+        ).data
+        if len(prices) != 1:
+            raise ApplicationError(
+                f"{len(prices)} active prices have the lookup key "
+                f"{request.purchase.lookup_key!r}; expected one (dataface-billing catalog apply)",
+                type="PriceNotFound",
+                non_retryable=True,
+            )
+        params: dict[str, Any] = {
+            "items": [
+                {"id": items[0]["id"], "price": prices[0].id, "quantity": request.purchase.seats}
+            ],
+            "proration_behavior": request.proration_behavior,
+            "expand": ["latest_invoice"],
+        }
+        if request.proration_behavior == "always_invoice":
+            params["payment_behavior"] = "pending_if_incomplete"
+        updated = self._client.v1.subscriptions.update(
+            request.subscription_id,
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": request.idempotency_key},
+        ).to_dict()
         if updated.get("pending_update"):
             invoice = updated.get("latest_invoice") or {}
             return ChangeOutcome(applied=False, open_invoice_url=invoice.get("hosted_invoice_url"))
         return ChangeOutcome(applied=True)
 
     @activity.defn
+    @classify_failures
     def set_cancel_at_period_end(self, request: CancellationInput) -> None:
-        try:
-            self._client.v1.subscriptions.update(
-                request.subscription_id,
-                params={"cancel_at_period_end": request.at_period_end},
-                options={"idempotency_key": request.idempotency_key},
-            )
-        except stripe.InvalidRequestError as err:
-            raise _refused(err) from err
+        self._client.v1.subscriptions.update(
+            request.subscription_id,
+            params={"cancel_at_period_end": request.at_period_end},
+            options={"idempotency_key": request.idempotency_key},
+        )
 
     @activity.defn
+    @classify_failures
     def cancel_subscription_now(self, request: SubscriptionCallInput) -> None:
-        try:
-            self._client.v1.subscriptions.cancel(
-                request.subscription_id, options={"idempotency_key": request.idempotency_key}
-            )
-        except stripe.InvalidRequestError as err:
-            raise _refused(err) from err
+        self._client.v1.subscriptions.cancel(
+            request.subscription_id, options={"idempotency_key": request.idempotency_key}
+        )
 
     @activity.defn
+    @classify_failures
     def resume_paused_subscription(self, request: SubscriptionCallInput) -> None:
-        try:
-            self._client.v1.subscriptions.resume(
-                request.subscription_id, options={"idempotency_key": request.idempotency_key}
-            )
-        except stripe.InvalidRequestError as err:
-            raise _refused(err) from err
+        self._client.v1.subscriptions.resume(
+            request.subscription_id, options={"idempotency_key": request.idempotency_key}
+        )
 
     @activity.defn
+    @classify_failures
     def pay_open_invoice(self, request: SubscriptionCallInput) -> bool:
         """Retry the subscription's open invoice now; False when there is none to pay."""
         try:
@@ -130,6 +133,4 @@ class StripeChangeActivities:
             )
         except stripe.CardError:
             return True  # attempted and declined: the sync shows the account still unpaid
-        except stripe.InvalidRequestError as err:
-            raise _refused(err) from err
         return True

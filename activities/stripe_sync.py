@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import stripe
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.catalog import Catalog, CatalogError, DunningPolicy
+from activities.failures import classify_failures
+from domain.catalog import Catalog, DunningPolicy
 from domain.lifecycle import SubscriptionSnapshot
 from domain.subscriptions import current_subscription, snapshot_from_stripe
 
@@ -33,29 +35,38 @@ class StripeSyncActivities:
         self._catalog = catalog
 
     @activity.defn
+    @classify_failures
     async def fetch_current_subscription(
         self, request: FetchSubscriptionInput
     ) -> SubscriptionFetch:
         try:
             current = current_subscription(await self._subscriptions(request.customer_id))
+            if current is None:
+                await self._check_customer_exists(request.customer_id)
         except stripe.InvalidRequestError as err:
-            # A customer that does not exist will not exist on the next attempt either.
-            raise ApplicationError(
-                str(err), type="StripeInvalidRequest", non_retryable=True
-            ) from err
+            if err.code != "resource_missing":
+                raise
+            raise _customer_missing(request.customer_id, "does not exist") from err
         if current is None:
             return SubscriptionFetch(
                 subscription=None, grace_days=self._catalog.grace_days_for(None)
             )
-        try:
-            snapshot = snapshot_from_stripe(current, self._catalog)
-        except CatalogError as err:
-            raise ApplicationError(str(err), type="CatalogError", non_retryable=True) from err
+        # A price outside the catalog raises CatalogError: final, the account's sync error.
+        snapshot = snapshot_from_stripe(current, self._catalog)
         return SubscriptionFetch(
             subscription=snapshot,
             grace_days=self._catalog.grace_days_for(snapshot.interval),
             dunning=self._catalog.dunning_for(snapshot.interval),
         )
+
+    async def _check_customer_exists(self, customer_id: str) -> None:
+        """No live subscription may also mean a customer Stripe does not know (any more):
+        tell that apart from a customer who has none, so it never reads as a cancellation."""
+        response = await self._client.raw_request_async(
+            "get", f"/v1/customers/{quote(customer_id, safe='')}"
+        )
+        if response.data.get("deleted"):
+            raise _customer_missing(customer_id, "was deleted")
 
     async def _subscriptions(self, customer_id: str) -> list[dict[str, Any]]:
         """Every subscription of the customer as plain JSON, page by page. Read raw because
@@ -77,3 +88,15 @@ class StripeSyncActivities:
             if not page["has_more"] or not page["data"]:
                 return subscriptions
             params["starting_after"] = page["data"][-1]["id"]
+
+
+def _customer_missing(customer_id: str, what: str) -> ApplicationError:
+    """A customer we linked that Stripe no longer knows is an anomaly for operators (a wrong
+    STRIPE_SECRET_KEY, a test key in live, a restored sandbox, a customer deleted by mistake),
+    never a cancellation: the account keeps its state and shows this as its sync error."""
+    return ApplicationError(
+        f"Stripe customer {customer_id} {what}; the account keeps its state until an operator "
+        "checks the Stripe key and the customer (docs/runbook.md)",
+        type="CustomerMissing",
+        non_retryable=True,
+    )

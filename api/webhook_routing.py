@@ -24,6 +24,9 @@ HANDLED_EVENT_TYPES = frozenset(
     {
         "checkout.session.completed",
         "checkout.session.expired",
+        # Routed by the customer's link: the account's resync then finds the customer deleted
+        # and reports it (`CustomerMissing`) instead of reading it as a cancellation.
+        "customer.deleted",
         "customer.subscription.created",
         "customer.subscription.updated",
         "customer.subscription.deleted",

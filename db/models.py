@@ -151,7 +151,8 @@ class UnroutableEvent(Base):
 
 
 class EmailDelivery(Base):
-    """The email outbox: one row per (account, billing cycle, step) key, sent at most once."""
+    """The email outbox: one row per (account, billing cycle, step) key; sent at least once,
+    twice only as docs/reliability.md ("Email delivery") says."""
 
     __tablename__ = "email_deliveries"
 

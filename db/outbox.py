@@ -1,4 +1,5 @@
-"""The email outbox: one row per email key, which is what keeps an email from going out twice.
+"""The email outbox: one row per email key, which is what keeps a retried or replayed email
+from going out again once it is `sent` (delivery is at least once: docs/reliability.md).
 
 Plain functions over a `Session`; the caller owns the transaction. A row moves
 `pending` → `sent`, or ends as `no_recipient` / `failed`; only `sent` is final; every other

@@ -17,6 +17,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.account_store import (
@@ -85,21 +86,34 @@ BILLING_PLAN = SearchAttributeKey.for_keyword("BillingPlan")
 STRIPE_CUSTOMER_ID = SearchAttributeKey.for_keyword("StripeCustomerId")
 ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
 GRACE_ENDS_AT = SearchAttributeKey.for_datetime("GraceEndsAt")
+# The class of the account's sync error (`CustomerMissing`, `CatalogError`, ...): the Web UI's
+# list of accounts that need an operator is `BillingSyncError IS NOT NULL`.
+BILLING_SYNC_ERROR = SearchAttributeKey.for_keyword("BillingSyncError")
 SEARCH_ATTRIBUTES: Sequence[SearchAttributeKey] = (
     BILLING_STATE,
     BILLING_PLAN,
     STRIPE_CUSTOMER_ID,
     ACCOUNT_ID,
     GRACE_ENDS_AT,
+    BILLING_SYNC_ERROR,
 )
 
-# Stripe or the database being down is waited out; only bad data gives up.
+# Stripe or the database being down is retried with backoff, within a budget: a step of the
+# account that runs out of it is recorded as the account's sync error and tried again later,
+# so no single call can hold the account (and every update waiting on it) for long.
 PATIENT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
 )
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# What one step of the main loop (a fetch, a write) may spend retrying.
+STEP_BUDGET = timedelta(minutes=10)
+# What a Stripe change an update waits on may spend retrying: the caller is waiting.
+UPDATE_STRIPE_BUDGET = timedelta(minutes=2)
+# After a failed step, the account tries again after 1 minute, doubling up to an hour.
+RETRY_FIRST_DELAY = timedelta(minutes=1)
+RETRY_MAX_DELAY = timedelta(hours=1)
 # SMTP being down is waited out for up to three days, then the email is given up (and the
 # outbox row shows the last error); the account's processing never waits for email.
 EMAIL_TIMEOUT = timedelta(minutes=2)
@@ -118,7 +132,8 @@ DUNNING_REMINDER_KINDS = frozenset(
 QUICK_STEPS_LOCAL_FIRST = "quick-steps-local-first"
 SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 # A downgrade is made in Stripe this long before the period ends, so the renewal invoice
-# Stripe drafts at the boundary already bills the new price (no proration either way).
+# Stripe drafts at the boundary already bills the new price (no proration either way). Its
+# Stripe call gets the same budget: later, the renewal has billed the old price anyway.
 DOWNGRADE_LEAD = timedelta(minutes=5)
 
 
@@ -142,12 +157,26 @@ class AccountState:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     entitlement_version: int = 0
     seen_event_ids: list[str] = field(default_factory=list)
-    # Set when the newest Stripe truth could not be applied (bad data); operators resync.
+    # Set when the newest Stripe truth could not be applied; cleared by the next sync that
+    # succeeds. `sync_error_kind` is its class (an ApplicationError type), shown as a search
+    # attribute; `retry_at` is when the account tries again on its own.
     sync_error: str | None = None
     # The ladder of the account's plan (from the catalog, via the last Stripe fetch) and the
     # steps of the current unpaid period already sent.
     dunning_policy: DunningPolicy = field(default_factory=DunningPolicy)
     ladder_sent: list[str] = field(default_factory=list)
+    sync_error_kind: str | None = None
+    retry_at: datetime | None = None
+    failed_attempts: int = 0
+
+
+@dataclass
+class EmailInFlight:
+    """An email being sent; carried into the next run, which starts it again, so
+    continue-as-new never waits on SMTP."""
+
+    request: SendEmailInput
+    give_up_at: datetime
 
 
 @dataclass
@@ -176,6 +205,7 @@ class AccountWorkflowInput:
     account_id: str
     state: AccountState | None = None
     pending_events: list[StripeEventSignal] = field(default_factory=list)
+    emails_in_flight: list[EmailInFlight] = field(default_factory=list)
     # Test-only knob: continue-as-new after this many events so that path is exercised.
     continue_as_new_after_events: int | None = None
 
@@ -190,19 +220,18 @@ class AccountBillingWorkflow:
         self._pending: list[StripeEventSignal] = list(input.pending_events)
         # False until a first run has rebuilt its state from the database: updates wait.
         self._ready = input.state is not None
-        # Ask Stripe even without a new event (a rebuilt run, an operator's resync).
+        # Ask Stripe even without a new event (a rebuilt run, a retry after a failure).
         self._resync_requested = False
-        # Counts finished Stripe syncs, so a resync can wait for one that started after it.
-        self._syncs_done = 0
-        self._syncing = False
         self._events_this_run = 0
         self._continue_as_new_after = input.continue_as_new_after_events
-        # Applying a transition awaits the entitlement write; without the lock an operator
+        # Moving the lifecycle awaits Stripe and the entitlement write; without the lock an
         # update and the main loop could both start from the same lifecycle and one change
-        # would silently overwrite the other.
-        self._apply_lock = asyncio.Lock()
-        # Emails being sent (retried while SMTP is down), by key.
-        self._emails_in_flight: dict[str, asyncio.Future[Any]] = {}
+        # would silently overwrite the other. Whoever holds it only awaits activities, never
+        # the main loop or a handler, so waiting for it cannot close a cycle.
+        self._lock = asyncio.Lock()
+        # Emails being sent (retried while SMTP is down), by key, with their activity.
+        self._emails_in_flight: dict[str, tuple[EmailInFlight, asyncio.Future[Any]]] = {}
+        self._emails_to_restart = list(input.emails_in_flight)
 
     @workflow.signal(name="stripe_event")
     def stripe_event(self, event: StripeEventSignal) -> None:
@@ -224,7 +253,7 @@ class AccountBillingWorkflow:
             return PlanChangeResult(kind=change.kind, applied=True, state=self.state())
         if self._state.lifecycle.pending_change is not None:
             await self._apply(CancelPlanChange(), cause="customer:upgrade")
-        outcome: ChangeOutcome = await self._call(
+        outcome: ChangeOutcome = await self._change_stripe(
             StripeChangeActivities.change_subscription,
             ChangeSubscriptionInput(
                 subscription_id=subscription.subscription_id,
@@ -233,7 +262,7 @@ class AccountBillingWorkflow:
                 idempotency_key=self._idempotency_key(),
             ),
         )
-        await self._resync_now()
+        await self._sync_with_stripe()
         return PlanChangeResult(
             kind=change.kind,
             applied=outcome.applied,
@@ -268,16 +297,16 @@ class AccountBillingWorkflow:
         subscription = self._state.lifecycle.subscription
         assert subscription is not None  # checked by the validator
         if request.at_period_end:
-            await self._call(
+            await self._change_stripe(
                 StripeChangeActivities.set_cancel_at_period_end,
                 CancellationInput(subscription.subscription_id, self._idempotency_key(), True),
             )
         else:
-            await self._call(
+            await self._change_stripe(
                 StripeChangeActivities.cancel_subscription_now,
                 SubscriptionCallInput(subscription.subscription_id, self._idempotency_key()),
             )
-        await self._resync_now()
+        await self._sync_with_stripe()
         return self.state()
 
     @cancel_subscription.validator
@@ -297,16 +326,16 @@ class AccountBillingWorkflow:
         assert lifecycle.subscription is not None  # checked by the validator
         subscription_id = lifecycle.subscription.subscription_id
         if lifecycle.state is BillingState.CANCELING:
-            await self._call(
+            await self._change_stripe(
                 StripeChangeActivities.set_cancel_at_period_end,
                 CancellationInput(subscription_id, self._idempotency_key(), False),
             )
         else:
-            await self._call(
+            await self._change_stripe(
                 StripeChangeActivities.resume_paused_subscription,
                 SubscriptionCallInput(subscription_id, self._idempotency_key()),
             )
-        await self._resync_now()
+        await self._sync_with_stripe()
         return self.state()
 
     @resume_subscription.validator
@@ -355,16 +384,16 @@ class AccountBillingWorkflow:
     async def _stripe_operator_action(self, action: str) -> None:
         subscription = self._state.lifecycle.subscription
         if action == "cancel_now" and subscription is not None:
-            await self._call(
+            await self._change_stripe(
                 StripeChangeActivities.cancel_subscription_now,
                 SubscriptionCallInput(subscription.subscription_id, self._idempotency_key()),
             )
         elif action == "retry_invoice" and subscription is not None:
-            await self._call(
+            await self._change_stripe(
                 StripeChangeActivities.pay_open_invoice,
                 SubscriptionCallInput(subscription.subscription_id, self._idempotency_key()),
             )
-        await self._resync_now()
+        await self._sync_with_stripe()
 
     @workflow.query(name="state")
     def state(self) -> AccountState:
@@ -374,26 +403,48 @@ class AccountBillingWorkflow:
     async def run(self, input: AccountWorkflowInput) -> None:
         if input.state is None:
             await self._rebuild_from_database()
+        for email in self._emails_to_restart:
+            self._start_email(email)
         while True:
             await self._wait_for_work()
-            if self._pending or self._resync_requested:
-                await self._sync_with_stripe()
-            await self._apply(TimePassed(), cause="time_passed")
-            if (due := due_plan_change(self._state.lifecycle, workflow.now())) is not None:
-                await self._make_scheduled_change(due)
-            self._send_due_reminders()
-            if self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                # A new run would not know these: let them finish (they are idempotent).
-                await asyncio.gather(*self._emails_in_flight.values(), return_exceptions=True)
+            await self._follow_stripe_and_clock()
+            # Checked with no await before the continue-as-new: no handler can start in
+            # between. Until the handlers finish, the loop keeps serving events and timers,
+            # so a handler waiting on the account's progress is never waiting on this.
+            if self._should_continue_as_new() and workflow.all_handlers_finished():
+                # Emails are never waited for: this run's attempts are cancelled and the
+                # next run starts them again (the outbox key makes that harmless).
+                emails = [email for email, _ in self._emails_in_flight.values()]
+                for _, sending in self._emails_in_flight.values():
+                    sending.cancel()
                 workflow.continue_as_new(
                     AccountWorkflowInput(
                         account_id=self._account_id,
                         state=self.state(),
                         pending_events=self._pending,
+                        emails_in_flight=emails,
                         continue_as_new_after_events=self._continue_as_new_after,
                     )
                 )
+
+    async def _follow_stripe_and_clock(self) -> None:
+        """One pass of the loop: apply what Stripe says now, let time pass, make a due plan
+        change, send due reminders. A failure is recorded, and the pass is tried again later."""
+        if self._state.retry_at is not None and self._state.retry_at <= workflow.now():
+            self._state.retry_at = None
+            self._resync_requested = True
+        try:
+            if self._pending or self._resync_requested:
+                await self._sync_with_stripe()
+            await self._apply(TimePassed(), cause="time_passed")
+            if (due := due_plan_change(self._state.lifecycle, workflow.now())) is not None:
+                await self._make_scheduled_change(due)
+        except ActivityError as err:
+            self._record_failure("the account's step failed", err)
+        else:
+            if self._state.sync_error is None:
+                self._state.failed_attempts = 0
+        self._send_due_reminders()
 
     async def _rebuild_from_database(self) -> None:
         """A first run, or a new run after an operator terminated the old one."""
@@ -411,6 +462,9 @@ class AccountBillingWorkflow:
         self._publish_for_operators()
 
     def _next_wake_up(self) -> datetime | None:
+        if self._state.retry_at is not None:
+            # Past deadlines wait for the retry too, or a failing step would spin.
+            return self._state.retry_at
         deadlines = [
             next_deadline(self._state.lifecycle),
             next_ladder_step_at(
@@ -429,7 +483,7 @@ class AccountBillingWorkflow:
                 lambda: (
                     bool(self._pending)
                     or self._resync_requested
-                    or self._should_continue_as_new()
+                    or (self._should_continue_as_new() and workflow.all_handlers_finished())
                     # An operator update moved the deadline: re-arm the timer.
                     or self._next_wake_up() != deadline
                 ),
@@ -443,22 +497,25 @@ class AccountBillingWorkflow:
         return limit is not None and self._events_this_run >= limit
 
     async def _sync_with_stripe(self) -> None:
-        # Everything that arrived so far is answered by one fetch; later arrivals wait for
-        # the next pass of the loop.
-        events, self._pending = self._pending, []
-        self._resync_requested = False
-        self._syncing = True
-        try:
-            await self._fetch_and_apply(events)
-        finally:
-            self._syncing = False
-            self._syncs_done += 1
+        """Fetch the account's subscription from Stripe now and apply it, under the lock.
+        Update handlers call this themselves after changing Stripe, so that no handler waits
+        on the main loop. A failed fetch is recorded as the sync error (the events are still
+        taken in); a failed database write puts the events back for the retry."""
+        async with self._lock:
+            # Everything that arrived so far is answered by one fetch.
+            events, self._pending = self._pending, []
+            self._resync_requested = False
+            try:
+                await self._fetch_and_apply(events)
+            except ActivityError as err:
+                self._pending[:0] = [e for e in events if e.event_id not in self._seen]
+                self._record_failure("cannot store the account's Stripe state", err)
 
     async def _make_scheduled_change(self, change: PendingChange) -> None:
         subscription = self._state.lifecycle.subscription
         assert subscription is not None  # a pending change lapses with the subscription
         try:
-            await self._call(
+            await workflow.execute_activity_method(
                 StripeChangeActivities.change_subscription,
                 ChangeSubscriptionInput(
                     subscription_id=subscription.subscription_id,
@@ -468,22 +525,21 @@ class AccountBillingWorkflow:
                         f"{workflow.info().workflow_id}/scheduled/{change.effective_at.isoformat()}"
                     ),
                 ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                schedule_to_close_timeout=DOWNGRADE_LEAD,
+                retry_policy=PATIENT_RETRY,
             )
         except ActivityError as err:
-            self._state.sync_error = f"scheduled plan change refused: {err.cause or err}"
-            await self._apply(CancelPlanChange(), cause="scheduled_change_refused")
+            # Refused, or Stripe out past the renewal: the customer renews on the old plan.
+            self._note_sync_error("the scheduled plan change was not made", err)
+            if self._state.lifecycle.pending_change == change:  # not cancelled meanwhile
+                await self._apply(CancelPlanChange(), cause="scheduled_change_refused")
             return
         # Stripe now shows the new plan; the sync applies it and clears the pending change.
-        self._resync_requested = True
         await self._sync_with_stripe()
 
-    async def _resync_now(self) -> None:
-        """Ask Stripe now, and return once that answer has been applied."""
-        target = self._syncs_done + 1 + (1 if self._syncing else 0)
-        self._resync_requested = True
-        await workflow.wait_condition(lambda: self._syncs_done >= target)
-
     async def _fetch_and_apply(self, events: list[StripeEventSignal]) -> None:
+        """Called with the lock held."""
         received = [ReceivedEvent(e.event_id, e.event_type, e.created) for e in events]
         recorded = False
         await self._learn_customer(events)
@@ -493,6 +549,7 @@ class AccountBillingWorkflow:
                 AccountStoreActivities.load_account_state, self._account_id
             )
             self._state.customer_id = stored.customer_id
+        fetch_failure: Exception | None = None
         if self._state.customer_id is not None:
             try:
                 fetched: SubscriptionFetch = await self._quick(
@@ -500,18 +557,21 @@ class AccountBillingWorkflow:
                     FetchSubscriptionInput(customer_id=self._state.customer_id),
                 )
             except ActivityError as err:
-                self._state.sync_error = str(err.cause or err)
-                workflow.logger.error("cannot apply Stripe state: %s", self._state.sync_error)
+                fetch_failure = err
             else:
-                self._state.sync_error = None
                 self._state.dunning_policy = fetched.dunning
                 observed = SubscriptionObserved(fetched.subscription, fetched.grace_days)
                 # Recorded by the entitlement write, in its transaction (in runs recorded
                 # before that, apart).
                 together = bool(received) and workflow.patched(QUICK_STEPS_LOCAL_FIRST)
-                recorded = await self._apply(
-                    observed, cause=_cause(events), received=received if together else None
-                )
+                try:
+                    recorded = await self._transition(
+                        observed, cause=_cause(events), received=received if together else None
+                    )
+                except InvalidTransition as err:  # a status this service does not know
+                    fetch_failure = err
+                else:
+                    self._clear_sync_error()
                 for event in events:
                     email = event_email(
                         self._account_id, event.event_type, event.event_id, self._state.lifecycle
@@ -526,6 +586,8 @@ class AccountBillingWorkflow:
         for event in events:
             self._remember(event.event_id)
         self._events_this_run += len(events)
+        if fetch_failure is not None:
+            self._record_failure("cannot read the subscription from Stripe", fetch_failure)
 
     async def _learn_customer(self, events: list[StripeEventSignal]) -> None:
         customer_id = next((e.customer_id for e in events if e.customer_id), None)
@@ -538,43 +600,75 @@ class AccountBillingWorkflow:
                 self._state.customer_id,
             )
             return
-        await self._quick(
-            AccountStoreActivities.link_customer,
-            LinkCustomerInput(account_id=self._account_id, customer_id=customer_id),
-        )
+        try:
+            await self._quick(
+                AccountStoreActivities.link_customer,
+                LinkCustomerInput(account_id=self._account_id, customer_id=customer_id),
+            )
+        except ActivityError as err:
+            if not _is_final(err):
+                raise
+            # The customer belongs to another account (metadata naming this one): the
+            # events are taken in, the link stays as it is, and operators decide.
+            self._note_sync_error(f"cannot link customer {customer_id}", err)
+            return
         self._state.customer_id = customer_id
 
-    async def _apply(
+    async def _apply(self, event: LifecycleInput, cause: str) -> None:
+        """Move the lifecycle by `event` under the lock."""
+        async with self._lock:
+            await self._transition(event, cause)
+
+    async def _transition(
         self, event: LifecycleInput, cause: str, received: list[ReceivedEvent] | None = None
     ) -> bool:
         """Move the lifecycle and store the new entitlements, if the input changes anything;
-        returns whether `received` events were recorded along with them."""
-        async with self._apply_lock:
-            result = transition(self._state.lifecycle, event, workflow.now())
-            if not result.changed:
-                return False
-            version = self._state.entitlement_version + 1
-            await self._quick(
-                AccountStoreActivities.write_entitlements,
-                WriteEntitlementsInput(
-                    account_id=self._account_id,
-                    version=version,
-                    lifecycle=result.after,
-                    cause=cause,
-                    notices=[str(n) for n in result.notices],
-                    events=received or [],
-                ),
-            )
-            self._state.lifecycle = result.after
-            self._state.entitlement_version = version
-            self._publish_for_operators()
-            if result.after.grace_started_at != result.before.grace_started_at:
-                self._state.ladder_sent = []
-            for notice in result.notices:
-                self._send(
-                    notice_email(self._account_id, notice, result.before, result.after, version)
-                )
-            return bool(received)
+        returns whether `received` events were recorded along with them. Called with the
+        lock held."""
+        result = transition(self._state.lifecycle, event, workflow.now())
+        if not result.changed:
+            return False
+        version = self._state.entitlement_version + 1
+        await self._quick(
+            AccountStoreActivities.write_entitlements,
+            WriteEntitlementsInput(
+                account_id=self._account_id,
+                version=version,
+                lifecycle=result.after,
+                cause=cause,
+                notices=[str(n) for n in result.notices],
+                events=received or [],
+            ),
+        )
+        self._state.lifecycle = result.after
+        self._state.entitlement_version = version
+        self._publish_for_operators()
+        if result.after.grace_started_at != result.before.grace_started_at:
+            self._state.ladder_sent = []
+        for notice in result.notices:
+            self._send(notice_email(self._account_id, notice, result.before, result.after, version))
+        return bool(received)
+
+    def _note_sync_error(self, what: str, err: Exception) -> None:
+        """Show operators that the account could not follow Stripe, and why."""
+        cause = _root_cause(err)
+        self._state.sync_error = f"{what}: {cause}"
+        self._state.sync_error_kind = _failure_kind(cause)
+        workflow.logger.error("account %s: %s", self._account_id, self._state.sync_error)
+        self._publish_for_operators()
+
+    def _record_failure(self, what: str, err: Exception) -> None:
+        """`_note_sync_error`, and try again later, backing off up to an hour."""
+        self._note_sync_error(what, err)
+        delay = min(RETRY_FIRST_DELAY * 2**self._state.failed_attempts, RETRY_MAX_DELAY)
+        self._state.failed_attempts += 1
+        self._state.retry_at = workflow.now() + delay
+
+    def _clear_sync_error(self) -> None:
+        if self._state.sync_error is None and self._state.retry_at is None:
+            return
+        self._state.sync_error = self._state.sync_error_kind = self._state.retry_at = None
+        self._publish_for_operators()
 
     def _send_due_reminders(self) -> None:
         state = self._state
@@ -585,26 +679,30 @@ class AccountBillingWorkflow:
 
     def _send(self, email: Email) -> None:
         """Start sending without waiting: SMTP retries must never hold up the account."""
-        if email.key in self._emails_in_flight:
+        request = SendEmailInput(
+            key=email.key,
+            account_id=self._account_id,
+            customer_id=self._state.customer_id,
+            kind=email.kind,
+            context=email.context,
+            only_in_states=(sorted(UNPAID_STATES) if email.kind in DUNNING_REMINDER_KINDS else []),
+        )
+        self._start_email(EmailInFlight(request, workflow.now() + EMAIL_GIVE_UP_AFTER))
+
+    def _start_email(self, email: EmailInFlight) -> None:
+        key = email.request.key
+        time_left = email.give_up_at - workflow.now()
+        if key in self._emails_in_flight or time_left <= timedelta(0):
             return
         task = workflow.start_activity_method(
             NotificationActivities.send_email,
-            SendEmailInput(
-                key=email.key,
-                account_id=self._account_id,
-                customer_id=self._state.customer_id,
-                kind=email.kind,
-                context=email.context,
-                only_in_states=(
-                    sorted(UNPAID_STATES) if email.kind in DUNNING_REMINDER_KINDS else []
-                ),
-            ),
+            email.request,
             start_to_close_timeout=EMAIL_TIMEOUT,
-            schedule_to_close_timeout=EMAIL_GIVE_UP_AFTER,
+            schedule_to_close_timeout=time_left,
             retry_policy=EMAIL_RETRY,
         )
-        self._emails_in_flight[email.key] = task
-        task.add_done_callback(lambda done: self._email_done(email.key, done))
+        self._emails_in_flight[key] = (email, task)
+        task.add_done_callback(lambda done: self._email_done(key, done))
 
     def _email_done(self, key: str, task: asyncio.Future[Any]) -> None:
         self._emails_in_flight.pop(key, None)
@@ -629,11 +727,32 @@ class AccountBillingWorkflow:
         except InvalidTransition as err:
             raise ApplicationError(str(err), type="InvalidTransition") from err
 
+    async def _change_stripe(self, activity: Any, argument: Any) -> Any:
+        """A Stripe change an update waits on: retried within UPDATE_STRIPE_BUDGET, then the
+        update fails with the failure's class (Stripe's refusal, or the outage)."""
+        try:
+            return await workflow.execute_activity_method(
+                activity,
+                argument,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                schedule_to_close_timeout=UPDATE_STRIPE_BUDGET,
+                retry_policy=PATIENT_RETRY,
+            )
+        except ActivityError as err:
+            if not _is_final(err):
+                # The change may have reached Stripe before its answer was lost: look.
+                self._resync_requested = True
+            cause = _root_cause(err)
+            raise ApplicationError(
+                f"Stripe did not make the change: {cause}", type=_failure_kind(cause)
+            ) from err
+
     async def _call(self, activity: Any, argument: Any) -> Any:
         return await workflow.execute_activity_method(
             activity,
             argument,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
+            schedule_to_close_timeout=STEP_BUDGET,
             retry_policy=PATIENT_RETRY,
         )
 
@@ -686,6 +805,10 @@ class AccountBillingWorkflow:
         elif current.get(GRACE_ENDS_AT) is not None:
             # Unsetting one never set stores a value the SDK cannot decode on describe().
             wanted.append(GRACE_ENDS_AT.value_unset())
+        if self._state.sync_error_kind is not None:
+            wanted.append(BILLING_SYNC_ERROR.value_set(self._state.sync_error_kind))
+        elif current.get(BILLING_SYNC_ERROR) is not None:
+            wanted.append(BILLING_SYNC_ERROR.value_unset())
         if not workflow.patched(QUICK_STEPS_LOCAL_FIRST):
             workflow.upsert_search_attributes(wanted)  # runs recorded before: every time
             return
@@ -722,3 +845,23 @@ def _operator_summary(state: AccountState) -> str:
 
 def _cause(events: list[StripeEventSignal]) -> str:
     return "stripe:" + ",".join(e.event_id for e in events) if events else "resync"
+
+
+def _root_cause(err: Exception) -> BaseException:
+    """What failed: the activity's own error, or the timeout that ended its retries (whose
+    cause is the last attempt's error)."""
+    return (err.cause or err) if isinstance(err, ActivityError) else err
+
+
+def _is_final(err: ActivityError) -> bool:
+    """Refused or bad data: the same call would fail the same way again."""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.non_retryable
+
+
+def _failure_kind(cause: BaseException) -> str:
+    if isinstance(cause, ApplicationError) and cause.type:
+        return cause.type
+    if isinstance(cause, ActivityTimeout):
+        return "Unavailable"  # retried within its budget, still failing
+    return type(cause).__name__

@@ -72,6 +72,11 @@ def event(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
             EventRoute(account_id=None, customer_id="cus_6"),
         ),
         (
+            "customer.deleted",
+            {"object": "customer", "id": "cus_9", "deleted": True, "metadata": {}},
+            EventRoute(account_id=None, customer_id="cus_9"),
+        ),
+        (
             # client_reference_id only counts for checkout sessions.
             "invoice.paid",
             {"object": "invoice", "client_reference_id": "a7", "customer": "cus_7"},
@@ -98,8 +103,9 @@ def test_handled_event_types() -> None:
     assert is_handled("invoice.payment_action_required")
     assert is_handled("customer.subscription.pending_update_expired")
     assert not is_handled("charge.succeeded")
+    assert is_handled("customer.deleted")
     assert not is_handled("customer.updated")
-    assert len(HANDLED_EVENT_TYPES) == 17
+    assert len(HANDLED_EVENT_TYPES) == 18
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 
 from activities.account_store import AccountStoreActivities
 from activities.notifications import NotificationActivities
+from activities.stripe_changes import CancellationInput
 from activities.stripe_sync import FetchSubscriptionInput, SubscriptionFetch
 from core.config import Settings
 from core.smtp import SmtpSender
@@ -80,12 +81,28 @@ class FakeStripe:
     # The next this many fetches fail as if Stripe were unreachable.
     unreachable_for: int = 0
     fetches: int = 0
+    # Runs after Stripe made a change and before it answers: a webhook racing the answer.
+    before_change_answers: Callable[[], Awaitable[None]] | None = None
 
     async def raw_request_async(self, method: str, path: str, **params: Any) -> Any:
         """Enough of a StripeClient for the email activity: every customer has an address."""
         customer_id = path.removeprefix("/v1/customers/")
         assert (method, path) == ("get", f"/v1/customers/{customer_id}"), (method, path)
         return SimpleNamespace(data={"id": customer_id, "email": f"{customer_id}@example.com"})
+
+    @activity.defn(name="set_cancel_at_period_end")
+    async def set_cancel_at_period_end(self, request: CancellationInput) -> None:
+        [customer_id] = [
+            customer_id
+            for customer_id, sub in self.subscriptions.items()
+            if sub is not None and sub.subscription_id == request.subscription_id
+        ]
+        sub = self.subscriptions[customer_id]
+        assert sub is not None
+        cancel_at = sub.current_period_end if request.at_period_end else None
+        self.subscriptions[customer_id] = replace(sub, cancel_at=cancel_at)
+        if self.before_change_answers is not None:
+            await self.before_change_answers()
 
     @activity.defn(name="fetch_current_subscription")
     def fetch_current_subscription(self, request: FetchSubscriptionInput) -> SubscriptionFetch:
@@ -94,7 +111,9 @@ class FakeStripe:
             self.unreachable_for -= 1
             raise ConnectionError("Stripe is unreachable")
         if request.customer_id in self.broken_customers:
-            raise ApplicationError("price is not in the catalog", non_retryable=True)
+            raise ApplicationError(
+                "price is not in the catalog", type="CatalogError", non_retryable=True
+            )
         sub = self.subscriptions.get(request.customer_id)
         interval = sub.interval if sub else None
         catalog = default_catalog()
@@ -250,6 +269,7 @@ async def running_harness(
             workflows=[AccountBillingWorkflow],
             activities=[
                 fake.fetch_current_subscription,
+                fake.set_cancel_at_period_end,
                 store.load_account_state,
                 store.link_customer,
                 store.write_entitlements,

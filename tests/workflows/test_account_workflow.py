@@ -241,7 +241,7 @@ async def test_continue_as_new_carries_state_and_the_dedupe_window(harness: Harn
     sent = [await harness.send(account, customer, "invoice.paid") for _ in range(5)]
     await harness.wait_until_handled(account, sent[-1])
 
-    # The run continues as new once its in-flight emails are done.
+    # The run continues as new; the email still in flight goes with it.
     async def next_run() -> WorkflowExecutionDescription | None:
         description = await harness.handle(account).describe()
         return description if description.run_id != first_run else None

@@ -1,0 +1,168 @@
+"""An account never stops following Stripe: no wait cycle, no email, no refused call and no
+conflicting event can hold its workflow, and every failure shows as its sync error."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from db import outbox
+from tests.conftest import wait_for
+from workflows.account import BILLING_SYNC_ERROR, AccountState, CancelRequest
+
+from .harness import Harness, running_harness, subscription
+
+# Far longer than any of these steps takes here; the old code never answered at all.
+ANSWER_WITHIN_SECONDS = 20
+
+
+@pytest.fixture
+async def harness(
+    workflow_env: WorkflowEnvironment, session_factory: sessionmaker[Session]
+) -> AsyncIterator[Harness]:
+    async with running_harness(workflow_env, session_factory) as h:
+        yield h
+
+
+async def _run_id(h: Harness, account: str) -> str:
+    return (await h.handle(account).describe()).run_id or ""
+
+
+async def _next_run(h: Harness, account: str, previous_run: str) -> None:
+    async def moved_on() -> bool:
+        return await _run_id(h, account) != previous_run
+
+    await wait_for(moved_on, what=f"{account} to continue as new")
+
+
+async def test_an_update_whose_webhook_reaches_continue_as_new_first_still_returns(
+    harness: Harness,
+) -> None:
+    """Defect 1: the update waited for the main loop's sync while the main loop, at its
+    continue-as-new limit, waited for the update: neither ever moved again."""
+    account, customer = harness.new_account()
+    harness.stripe.subscriptions[customer] = subscription(customer, "active")
+    await harness.start(account, continue_as_new_after_events=2)
+    await harness.wait_until_handled(account, await harness.send(account, customer))
+    first_run = await _run_id(harness, account)
+
+    async def webhook_before_the_answer() -> None:
+        # Stripe's webhook for the change lands, and is handled, before Stripe answers.
+        event = await harness.send(account, customer, "customer.subscription.updated")
+        await harness.wait_until_handled(account, event)
+
+    harness.stripe.before_change_answers = webhook_before_the_answer
+    update = harness.handle(account).execute_update(
+        "cancel_subscription", CancelRequest(at_period_end=True), result_type=AccountState
+    )
+    state = await asyncio.wait_for(update, ANSWER_WITHIN_SECONDS)
+
+    assert state.lifecycle.state == "canceling"
+    await _next_run(harness, account, first_run)
+    harness.stripe.subscriptions[customer] = subscription(customer, "canceled")
+    await harness.send(account, customer, "customer.subscription.deleted")
+    await harness.wait_for_entitlements(account, state="free")
+
+
+async def test_continue_as_new_does_not_wait_for_an_email_smtp_cannot_take(
+    harness: Harness,
+) -> None:
+    """Defect 2: with SMTP down, continue-as-new waited up to three days for the email, and
+    Stripe's next change was not applied meanwhile."""
+    harness.smtp.stop()
+    account, customer = harness.new_account()
+    harness.stripe.subscriptions[customer] = subscription(customer, "active", cancel=True)
+    await harness.start(account, continue_as_new_after_events=1)
+    await harness.send(account, customer, "checkout.session.completed")
+    await harness.wait_for_entitlements(account, state="canceling")
+    run = await _email_retrying(harness, account)
+
+    # Stripe's next change, while the account is at its limit and SMTP is still down.
+    harness.stripe.subscriptions[customer] = subscription(customer, "canceled")
+    await harness.send(account, customer, "customer.subscription.deleted")
+    await harness.wait_for_entitlements(account, state="free")
+    await _next_run(harness, account, run)
+
+    # The emails went with the new runs, and go out once each when SMTP is back (on their
+    # next attempt, in real time: see `_email_retrying`).
+    harness.smtp.start()
+    expected = {"cancellation_scheduled", "subscription_ended"}
+    await wait_for(lambda: _sent_kinds(harness, account) >= expected, within=60, what="the emails")
+    assert len(harness.emails_to(customer)) == len(expected)
+
+
+async def _email_retrying(h: Harness, account: str) -> str:
+    """The current run, once its email has failed a first attempt and waits to retry.
+
+    Time is not skipped after a run closed with an email in flight: the time-skipping test
+    server never releases its time lock for a closed run's activities (sdk-java#1138)."""
+
+    async def retrying() -> str | None:
+        description = (await h.handle(account).describe()).raw_description
+        attempts = [a.attempt for a in description.pending_activities]
+        return (
+            description.workflow_execution_info.execution.run_id
+            if attempts and min(attempts) > 1
+            else None
+        )
+
+    return await wait_for(retrying, what=f"{account}'s email to wait for a retry")
+
+
+def _sent_kinds(h: Harness, account: str) -> set[str]:
+    with h.sessions() as session:
+        records = outbox.deliveries_for_account(session, account)
+    return {r.kind for r in records if r.status == "sent"}
+
+
+async def test_an_event_naming_a_customer_of_another_account_is_reported_not_fatal(
+    harness: Harness,
+) -> None:
+    """Defect 5: `CustomerConflict` escaped the run, so every later event failed a new run."""
+    owner, customer = harness.new_account()
+    harness.stripe.subscriptions[customer] = subscription(customer, "active")
+    await harness.send(owner, customer, "checkout.session.completed")
+    await harness.wait_for_entitlements(owner, state="active")
+    named, _ = harness.new_account()
+
+    # Metadata names `named`, while the customer is linked to `owner`.
+    state = await harness.wait_until_handled(named, await harness.send(named, customer))
+    assert state.customer_id is None
+    assert state.sync_error_kind == "CustomerConflict"
+
+    later = await harness.send(named, None, "invoice.updated")
+    await harness.wait_until_handled(named, later)
+    description = await harness.handle(named).describe()
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    assert description.typed_search_attributes.get(BILLING_SYNC_ERROR) == "CustomerConflict"
+    assert harness.entitlements(owner).billing_state == "active"  # type: ignore[union-attr]
+
+
+async def test_stripe_out_past_the_step_budget_is_reported_and_retried_on_its_own(
+    harness: Harness,
+) -> None:
+    account, customer = harness.new_account()
+    harness.stripe.subscriptions[customer] = subscription(customer, "active")
+    await harness.send(account, customer, "checkout.session.completed")
+    await harness.wait_for_entitlements(account, state="active", version=1)
+
+    harness.stripe.unreachable_for = 10**6
+    harness.stripe.subscriptions[customer] = subscription(customer, "past_due")
+    event = await harness.send(account, customer, "invoice.payment_failed")
+    await harness.skip(timedelta(minutes=15))
+    state = await harness.wait_until_handled(account, event)
+    assert state.sync_error_kind == "ConnectionError"  # the last attempt's error
+    assert state.lifecycle.state == "active"
+
+    # Stripe is back; no new event comes: the account's own retry applies the truth.
+    harness.stripe.unreachable_for = 0
+    await harness.skip(timedelta(hours=2))
+    await harness.wait_for_entitlements(account, state="past_due", version=2)
+    state = await harness.state(account)
+    assert state.sync_error is None and state.retry_at is None
