@@ -20,19 +20,22 @@ def _timestamp(value: Any) -> datetime | None:
 
 
 def snapshot_from_stripe(subscription: Mapping[str, Any], catalog: Catalog) -> SubscriptionSnapshot:
+    """The subscription as this service sees it, read from its one plan item.
+
+    Other items (an add-on added in the Dashboard, say) are ignored: they never change the
+    plan, its seats or its period. A subscription with no plan item, or with two, cannot be
+    read as one plan and is refused.
+    """
     items = subscription["items"]["data"]
-    if not items:
-        raise CatalogError(f"subscription {subscription['id']} has no items")
-    item = items[0]
-    price = item["price"]
-    plan_price = catalog.price_by_lookup_key(price.get("lookup_key") or "")
-    if plan_price is None:
-        plan_id = (price.get("metadata") or {}).get("plan")
-        interval = (price.get("recurring") or {}).get("interval")
-        if plan_id not in catalog.plans or interval is None:
-            raise CatalogError(f"price {price['id']} is not in the catalog")
-    else:
-        plan_id, interval = plan_price.plan, plan_price.interval
+    plan_items = [(item, plan) for item in items if (plan := _plan_of(item, catalog))]
+    if len(plan_items) != 1:
+        prices = ", ".join(item["price"]["id"] for item in items) or "no items"
+        found = "no price" if not plan_items else f"{len(plan_items)} prices"
+        raise CatalogError(
+            f"subscription {subscription['id']} has {found} in the catalog ({prices}); "
+            "it must have exactly one plan price"
+        )
+    [(item, (plan_id, interval))] = plan_items
     period_end = _timestamp(item.get("current_period_end"))
     cancel_at = _timestamp(subscription.get("cancel_at"))
     if cancel_at is None and subscription.get("cancel_at_period_end"):
@@ -56,6 +59,23 @@ def snapshot_from_stripe(subscription: Mapping[str, Any], catalog: Catalog) -> S
         cancel_at=cancel_at,
         open_invoice_url=open_invoice_url,
     )
+
+
+def _plan_of(item: Mapping[str, Any], catalog: Catalog) -> tuple[str, str] | None:
+    """The (plan, interval) an item's price sells, or None for an add-on or unknown price.
+
+    A price is a plan price by its catalog lookup key, or by a `plan` metadata entry naming a
+    catalog plan (a negotiated price made by hand in the Dashboard) on a recurring price.
+    """
+    price = item["price"]
+    plan_price = catalog.price_by_lookup_key(price.get("lookup_key") or "")
+    if plan_price is not None:
+        return plan_price.plan, plan_price.interval
+    plan_id = (price.get("metadata") or {}).get("plan")
+    interval = (price.get("recurring") or {}).get("interval")
+    if plan_id in catalog.plans and interval is not None:
+        return plan_id, interval
+    return None
 
 
 def current_subscription(subscriptions: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:

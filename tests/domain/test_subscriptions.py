@@ -84,7 +84,58 @@ def test_price_outside_the_catalog_falls_back_to_plan_metadata() -> None:
 def test_price_unknown_to_the_catalog_is_refused() -> None:
     sub = stripe_subscription()
     sub["items"]["data"][0]["price"].update(lookup_key="legacy_gold", metadata={})
-    with pytest.raises(CatalogError, match="not in the catalog"):
+    with pytest.raises(CatalogError, match="sub_1 has no price in the catalog \\(price_1\\)"):
+        snapshot_from_stripe(sub, CATALOG)
+
+
+def test_metadata_naming_no_catalog_plan_is_refused() -> None:
+    sub = stripe_subscription()
+    sub["items"]["data"][0]["price"].update(lookup_key=None, metadata={"plan": "gold"})
+    with pytest.raises(CatalogError, match="no price in the catalog"):
+        snapshot_from_stripe(sub, CATALOG)
+
+
+def test_subscription_without_items_is_refused() -> None:
+    sub = stripe_subscription(items={"object": "list", "data": []})
+    with pytest.raises(CatalogError, match="no price in the catalog \\(no items\\)"):
+        snapshot_from_stripe(sub, CATALOG)
+
+
+def add_on_item(quantity: int = 7, period_end: int = PERIOD_END + 86_400) -> dict[str, Any]:
+    """An item whose price the catalog does not know, as an add-on made in the Dashboard."""
+    return {
+        "id": "si_addon",
+        "quantity": quantity,
+        "current_period_start": 1_764_547_200,
+        "current_period_end": period_end,
+        "price": {
+            "id": "price_addon",
+            "lookup_key": "extra_storage",
+            "recurring": {"interval": "month"},
+            "metadata": {},
+        },
+    }
+
+
+def test_an_add_on_item_is_ignored_wherever_it_is_listed() -> None:
+    for position in (0, 1):
+        sub = stripe_subscription()
+        sub["items"]["data"].insert(position, add_on_item())
+        snap = snapshot_from_stripe(sub, CATALOG)
+        assert (snap.plan, snap.interval, snap.seats) == ("team", "month", 3)
+        assert snap.current_period_end == datetime.fromtimestamp(PERIOD_END, UTC)
+
+
+def test_two_plan_items_on_one_subscription_are_refused() -> None:
+    sub = stripe_subscription()
+    pro_item = {
+        "id": "si_2",
+        "quantity": 1,
+        "current_period_end": PERIOD_END,
+        "price": {"id": "price_pro", "lookup_key": "pro_monthly", "metadata": {}},
+    }
+    sub["items"]["data"].append(pro_item)
+    with pytest.raises(CatalogError, match="sub_1 has 2 prices in the catalog"):
         snapshot_from_stripe(sub, CATALOG)
 
 
