@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from domain.catalog import Catalog, CatalogError, DunningPolicy
 from domain.lifecycle import SubscriptionSnapshot
-from domain.subscriptions import current_subscription, snapshot_from_stripe
+from domain.subscriptions import deciding_subscription, snapshot_from_stripe
 
 
 @dataclass
@@ -25,6 +25,9 @@ class SubscriptionFetch:
     # Resolved from the catalog here, so the workflow never reads the catalog file.
     grace_days: int
     dunning: DunningPolicy = field(default_factory=DunningPolicy)
+    # Ids of live plan subscriptions beside the deciding one: operators must look at them.
+    # Defaulted so recorded histories from before the field still decode.
+    other_live_plan_subscriptions: list[str] = field(default_factory=list)
 
 
 class StripeSyncActivities:
@@ -37,12 +40,15 @@ class StripeSyncActivities:
         self, request: FetchSubscriptionInput
     ) -> SubscriptionFetch:
         try:
-            current = current_subscription(await self._subscriptions(request.customer_id))
+            choice = deciding_subscription(
+                await self._subscriptions(request.customer_id), self._catalog
+            )
         except stripe.InvalidRequestError as err:
             # A customer that does not exist will not exist on the next attempt either.
             raise ApplicationError(
                 str(err), type="StripeInvalidRequest", non_retryable=True
             ) from err
+        current = choice.deciding
         if current is None:
             return SubscriptionFetch(
                 subscription=None, grace_days=self._catalog.grace_days_for(None)
@@ -55,6 +61,7 @@ class StripeSyncActivities:
             subscription=snapshot,
             grace_days=self._catalog.grace_days_for(snapshot.interval),
             dunning=self._catalog.dunning_for(snapshot.interval),
+            other_live_plan_subscriptions=list(choice.also_live),
         )
 
     async def _subscriptions(self, customer_id: str) -> list[dict[str, Any]]:
