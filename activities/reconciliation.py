@@ -37,7 +37,7 @@ from db.reconciliation import Cursor
 from domain.catalog import Catalog, CatalogError
 from domain.lifecycle import BillingState, Lifecycle, SubscriptionSnapshot, state_for_subscription
 from domain.operator_actions import OperatorRequest
-from domain.subscriptions import current_subscription, snapshot_from_stripe
+from domain.subscriptions import deciding_subscription, snapshot_from_stripe
 from workflows.account import StripeEventSignal
 from workflows.starter import run_operator_action, signal_stripe_event
 
@@ -229,7 +229,7 @@ class ReconciliationActivities:
     def _drift(
         self, session: Session, account_id: str, subscriptions: list[dict[str, Any]]
     ) -> str | None:
-        current = current_subscription(subscriptions)
+        current = deciding_subscription(subscriptions, self._catalog).deciding
         try:
             truth = None if current is None else snapshot_from_stripe(current, self._catalog)
         except CatalogError as err:

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.failures import classify_failures
 from domain.catalog import Catalog, DunningPolicy
 from domain.lifecycle import SubscriptionSnapshot
-from domain.subscriptions import current_subscription, snapshot_from_stripe
+from domain.subscriptions import deciding_subscription, snapshot_from_stripe
 
 
 @dataclass
@@ -27,6 +27,9 @@ class SubscriptionFetch:
     # Resolved from the catalog here, so the workflow never reads the catalog file.
     grace_days: int
     dunning: DunningPolicy = field(default_factory=DunningPolicy)
+    # Ids of live plan subscriptions beside the deciding one: operators must look at them.
+    # Defaulted so recorded histories from before the field still decode.
+    other_live_plan_subscriptions: list[str] = field(default_factory=list)
 
 
 class StripeSyncActivities:
@@ -40,7 +43,10 @@ class StripeSyncActivities:
         self, request: FetchSubscriptionInput
     ) -> SubscriptionFetch:
         try:
-            current = current_subscription(await self._subscriptions(request.customer_id))
+            choice = deciding_subscription(
+                await self._subscriptions(request.customer_id), self._catalog
+            )
+            current = choice.deciding
             if current is None:
                 await self._check_customer_exists(request.customer_id)
         except stripe.InvalidRequestError as err:
@@ -57,6 +63,7 @@ class StripeSyncActivities:
             subscription=snapshot,
             grace_days=self._catalog.grace_days_for(snapshot.interval),
             dunning=self._catalog.dunning_for(snapshot.interval),
+            other_live_plan_subscriptions=list(choice.also_live),
         )
 
     async def _check_customer_exists(self, customer_id: str) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from domain.catalog import FREE_PLAN, Catalog
+from domain.catalog import FREE_PLAN, Catalog, Plan
 from domain.lifecycle import BillingState, Lifecycle
 
 
@@ -84,16 +84,16 @@ def entitlements_for(lifecycle: Lifecycle, catalog: Catalog) -> Entitlements:
     plan_id = sub.plan if (plan_applies and sub is not None) else FREE_PLAN
     interval = sub.interval if plan_id != FREE_PLAN and sub is not None else None
     seats = sub.seats if plan_id != FREE_PLAN and sub is not None else 1
+    limits = _limits(catalog.plan(plan_id), seats)
     effective_state = str(lifecycle.state)
     if lifecycle.comp is not None:
-        plan_id, interval, access, message = lifecycle.comp.plan, None, Access.FULL, None
+        comped = catalog.plan(lifecycle.comp.plan)
+        seats, limits = _comped_seats_and_limits(comped, catalog.plan(plan_id), seats, limits)
+        plan_id, interval, access, message = comped.id, None, Access.FULL, None
         effective_state = COMPED
     if lifecycle.lock is not None:
         access, message, effective_state = Access.NONE, Message.CONTACT_SUPPORT, LOCKED
     plan = catalog.plan(plan_id)
-    limits = dict(plan.limits)
-    if plan.seat_limit is not None:
-        limits[plan.seat_limit] = seats
     return Entitlements(
         billing_state=str(lifecycle.state),
         effective_state=effective_state,
@@ -113,6 +113,36 @@ def entitlements_for(lifecycle: Lifecycle, catalog: Catalog) -> Entitlements:
         open_invoice_url=sub.open_invoice_url if sub else None,
         pending_change=_scheduled_plan(lifecycle),
     )
+
+
+def _limits(plan: Plan, seats: int) -> dict[str, int]:
+    limits = dict(plan.limits)
+    if plan.seat_limit is not None:
+        limits[plan.seat_limit] = seats
+    return limits
+
+
+def _comped_seats_and_limits(
+    comped: Plan, own_plan: Plan, own_seats: int, own_limits: dict[str, int]
+) -> tuple[int, dict[str, int]]:
+    """Seats and limits under a comp, which grants its plan in full and never takes people
+    away from what the account's own plan (as its billing state applies it) already gives.
+
+    - Seats: the comped plan's catalog minimum, or the account's own seats when it already
+      pays for more of that same plan. The operator names a plan, not a seat count, so the
+      comp cannot mean fewer seats than the plan is sold with.
+    - A limit counted in people (a plan's `seat_limit`, "members") is the larger of the
+      comped plan's and the own plan's: lowering it would lock out members already in the
+      account, which no grant means to do. So a Pro customer (5 members) comped Team keeps
+      5, and a Team customer with 10 seats comped Pro keeps 10.
+    - Every other limit and every feature is the comped plan's: the comp names that plan.
+    """
+    seats = max(comped.min_seats, own_seats) if own_plan.id == comped.id else comped.min_seats
+    limits = _limits(comped, seats)
+    for name in {plan.seat_limit for plan in (comped, own_plan) if plan.seat_limit is not None}:
+        if name in own_limits:
+            limits[name] = max(limits.get(name, 0), own_limits[name])
+    return seats, limits
 
 
 def _scheduled_plan(lifecycle: Lifecycle) -> ScheduledPlan | None:

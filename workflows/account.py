@@ -571,7 +571,17 @@ class AccountBillingWorkflow:
                 except InvalidTransition as err:  # a status this service does not know
                     fetch_failure = err
                 else:
-                    self._clear_sync_error()
+                    self._state.retry_at = None
+                    if others := fetched.other_live_plan_subscriptions:
+                        self._show_sync_error(
+                            "TwoLivePlans",
+                            f"the customer also has the live plan subscription(s) "
+                            f"{', '.join(others)}; access follows the one chosen by "
+                            "domain.subscriptions.deciding_subscription: cancel or refund the "
+                            "others in the Stripe Dashboard",
+                        )
+                    else:
+                        self._clear_sync_error()
                 for event in events:
                     email = event_email(
                         self._account_id, event.event_type, event.event_id, self._state.lifecycle
@@ -652,9 +662,11 @@ class AccountBillingWorkflow:
     def _note_sync_error(self, what: str, err: Exception) -> None:
         """Show operators that the account could not follow Stripe, and why."""
         cause = _root_cause(err)
-        self._state.sync_error = f"{what}: {cause}"
-        self._state.sync_error_kind = _failure_kind(cause)
-        workflow.logger.error("account %s: %s", self._account_id, self._state.sync_error)
+        self._show_sync_error(_failure_kind(cause), f"{what}: {cause}")
+
+    def _show_sync_error(self, kind: str, message: str) -> None:
+        self._state.sync_error, self._state.sync_error_kind = message, kind
+        workflow.logger.error("account %s: %s", self._account_id, message)
         self._publish_for_operators()
 
     def _record_failure(self, what: str, err: Exception) -> None:

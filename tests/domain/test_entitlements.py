@@ -87,6 +87,55 @@ def test_comp_grants_its_plan_in_full_whatever_the_state(state: BillingState) ->
     assert ent.billing_state == state.value
 
 
+def subscribed(plan: str, seats: int = 1) -> SubscriptionSnapshot:
+    return replace(TEAM, plan=plan, interval="month", seats=seats)
+
+
+# comp plan, the account's own subscription (None: no plan applies) -> (seats, members).
+# A comp grants its plan's minimum seats, or more when the account already pays for more of
+# that plan; the members limit never drops below what the account's own plan gives.
+COMP_SEATS_AND_MEMBERS = [
+    ("team", None, (2, 2)),  # Team's minimum, not the free plan's single seat
+    ("team", subscribed("pro"), (2, 5)),  # Pro already allows 5 members
+    ("team", subscribed("team", seats=3), (3, 3)),
+    ("team", subscribed("team", seats=10), (10, 10)),
+    ("pro", subscribed("team", seats=10), (1, 10)),  # Pro's 5 would lock out 5 members
+    ("pro", None, (1, 5)),
+    ("enterprise", None, (1, 10_000)),
+    ("enterprise", subscribed("team", seats=12), (1, 10_000)),
+]
+
+
+@pytest.mark.parametrize(("comp_plan", "own", "expected"), COMP_SEATS_AND_MEMBERS)
+def test_a_comp_grants_its_seats_and_never_fewer_members_than_the_own_plan(
+    comp_plan: str, own: SubscriptionSnapshot | None, expected: tuple[int, int]
+) -> None:
+    state = BillingState.FREE if own is None else BillingState.ACTIVE
+    comp = replace(COMP, plan=comp_plan)
+    ent = entitlements_for(Lifecycle(state, own, comp=comp), CATALOG)
+    assert (ent.plan, (ent.seats, ent.limits["members"])) == (comp_plan, expected)
+    other_limits = {k: v for k, v in ent.limits.items() if k != "members"}
+    assert other_limits == {
+        k: v for k, v in CATALOG.plan(comp_plan).limits.items() if k != "members"
+    }
+    assert ent.features == CATALOG.plan(comp_plan).features
+
+
+def test_a_subscription_that_gives_no_plan_gives_a_comp_no_seats() -> None:
+    """An unpaid first checkout for 10 Team seats is worth the free plan, under a comp too."""
+    stuck = replace(subscribed("team", seats=10), status="incomplete")
+    comp = replace(COMP, plan="team")
+    ent = entitlements_for(Lifecycle(BillingState.INCOMPLETE, stuck, comp=comp), CATALOG)
+    assert (ent.seats, ent.limits["members"]) == (2, 2)
+
+
+def test_a_read_only_plan_still_counts_its_members_under_a_comp() -> None:
+    restricted = replace(subscribed("team", seats=10), status="past_due")
+    comp = replace(COMP, plan="pro")
+    ent = entitlements_for(Lifecycle(BillingState.RESTRICTED, restricted, comp=comp), CATALOG)
+    assert (ent.access, ent.limits["members"]) == (Access.FULL, 10)
+
+
 @pytest.mark.parametrize("state", list(BillingState))
 def test_lock_removes_all_access_even_over_a_comp(state: BillingState) -> None:
     lock = Lock(reason="fraud", actor="ops")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from domain.catalog import CatalogError, default_catalog
-from domain.subscriptions import current_subscription, snapshot_from_stripe
+from domain.subscriptions import SubscriptionChoice, deciding_subscription, snapshot_from_stripe
 
 CATALOG = default_catalog()
 PERIOD_END = 1_767_225_600
@@ -84,21 +84,199 @@ def test_price_outside_the_catalog_falls_back_to_plan_metadata() -> None:
 def test_price_unknown_to_the_catalog_is_refused() -> None:
     sub = stripe_subscription()
     sub["items"]["data"][0]["price"].update(lookup_key="legacy_gold", metadata={})
-    with pytest.raises(CatalogError, match="not in the catalog"):
+    with pytest.raises(CatalogError, match="sub_1 has no price in the catalog \\(price_1\\)"):
         snapshot_from_stripe(sub, CATALOG)
 
 
-def test_current_subscription_is_the_newest_live_one() -> None:
-    old_active = stripe_subscription(id="sub_old", created=100, status="active")
-    ended = stripe_subscription(id="sub_ended", created=300, status="canceled")
-    new_trial = stripe_subscription(id="sub_new", created=200, status="trialing")
-    chosen = current_subscription([old_active, ended, new_trial])
-    assert chosen is not None and chosen["id"] == "sub_new"
+def test_metadata_naming_no_catalog_plan_is_refused() -> None:
+    sub = stripe_subscription()
+    sub["items"]["data"][0]["price"].update(lookup_key=None, metadata={"plan": "gold"})
+    with pytest.raises(CatalogError, match="no price in the catalog"):
+        snapshot_from_stripe(sub, CATALOG)
 
 
-def test_only_ended_subscriptions_means_none() -> None:
+def test_subscription_without_items_is_refused() -> None:
+    sub = stripe_subscription(items={"object": "list", "data": []})
+    with pytest.raises(CatalogError, match="no price in the catalog \\(no items\\)"):
+        snapshot_from_stripe(sub, CATALOG)
+
+
+def add_on_item(quantity: int = 7, period_end: int = PERIOD_END + 86_400) -> dict[str, Any]:
+    """An item whose price the catalog does not know, as an add-on made in the Dashboard."""
+    return {
+        "id": "si_addon",
+        "quantity": quantity,
+        "current_period_start": 1_764_547_200,
+        "current_period_end": period_end,
+        "price": {
+            "id": "price_addon",
+            "lookup_key": "extra_storage",
+            "recurring": {"interval": "month"},
+            "metadata": {},
+        },
+    }
+
+
+def test_an_add_on_item_is_ignored_wherever_it_is_listed() -> None:
+    for position in (0, 1):
+        sub = stripe_subscription()
+        sub["items"]["data"].insert(position, add_on_item())
+        snap = snapshot_from_stripe(sub, CATALOG)
+        assert (snap.plan, snap.interval, snap.seats) == ("team", "month", 3)
+        assert snap.current_period_end == datetime.fromtimestamp(PERIOD_END, UTC)
+
+
+def test_two_plan_items_on_one_subscription_are_refused() -> None:
+    sub = stripe_subscription()
+    pro_item = {
+        "id": "si_2",
+        "quantity": 1,
+        "current_period_end": PERIOD_END,
+        "price": {"id": "price_pro", "lookup_key": "pro_monthly", "metadata": {}},
+    }
+    sub["items"]["data"].append(pro_item)
+    with pytest.raises(CatalogError, match="sub_1 has 2 prices in the catalog"):
+        snapshot_from_stripe(sub, CATALOG)
+
+
+# --- which subscription decides -----------------------------------------------------------
+
+LIVE = ("active", "past_due", "unpaid", "trialing", "paused", "incomplete")
+ENDED = ("canceled", "incomplete_expired")
+STATUSES = LIVE + ENDED
+
+# Two plan subscriptions, the older created first: which one decides?
+# O the older, N the newer, - neither. Rows: the older's status; columns: the newer's, in
+# the order of STATUSES. Read with the rule: active > past_due = unpaid > trialing > paused >
+# incomplete, the newer on a tie, ended never.
+#                          act  pdue unpd  trl  psd  inc  cncl iexp
+WINNER_BY_STATUS = {
+    "active":             ("N", "O", "O", "O", "O", "O", "O", "O"),
+    "past_due":           ("N", "N", "N", "O", "O", "O", "O", "O"),
+    "unpaid":             ("N", "N", "N", "O", "O", "O", "O", "O"),
+    "trialing":           ("N", "N", "N", "N", "O", "O", "O", "O"),
+    "paused":             ("N", "N", "N", "N", "N", "O", "O", "O"),
+    "incomplete":         ("N", "N", "N", "N", "N", "N", "O", "O"),
+    "canceled":           ("N", "N", "N", "N", "N", "N", "-", "-"),
+    "incomplete_expired": ("N", "N", "N", "N", "N", "N", "-", "-"),
+}  # fmt: skip
+
+
+def test_the_status_table_covers_every_stripe_status() -> None:
+    assert set(WINNER_BY_STATUS) == set(STATUSES)
+    assert all(len(row) == len(STATUSES) for row in WINNER_BY_STATUS.values())
+
+
+@pytest.mark.parametrize("older_status", STATUSES)
+@pytest.mark.parametrize("newer_status", STATUSES)
+def test_between_two_plan_subscriptions_the_status_rank_then_the_newest_decides(
+    older_status: str, newer_status: str
+) -> None:
+    older = stripe_subscription(id="sub_older", created=100, status=older_status)
+    newer = stripe_subscription(id="sub_newer", created=200, status=newer_status)
+    winner = WINNER_BY_STATUS[older_status][STATUSES.index(newer_status)]
+    for listing in ([older, newer], [newer, older]):
+        choice = deciding_subscription(listing, CATALOG)
+        match winner:
+            case "O":
+                assert choice.deciding is older
+            case "N":
+                assert choice.deciding is newer
+            case "-":
+                assert choice.deciding is None
+        both_live = older_status in LIVE and newer_status in LIVE
+        loser = "sub_newer" if winner == "O" else "sub_older"
+        assert choice.also_live == ((loser,) if both_live else ())
+
+
+def add_on_subscription(**overrides: Any) -> dict[str, Any]:
+    """A subscription holding only an add-on: no item's price is in the catalog."""
+    return stripe_subscription(
+        **{"id": "sub_addon", "items": {"object": "list", "data": [add_on_item()]}, **overrides}
+    )
+
+
+def unknown_price_subscription(**overrides: Any) -> dict[str, Any]:
+    sub = stripe_subscription(**{"id": "sub_unknown", **overrides})
+    sub["items"]["data"][0]["price"].update(lookup_key="legacy_gold", metadata={"plan": "gold"})
+    return sub
+
+
+NOT_PLANS = {"add-on": add_on_subscription, "unknown price": unknown_price_subscription}
+
+
+@pytest.mark.parametrize("kind", NOT_PLANS)
+@pytest.mark.parametrize("plan_status", STATUSES)
+@pytest.mark.parametrize("other_status", STATUSES)
+def test_add_ons_and_unknown_prices_never_decide(
+    kind: str, plan_status: str, other_status: str
+) -> None:
+    plan = stripe_subscription(id="sub_plan", created=100, status=plan_status)
+    # Newer than the plan, so under "the newest decides" it would have won.
+    other = NOT_PLANS[kind](created=200, status=other_status)
+    choice = deciding_subscription([plan, other], CATALOG)
+    assert choice.deciding is (plan if plan_status in LIVE else None)
+    assert choice.also_live == ()
+
+
+@pytest.mark.parametrize("kind", NOT_PLANS)
+def test_without_a_plan_subscription_nothing_decides(kind: str) -> None:
+    choice = deciding_subscription([NOT_PLANS[kind]()], CATALOG)
+    assert choice == SubscriptionChoice(deciding=None, also_live=())
+
+
+def test_a_plan_priced_by_metadata_decides_like_a_catalog_price() -> None:
+    by_metadata = stripe_subscription(id="sub_negotiated", created=200, status="active")
+    by_metadata["items"]["data"][0]["price"].update(lookup_key=None, metadata={"plan": "pro"})
+    older = stripe_subscription(id="sub_old", created=100, status="active")
+    choice = deciding_subscription([older, by_metadata], CATALOG)
+    assert choice.deciding is by_metadata
+    assert choice.also_live == ("sub_old",)
+
+
+def test_a_plan_subscription_with_an_add_on_item_still_decides() -> None:
+    plan_with_add_on = stripe_subscription(id="sub_plan", status="past_due")
+    plan_with_add_on["items"]["data"].insert(0, add_on_item())
+    choice = deciding_subscription([plan_with_add_on], CATALOG)
+    assert choice.deciding is plan_with_add_on
+
+
+def test_an_older_active_plan_outranks_a_newer_stuck_checkout() -> None:
+    """Defect 4: a second, unpaid checkout must not put a paying account on the free plan."""
+    pro = stripe_subscription(id="sub_pro", created=100, status="active")
+    stuck = stripe_subscription(id="sub_stuck", created=200, status="incomplete")
+    choice = deciding_subscription([stuck, pro], CATALOG)
+    assert choice.deciding is pro
+    assert choice.also_live == ("sub_stuck",)
+
+
+def test_every_other_live_plan_is_flagged_best_first() -> None:
     subs = [
-        stripe_subscription(status="canceled"),
-        stripe_subscription(status="incomplete_expired"),
+        stripe_subscription(id="sub_trial", created=400, status="trialing"),
+        stripe_subscription(id="sub_gone", created=500, status="canceled"),
+        stripe_subscription(id="sub_paid_old", created=100, status="active"),
+        stripe_subscription(id="sub_paid_new", created=200, status="active"),
+        stripe_subscription(id="sub_stuck", created=300, status="incomplete"),
+        add_on_subscription(created=600, status="active"),
     ]
-    assert current_subscription(subs) is None
+    choice = deciding_subscription(subs, CATALOG)
+    assert choice.deciding is subs[3]
+    assert choice.also_live == ("sub_paid_old", "sub_trial", "sub_stuck")
+
+
+def test_equal_status_and_creation_time_fall_back_to_the_id() -> None:
+    a = stripe_subscription(id="sub_a", created=100)
+    b = stripe_subscription(id="sub_b", created=100)
+    for listing in ([a, b], [b, a]):
+        assert deciding_subscription(listing, CATALOG).deciding is b
+
+
+def test_a_status_stripe_adds_later_ranks_below_every_known_one() -> None:
+    future = stripe_subscription(id="sub_future", created=200, status="on_hold")
+    stuck = stripe_subscription(id="sub_stuck", created=100, status="incomplete")
+    assert deciding_subscription([future, stuck], CATALOG).deciding is stuck
+    assert deciding_subscription([future], CATALOG).deciding is future
+
+
+def test_no_subscriptions_means_none() -> None:
+    assert deciding_subscription([], CATALOG) == SubscriptionChoice(deciding=None)

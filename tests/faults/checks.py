@@ -1,7 +1,7 @@
 """What every fault test proves at the end, stated once.
 
 1. Entitlements equal Stripe's truth: the stored lifecycle is what the pure rules say about
-   the subscription Stripe lists for the customer now (`current_subscription`, then
+   the subscription Stripe lists for the customer now (`deciding_subscription`, then
    `state_for_subscription`).
 2. Every email exactly once: each outbox key the service sent reached the SMTP server once,
    and nothing reached it that the outbox does not hold as sent.
@@ -30,7 +30,7 @@ from db.models import EmailDelivery, StripeEvent
 from db.outbox import DeliveryStatus
 from domain.catalog import default_catalog
 from domain.lifecycle import BillingState, SubscriptionSnapshot, state_for_subscription
-from domain.subscriptions import current_subscription, snapshot_from_stripe
+from domain.subscriptions import deciding_subscription, snapshot_from_stripe
 from notifications.message import KEY_HEADER
 from tests.conftest import wait_for
 from tests.smtp_server import ReceivedMessage
@@ -51,7 +51,8 @@ def stripe_truth(
             "expand": ["data.latest_invoice"],
         }
     )
-    current = current_subscription(s.to_dict() for s in listing.auto_paging_iter())
+    subscriptions = (s.to_dict() for s in listing.auto_paging_iter())
+    current = deciding_subscription(subscriptions, default_catalog()).deciding
     snapshot = None if current is None else snapshot_from_stripe(current, default_catalog())
     return state_for_subscription(snapshot), snapshot
 

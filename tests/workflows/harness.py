@@ -78,6 +78,8 @@ class FakeStripe:
 
     subscriptions: dict[str, SubscriptionSnapshot | None] = field(default_factory=dict)
     broken_customers: set[str] = field(default_factory=set)
+    # Live plan subscriptions beside the deciding one (made in the Dashboard), by customer.
+    other_live_plans: dict[str, list[str]] = field(default_factory=dict)
     # The next this many fetches fail as if Stripe were unreachable.
     unreachable_for: int = 0
     fetches: int = 0
@@ -121,6 +123,7 @@ class FakeStripe:
             subscription=sub,
             grace_days=catalog.grace_days_for(interval),
             dunning=catalog.dunning_for(interval),
+            other_live_plan_subscriptions=self.other_live_plans.get(request.customer_id, []),
         )
 
 

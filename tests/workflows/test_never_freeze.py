@@ -166,3 +166,18 @@ async def test_stripe_out_past_the_step_budget_is_reported_and_retried_on_its_ow
     await harness.wait_for_entitlements(account, state="past_due", version=2)
     state = await harness.state(account)
     assert state.sync_error is None and state.retry_at is None
+
+
+async def test_a_second_live_plan_subscription_is_shown_to_operators(harness: Harness) -> None:
+    account, customer = harness.new_account()
+    harness.stripe.subscriptions[customer] = subscription(customer, "active")
+    harness.stripe.other_live_plans[customer] = ["sub_made_in_the_dashboard"]
+    state = await harness.wait_until_handled(account, await harness.send(account, customer))
+
+    assert state.lifecycle.state == "active"
+    assert state.sync_error_kind == "TwoLivePlans"
+    assert "sub_made_in_the_dashboard" in (state.sync_error or "")
+
+    harness.stripe.other_live_plans.clear()
+    state = await harness.wait_until_handled(account, await harness.send(account, customer))
+    assert state.sync_error is None and state.sync_error_kind is None
