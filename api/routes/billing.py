@@ -63,6 +63,7 @@ class PlanChangeAnswer(BaseModel):
 
 
 class CancelBody(BaseModel):
+    # Kept so that `false` is refused with a reason rather than silently ignored.
     at_period_end: bool = True
 
 
@@ -285,8 +286,16 @@ async def cancel_subscription(
     temporal: TemporalClientDep,
     body: CancelBody | None = None,
 ) -> EntitlementsAnswer:
-    """Cancel at the end of the paid period (access stays until then); resumable."""
-    request = CancelRequest(at_period_end=(body or CancelBody()).at_period_end)
+    """Cancel at the end of the paid period (access stays until then); resumable.
+
+    Ending paid access at once is not self-serve: the lifecycle contract gives it to operators.
+    """
+    if body is not None and not body.at_period_end:
+        raise _unprocessable(
+            "the app cancels at the end of the paid period only; an immediate cancellation is "
+            "the operator action cancel_now (admin cancel-now ACCOUNT)"
+        )
+    request = CancelRequest(at_period_end=True)
     await _update(settings, temporal, account_id, "cancel_subscription", request, AccountState)
     return await run_in_threadpool(_entitlements, sessions, account_id)
 

@@ -176,6 +176,18 @@ async def test_cancel_at_period_end_ends_in_free(stack: Stack) -> None:
     assert ended["plan"] == "free"
 
 
+async def test_the_app_cannot_cancel_immediately(stack: Stack) -> None:
+    acct, customer, _ = await subscribed(stack)
+
+    response = await post(stack, f"/v1/accounts/{acct}/cancel", {"at_period_end": False})
+
+    assert response.status_code == 422, response.text
+    assert "cancel_now" in response.json()["detail"]
+    [subscription] = stack.stripe.v1.subscriptions.list(params={"customer": customer}).data
+    assert (subscription.status, subscription.cancel_at_period_end) == ("active", False)
+    assert (await stack.entitlements(acct))["billing_state"] == "active"
+
+
 async def test_changes_on_an_account_without_a_subscription_are_refused(stack: Stack) -> None:
     acct = account()
     assert (await post(stack, f"/v1/accounts/{acct}/plan", {"plan": "pro"})).status_code == 409
