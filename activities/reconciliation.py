@@ -55,6 +55,12 @@ LIST_LIMIT = 100
 # Accounts signalled at once while a page is replayed.
 SIGNAL_CONCURRENCY = 16
 RESYNC_ACTOR = "reconciliation"
+# A sweep stops when Stripe lists nothing for more than this share of the customers stored on
+# a subscription, and at least `MISSING_CUSTOMERS_MIN` of them: that many cancellations between
+# two sweeps is not customers leaving but Stripe not being the Stripe we know (wrong key,
+# test key in live, a restored sandbox), and resyncing would move every paying account to free.
+MISSING_CUSTOMERS_SHARE = 0.10
+MISSING_CUSTOMERS_MIN = 3
 
 
 @dataclass
@@ -90,6 +96,10 @@ class SweepFindings:
     drifted: list[DriftedAccount] = field(default_factory=list)
     # Customers with a subscription that no account is linked to (the backfill links them).
     customers_without_account: list[str] = field(default_factory=list)
+    # Customers stored on a subscription that Stripe lists nothing for.
+    customers_missing_in_stripe: int = 0
+    # Why the sweep must not resync anything (then `drifted` is empty); None: it may.
+    stopped_because: str | None = None
 
 
 @dataclass
@@ -201,15 +211,33 @@ class ReconciliationActivities:
                 reason = self._drift(session, account_id, subscriptions)
                 if reason is not None:
                     findings.drifted.append(DriftedAccount(account_id, customer_id, reason))
-            # Stored as subscribed, but Stripe lists nothing for the customer at all.
             stored = reconciliation.accounts_on_a_subscription(session)
-            for subscribed, customer in stored.items():
-                if customer is not None and customer not in by_customer:
-                    findings.drifted.append(
-                        DriftedAccount(
-                            subscribed, customer, "stored on a subscription Stripe does not list"
-                        )
-                    )
+        # Stored as subscribed, but Stripe lists nothing for the customer at all.
+        missing = {
+            subscribed: customer
+            for subscribed, customer in stored.items()
+            if customer is not None and customer not in by_customer
+        }
+        findings.customers_missing_in_stripe = len(missing)
+        known = sum(customer is not None for customer in stored.values())
+        if stripe_forgot_our_customers(len(missing), known):
+            findings.stopped_because = (
+                f"Stripe lists nothing for {len(missing)} of the {known} customers stored on a "
+                "subscription: check STRIPE_SECRET_KEY (another Stripe account, a test key in "
+                "live) and whether the Stripe account or sandbox was reset or restored; "
+                "nothing was resynced (docs/runbook.md, 'Stripe says our customers do not exist')"
+            )
+            findings.drifted = []
+            logger.error("subscription sweep stopped: %s", findings.stopped_because)
+            activity.metric_meter().create_counter(
+                "billing_sweeps_stopped",
+                "Subscription sweeps stopped because Stripe does not know many of our customers.",
+            ).add(1)
+            return findings
+        findings.drifted += [
+            DriftedAccount(account, customer, "stored on a subscription Stripe does not list")
+            for account, customer in missing.items()
+        ]
         findings.drifted.sort(key=lambda drifted: drifted.account_id)
         return findings
 
@@ -301,6 +329,12 @@ class ReconciliationActivities:
             "get", "/v1/events", types=sorted(HANDLED_EVENT_TYPES), **params
         ).data
         return page
+
+
+def stripe_forgot_our_customers(missing: int, known: int) -> bool:
+    """Whether `missing` of the `known` customers stored on a subscription being absent from
+    Stripe is too many to be customers leaving (see `MISSING_CUSTOMERS_SHARE`)."""
+    return missing >= MISSING_CUSTOMERS_MIN and missing > MISSING_CUSTOMERS_SHARE * known
 
 
 def drift_reason(stored: Lifecycle | None, truth: SubscriptionSnapshot | None) -> str | None:

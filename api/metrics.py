@@ -1,9 +1,13 @@
 """Prometheus metrics of the API: requests, webhook outcomes, accounts by billing state.
 
+Scraping needs the admin bearer token: the series name routes, volumes and how many accounts
+are in each state, and each scrape costs a database query.
+
 Counters and histograms live in the process-wide registry (they count this process's work);
-the accounts gauge is computed from the database on every scrape, so it is right whichever API
-replica is scraped and needs no bookkeeping on writes. The worker's metrics (the Temporal SDK's
-and the email deliveries) are served by the worker itself, see `worker.run_worker`.
+the accounts gauge is counted by the database (one grouped query) on every scrape, so it is
+right whichever API replica is scraped and needs no bookkeeping on writes. The worker's
+metrics (the Temporal SDK's and the email deliveries) are served by the worker itself, see
+`worker.run_worker`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import AdminTokenDep
 from db.models import EntitlementRow
 
 HTTP_REQUESTS = Counter(
@@ -54,7 +59,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
+def metrics(_: AdminTokenDep, request: Request) -> Response:
     """Prometheus text format: this process's counters, then the database gauges."""
     accounts: CollectorRegistry = request.app.state.database_metrics
     body = generate_latest(REGISTRY) + generate_latest(accounts)

@@ -72,6 +72,25 @@ class Account(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class CheckoutSessionRow(Base):
+    """The account's latest Checkout Session: checkout reuses or expires it, so one account
+    never has two it could complete."""
+
+    __tablename__ = "checkout_sessions"
+
+    account_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("accounts.account_id"), primary_key=True
+    )
+    session_id: Mapped[str] = mapped_column(String(255))
+    # What it sells: a checkout for another purchase expires it rather than reusing it.
+    lookup_key: Mapped[str] = mapped_column(String(128))
+    seats: Mapped[int] = mapped_column(Integer)
+    # The account's checkout attempts so far, this one included; it only grows. Stripe's
+    # idempotency key is made from it, so concurrent checkouts get the same session.
+    attempt: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class EntitlementRow(Base):
     """The current answer for one account; `version` only ever grows."""
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from db import feed
 from db.models import (
     Account,
+    CheckoutSessionRow,
     EntitlementChange,
     EntitlementRow,
     OperatorAction,
@@ -69,6 +70,16 @@ class StoredAccount:
     lifecycle: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class StoredCheckout:
+    """The account's latest Checkout Session and the purchase it sells."""
+
+    session_id: str
+    lookup_key: str
+    seats: int
+    attempt: int
+
+
 def account_for_customer(session: Session, customer_id: str) -> str | None:
     return session.scalar(
         select(Account.account_id).where(Account.stripe_customer_id == customer_id)
@@ -102,6 +113,40 @@ def link_customer(session: Session, account_id: str, customer_id: str) -> None:
     # Flushed now: a concurrent link of the same customer elsewhere fails here, on the unique
     # constraint, and the retried call then reports the conflict.
     session.flush()
+
+
+def stored_checkout(session: Session, account_id: str) -> StoredCheckout | None:
+    row = session.get(CheckoutSessionRow, account_id)
+    if row is None:
+        return None
+    return StoredCheckout(
+        session_id=row.session_id, lookup_key=row.lookup_key, seats=row.seats, attempt=row.attempt
+    )
+
+
+def store_checkout(session: Session, account_id: str, checkout: StoredCheckout) -> None:
+    """Keep `checkout` as the account's latest, unless a later attempt is stored already.
+
+    Concurrent checkouts of one attempt store the same session (Stripe answered them alike),
+    so the check and the write are one statement and either order ends the same.
+    """
+    _ensure_account(session, account_id)
+    values = {
+        "account_id": account_id,
+        "session_id": checkout.session_id,
+        "lookup_key": checkout.lookup_key,
+        "seats": checkout.seats,
+        "attempt": checkout.attempt,
+        "created_at": utcnow(),
+    }
+    upsert = _insert_for(session, CheckoutSessionRow).values(values)
+    session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[CheckoutSessionRow.account_id],
+            set_={name: upsert.excluded[name] for name in values if name != "account_id"},
+            where=CheckoutSessionRow.attempt < upsert.excluded.attempt,
+        )
+    )
 
 
 def write_entitlements(

@@ -73,6 +73,10 @@ class SweepResult:
     accounts_failed: list[str] = field(default_factory=list)
     # Drifted accounts beyond `max_resyncs`, left for the next run.
     accounts_left: int = 0
+    customers_missing_in_stripe: int = 0
+    # Set when the sweep resynced nothing because Stripe does not know too many of our
+    # customers: an alert for operators, not a cancellation (docs/runbook.md).
+    stopped_because: str | None = None
 
 
 @workflow.defn
@@ -123,7 +127,12 @@ class SubscriptionSweepWorkflow:
             subscriptions_checked=findings.subscriptions_checked,
             customers_without_account=findings.customers_without_account,
             accounts_left=len(findings.drifted) - len(now_fixing),
+            customers_missing_in_stripe=findings.customers_missing_in_stripe,
+            stopped_because=findings.stopped_because,
         )
+        if result.stopped_because is not None:
+            workflow.logger.error("subscription sweep stopped: %s", result.stopped_because)
+            return result
         run_id = workflow.info().run_id
         for drifted in now_fixing:
             try:

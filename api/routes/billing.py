@@ -6,14 +6,13 @@ Updates of the account's workflow, so they take turns with Stripe's own events.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
 import stripe
-from fastapi import APIRouter, Header, HTTPException, status
+from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
@@ -63,6 +62,7 @@ class PlanChangeAnswer(BaseModel):
 
 
 class CancelBody(BaseModel):
+    # Kept so that `false` is refused with a reason rather than silently ignored.
     at_period_end: bool = True
 
 
@@ -114,9 +114,13 @@ def start_checkout(
     _: AppTokenDep,
     settings: SettingsDep,
     sessions: SessionFactoryDep,
-    idempotency_key: str | None = Header(None),
 ) -> CheckoutAnswer:
-    """A Stripe Checkout page for a first subscription; 409 when the account already has one."""
+    """A Stripe Checkout page for a first subscription; 409 when the account already has one.
+
+    The account's open page is given again (the same session) for the same purchase, and
+    expired for another one: an account never has two pages it could complete, so it never
+    pays twice. A retried request therefore needs no `Idempotency-Key`.
+    """
     catalog = default_catalog()
     try:
         purchase = purchase_for(catalog, body.plan, body.interval, body.seats)
@@ -131,7 +135,56 @@ def start_checkout(
         )
     client = make_stripe_client(settings)
     with _stripe_failures():
-        return _create_checkout(client, sessions, settings, account_id, purchase, idempotency_key)
+        customer_id = _customer_for(client, sessions, account_id)
+        with sessions() as session:
+            stored = repository.stored_checkout(session, account_id)
+        attempt = 1
+        if stored is not None:
+            reused = _reuse_or_end(client, stored, purchase)
+            if reused is not None:
+                return reused
+            attempt = stored.attempt + 1
+        return _create_checkout(
+            client, sessions, settings, account_id, customer_id, purchase, attempt
+        )
+
+
+# Stripe statuses of a subscription that is over: its checkout no longer stands in the way.
+_ENDED_SUBSCRIPTION = frozenset({"canceled", "incomplete_expired"})
+
+
+def _reuse_or_end(
+    client: stripe.StripeClient, stored: repository.StoredCheckout, purchase: Purchase
+) -> CheckoutAnswer | None:
+    """The stored session when it is open for this purchase; None when it is over (expired
+    by this call if it was open for another purchase), so a new one may be made."""
+    previous = client.v1.checkout.sessions.retrieve(
+        stored.session_id, params={"expand": ["subscription"]}
+    )
+    if previous.status == "complete":
+        subscription = previous.subscription
+        if not isinstance(subscription, stripe.Subscription) or (
+            subscription.status not in _ENDED_SUBSCRIPTION
+        ):
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                detail="a checkout already completed; the subscription is being set up",
+            )
+        return None
+    if previous.status != "open":
+        return None
+    if (stored.lookup_key, stored.seats) == (purchase.lookup_key, purchase.seats):
+        assert previous.url is not None
+        return CheckoutAnswer(url=previous.url, session_id=previous.id)
+    try:
+        client.v1.checkout.sessions.expire(previous.id)
+    except stripe.InvalidRequestError as err:
+        # Completed or expired by someone else since it was read: look again.
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail="the account's open checkout changed meanwhile; retry",
+        ) from err
+    return None
 
 
 def _create_checkout(
@@ -139,11 +192,11 @@ def _create_checkout(
     sessions: sessionmaker[Session],
     settings: Settings,
     account_id: str,
+    customer_id: str,
     purchase: Purchase,
-    idempotency_key: str | None,
+    attempt: int,
 ) -> CheckoutAnswer:
     catalog = default_catalog()
-    customer_id = _customer_for(client, sessions, account_id)
     [price] = client.v1.prices.list(
         params={"lookup_keys": [purchase.lookup_key], "active": True}
     ).data
@@ -160,13 +213,24 @@ def _create_checkout(
         "success_url": settings.checkout_success_url,
         "cancel_url": settings.checkout_cancel_url,
     }
-    # The same request retried gives the same session; a different request a new one.
-    key = idempotency_key or hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()
-    session = client.v1.checkout.sessions.create(
-        params=params,  # type: ignore[arg-type]
-        options={"idempotency_key": f"checkout-{account_id}-{key}"},
-    )
+    # One key per attempt: concurrent checkouts of the same purchase get one session, of
+    # another purchase Stripe's idempotency error; a new attempt (the last one ended) gets a
+    # new session even within Stripe's 24-hour key window. A key reused after that window
+    # finds its session expired too (sessions last 24 hours).
+    try:
+        session = client.v1.checkout.sessions.create(
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": f"checkout-{account_id}-{attempt}"},
+        )
+    except stripe.IdempotencyError as err:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail="another checkout for this account, for another purchase, is being opened",
+        ) from err
     assert session.url is not None
+    stored = repository.StoredCheckout(session.id, purchase.lookup_key, purchase.seats, attempt)
+    with sessions.begin() as db:
+        repository.store_checkout(db, account_id, stored)
     return CheckoutAnswer(url=session.url, session_id=session.id)
 
 
@@ -285,8 +349,16 @@ async def cancel_subscription(
     temporal: TemporalClientDep,
     body: CancelBody | None = None,
 ) -> EntitlementsAnswer:
-    """Cancel at the end of the paid period (access stays until then); resumable."""
-    request = CancelRequest(at_period_end=(body or CancelBody()).at_period_end)
+    """Cancel at the end of the paid period (access stays until then); resumable.
+
+    Ending paid access at once is not self-serve: the lifecycle contract gives it to operators.
+    """
+    if body is not None and not body.at_period_end:
+        raise _unprocessable(
+            "the app cancels at the end of the paid period only; an immediate cancellation is "
+            "the operator action cancel_now (admin cancel-now ACCOUNT)"
+        )
+    request = CancelRequest(at_period_end=True)
     await _update(settings, temporal, account_id, "cancel_subscription", request, AccountState)
     return await run_in_threadpool(_entitlements, sessions, account_id)
 

@@ -92,7 +92,11 @@ def _starting_cursor(sessions: sessionmaker[Session], raw: str | None, source: s
     return cursor
 
 
+# The cursor dependencies take the token first: FastAPI resolves a dependency's own
+# dependencies before it, so an unauthenticated request is refused before the log is read
+# (it would cost a query, and the 400 would tell it the newest cursor).
 def changes_cursor(
+    _: AppTokenDep,
     sessions: SessionFactoryDep,
     after: Annotated[
         str | None,
@@ -103,6 +107,7 @@ def changes_cursor(
 
 
 def stream_cursor(
+    _: AppTokenDep,
     sessions: SessionFactoryDep,
     after: Annotated[
         str | None,
@@ -117,7 +122,8 @@ def stream_cursor(
 
 
 # Dependencies rather than checks in the handlers: a bad cursor is answered 400 before a
-# stream's 200 and headers go out.
+# stream's 200 and headers go out. The routes name the token too, to read as what they need;
+# FastAPI checks it once per request.
 ChangesCursorDep = Annotated[int, Depends(changes_cursor)]
 StreamCursorDep = Annotated[int, Depends(stream_cursor)]
 
@@ -130,10 +136,10 @@ def _read_changes(sessions: sessionmaker[Session], cursor: int, limit: int) -> l
 
 @router.get("/changes", response_model=ChangesPage)
 async def read_changes(
+    _: AppTokenDep,
     request: Request,
     cursor: ChangesCursorDep,
     sessions: SessionFactoryDep,
-    _: AppTokenDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     wait: Annotated[
         float,
@@ -157,7 +163,7 @@ async def read_changes(
 
 @router.get("/stream", response_class=EventSourceResponse)
 async def stream_changes(
-    cursor: StreamCursorDep, sessions: SessionFactoryDep, _: AppTokenDep
+    _: AppTokenDep, cursor: StreamCursorDep, sessions: SessionFactoryDep
 ) -> AsyncIterator[ServerSentEvent]:
     """The same changes as Server-Sent Events (`event: entitlements`, `id:` = cursor), live.
 

@@ -279,3 +279,18 @@ def test_unroutable_event_is_stored_once(session_factory: sessionmaker[Session])
         None,
         None,
     )
+
+
+def test_a_stored_checkout_is_replaced_only_by_a_later_attempt(
+    session_factory: sessionmaker[Session],
+) -> None:
+    account = new_id("acct")
+    second = repository.StoredCheckout("cs_second", "team_monthly_per_seat", 2, attempt=2)
+    first = repository.StoredCheckout("cs_first", "pro_monthly", 1, attempt=1)
+    third = repository.StoredCheckout("cs_third", "pro_monthly", 1, attempt=3)
+
+    for checkout, expected in ((second, second), (first, second), (third, third)):
+        with session_factory.begin() as session:
+            repository.store_checkout(session, account, checkout)
+        with session_factory() as session:
+            assert repository.stored_checkout(session, account) == expected

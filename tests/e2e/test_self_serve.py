@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
+from db import repository
 from tests.e2e.stack import APP_TOKEN, Stack
 
 DAY = 86_400
@@ -63,6 +65,104 @@ async def test_checkout_then_second_checkout_is_refused(stack: Stack) -> None:
     again = await post(stack, f"/v1/accounts/{acct}/checkout", {"plan": "team", "seats": 2})
     assert again.status_code == 409
     assert "/plan" in again.json()["detail"]
+
+
+async def checkout(stack: Stack, acct: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = await post(stack, f"/v1/accounts/{acct}/checkout", body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def pay(url: str) -> None:
+    """Pay on the simulator's hosted page, headless, with Stripe's test card."""
+    async with httpx.AsyncClient() as browser:
+        paid = await browser.post(url, data={"payment_method": "pm_card_visa"})
+    assert paid.status_code == 303
+
+
+def customer_of(stack: Stack, acct: str) -> str:
+    with stack.sessions() as session:
+        customer = repository.customer_for_account(session, acct)
+    assert customer is not None
+    return customer
+
+
+def checkout_sessions(stack: Stack, acct: str) -> dict[str, str]:
+    """The status of each Checkout Session of the account's customer, by id."""
+    customer = customer_of(stack, acct)
+    listed = stack.stripe.v1.checkout.sessions.list(params={"customer": customer})
+    return {s.id: str(s.status) for s in listed.data}
+
+
+async def test_a_second_checkout_for_the_same_purchase_gives_the_same_page(stack: Stack) -> None:
+    acct = account()
+    first = await checkout(stack, acct, {"plan": "pro"})
+
+    second = await checkout(stack, acct, {"plan": "pro"})
+
+    assert second == first
+    assert checkout_sessions(stack, acct) == {first["session_id"]: "open"}
+
+
+async def test_a_checkout_for_another_purchase_expires_the_open_page(stack: Stack) -> None:
+    acct = account()
+    first = await checkout(stack, acct, {"plan": "pro"})
+
+    second = await checkout(stack, acct, {"plan": "team", "seats": 2})
+
+    assert checkout_sessions(stack, acct) == {
+        first["session_id"]: "expired",
+        second["session_id"]: "open",
+    }
+
+
+async def test_concurrent_checkouts_leave_one_page_to_pay(stack: Stack) -> None:
+    acct = account()
+    bodies = [{"plan": "pro"}, {"plan": "team", "seats": 2}] * 3
+
+    answers = await asyncio.gather(
+        *(post(stack, f"/v1/accounts/{acct}/checkout", body) for body in bodies)
+    )
+
+    assert {a.status_code for a in answers} <= {201, 409}, [a.text for a in answers]
+    assert list(checkout_sessions(stack, acct).values()).count("open") == 1
+
+
+async def test_a_completed_checkout_is_not_followed_by_another_before_its_webhooks(
+    stack: Stack,
+) -> None:
+    acct = account()
+    first = await checkout(stack, acct, {"plan": "pro"})
+    # The webhooks are late: the stored state still says free.
+    stack.sim.settings.faults.drop_rate = 1.0
+    await pay(first["url"])
+
+    for body in ({"plan": "pro"}, {"plan": "team", "seats": 2}):
+        again = await post(stack, f"/v1/accounts/{acct}/checkout", body)
+        assert again.status_code == 409, again.text
+        assert "already completed" in again.json()["detail"]
+    assert list(checkout_sessions(stack, acct).values()) == ["complete"]
+
+
+async def test_after_the_subscription_ended_the_same_purchase_gets_a_new_page(
+    stack: Stack,
+) -> None:
+    acct = account()
+    first = await checkout(stack, acct, {"plan": "pro"})
+    await pay(first["url"])
+    await stack.deliveries_done()
+    await stack.wait_for_entitlements(acct, billing_state="trialing")
+    [subscription] = stack.stripe.v1.subscriptions.list(
+        params={"customer": str(customer_of(stack, acct))}
+    ).data
+    stack.stripe.v1.subscriptions.cancel(subscription.id)
+    await stack.deliveries_done()
+    await stack.wait_for_entitlements(acct, billing_state="free")
+
+    again = await checkout(stack, acct, {"plan": "pro"})
+
+    assert again["session_id"] != first["session_id"]
+    assert checkout_sessions(stack, acct)[again["session_id"]] == "open"
 
 
 @pytest.mark.parametrize(
@@ -174,6 +274,18 @@ async def test_cancel_at_period_end_ends_in_free(stack: Stack) -> None:
 
     ended = await stack.wait_for_entitlements(acct, billing_state="free")
     assert ended["plan"] == "free"
+
+
+async def test_the_app_cannot_cancel_immediately(stack: Stack) -> None:
+    acct, customer, _ = await subscribed(stack)
+
+    response = await post(stack, f"/v1/accounts/{acct}/cancel", {"at_period_end": False})
+
+    assert response.status_code == 422, response.text
+    assert "cancel_now" in response.json()["detail"]
+    [subscription] = stack.stripe.v1.subscriptions.list(params={"customer": customer}).data
+    assert (subscription.status, subscription.cancel_at_period_end) == ("active", False)
+    assert (await stack.entitlements(acct))["billing_state"] == "active"
 
 
 async def test_changes_on_an_account_without_a_subscription_are_refused(stack: Stack) -> None:

@@ -7,11 +7,15 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.main import create_app
+from core.config import Settings
 from db import feed
 from tests.conftest import wait_for
 from tests.feed.conftest import AUTH, new_account, newest_cursor, write_change
+from tests.feed.live_api import NoTemporal
 
 pytestmark = pytest.mark.db
 
@@ -169,3 +173,31 @@ async def test_out_of_range_limit_and_wait_are_refused(
     response = await api.get(URL, params={"after": 0, **params}, headers=AUTH)
 
     assert response.status_code == 422
+
+
+@pytest.mark.parametrize("path", [URL, "/v1/entitlements/stream"])
+@pytest.mark.parametrize("token", [None, "wrong"])
+async def test_a_request_without_the_token_is_refused_before_the_database_is_read(
+    settings: Settings, session_factory: sessionmaker[Session], path: str, token: str | None
+) -> None:
+    write_change(session_factory, new_account(), 1)
+    newest = newest_cursor(session_factory)
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    # Without the entitlement cache's follower, every statement on the engine is this request's.
+    app = create_app(
+        settings.model_copy(update={"entitlement_cache_size": 0}),
+        temporal_client=NoTemporal(),  # type: ignore[arg-type]
+    )
+    statements: list[str] = []
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        event.listen(
+            app.state.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+        )
+        response = await client.get(path, params={"after": newest + 10}, headers=headers)
+
+    assert response.status_code == 401
+    assert str(newest) not in response.text
+    assert statements == []

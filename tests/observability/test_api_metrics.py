@@ -8,26 +8,30 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 from uuid import uuid4
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.metrics import AccountsByStateCollector
 from db import repository
 from domain.catalog import default_catalog
 from domain.entitlements import free_entitlements
-from tests.api.conftest import APP_TOKEN, post_event
+from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, post_event
 from tests.api.test_webhooks import subscription_event
 
 pytestmark = pytest.mark.db
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+SCRAPER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 async def scrape(client: httpx.AsyncClient) -> Samples:
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers=SCRAPER)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return {
@@ -127,8 +131,43 @@ async def test_metrics_never_show_tokens_or_event_bodies(client: httpx.AsyncClie
     event = subscription_event(account_id="acct_metrics_secret")
     await post_event(client, event)
 
-    text = (await client.get("/metrics")).text
+    text = (await client.get("/metrics", headers=SCRAPER)).text
 
     assert event["id"] not in text
     assert "acct_metrics_secret" not in text
     assert json.dumps(event["data"]) not in text
+
+
+@pytest.mark.parametrize("token", [None, APP_TOKEN, "wrong"])
+async def test_metrics_need_the_admin_token(client: httpx.AsyncClient, token: str | None) -> None:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+
+    response = await client.get("/metrics", headers=headers)
+
+    assert response.status_code == 401
+    assert "billing_" not in response.text
+
+
+def test_accounts_are_counted_by_the_database_in_one_grouped_query(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory.begin() as session:
+        for _ in range(3):
+            account = f"acct_{uuid4().hex[:10]}"
+            entitlements = free_entitlements(default_catalog())
+            repository.write_entitlements(session, account, 1, entitlements, {}, "test", [])
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    engine = session_factory.kw["bind"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        [family] = AccountsByStateCollector(session_factory).collect()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert len(statements) == 1
+    assert "GROUP BY" in statements[0] and "count(" in statements[0]
+    assert sum(sample.value for sample in family.samples) >= 3

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from uuid import uuid4
 
+import pytest
 from sqlalchemy import select
 
+from activities.reconciliation import stripe_forgot_our_customers
 from db import repository
 from db.models import OperatorAction
 from tests.e2e.stack import Stack
@@ -107,3 +110,59 @@ async def test_an_account_linked_to_another_customer_is_reported_not_resynced(
 
     assert (result.accounts_failed, result.accounts_resynced) == ([account], [])
     assert (await stack.entitlements(account))["billing_state"] == "free"
+
+
+def forget_in_stripe(stack: Stack, subscription: dict[str, object]) -> None:
+    """Stripe no longer lists the subscription, as after a restored sandbox or another key."""
+    with stack.sim.store.lock:
+        stack.sim.store.remove(str(subscription["id"]))
+
+
+async def test_a_sweep_that_finds_many_customers_missing_in_stripe_changes_nothing(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    accounts = [new_account() for _ in range(4)]
+    subscriptions = [subscribe(stack, account, "pro_monthly") for account in accounts]
+    await stack.deliveries_done()
+    for account in accounts:
+        await stack.wait_for_entitlements(account, billing_state="active")
+    for subscription in subscriptions[:3]:
+        forget_in_stripe(stack, subscription)
+
+    with caplog.at_level(logging.ERROR):
+        result = await sweep(stack)
+
+    assert result.accounts_resynced == []
+    assert result.customers_missing_in_stripe == 3
+    assert result.stopped_because is not None
+    assert "3 of the 4 customers" in result.stopped_because
+    assert "STRIPE_SECRET_KEY" in result.stopped_because
+    assert [r for r in caplog.records if "sweep stopped" in r.getMessage()]
+    for account in accounts:
+        assert (await stack.entitlements(account))["billing_state"] == "active"
+    with stack.sessions() as session:
+        assert session.scalars(select(OperatorAction)).all() == []
+
+
+async def test_a_few_customers_missing_in_stripe_are_resynced(stack: Stack) -> None:
+    accounts = [new_account() for _ in range(3)]
+    subscriptions = [subscribe(stack, account, "pro_monthly") for account in accounts]
+    await stack.deliveries_done()
+    for account in accounts:
+        await stack.wait_for_entitlements(account, billing_state="active")
+    forget_in_stripe(stack, subscriptions[0])
+
+    result = await sweep(stack)
+
+    assert (result.accounts_resynced, result.stopped_because) == ([accounts[0]], None)
+    assert result.customers_missing_in_stripe == 1
+
+
+@pytest.mark.parametrize(
+    ("missing", "known", "stops"),
+    [(0, 0, False), (2, 2, False), (3, 3, True), (3, 30, False), (4, 30, True), (10, 100, False)],
+)
+def test_the_sweep_stops_when_more_than_a_tenth_and_at_least_three_are_missing(
+    missing: int, known: int, stops: bool
+) -> None:
+    assert stripe_forgot_our_customers(missing, known) is stops
