@@ -44,7 +44,17 @@ async def _run_seeds(seeds: list[int], queue: multiprocessing.Queue, do_minimize
                 try:
                     result = await run_schedule(world, schedule)
                 except Exception as err:
-                    queue.put((seed, 0.0, [f"harness_error: {type(err).__name__}: {err}"], "", 0))
+                    queue.put(
+                        (
+                            seed,
+                            0.0,
+                            [f"harness_error: {type(err).__name__}: {err}"],
+                            "",
+                            0,
+                            [],
+                            False,
+                        )
+                    )
                     continue
                 minimized = ""
                 if result.violations and do_minimize:
@@ -57,6 +67,8 @@ async def _run_seeds(seeds: list[int], queue: multiprocessing.Queue, do_minimize
                         [str(v) for v in result.violations],
                         minimized or schedule.describe(),
                         result.crash_duplicates,
+                        result.diagnosis,
+                        result.inconclusive,
                     )
                 )
 
@@ -85,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         job.start()
     kinds: Counter[str] = Counter()
     first_seed: dict[str, tuple[int, int]] = {}
-    failed = crash_duplicates = 0
+    failed = crash_duplicates = inconclusive_runs = 0
     for done in range(1, len(seeds) + 1):
-        seed, _seconds, violations, schedule, crashes = queue.get()
+        seed, _seconds, violations, schedule, crashes, diagnosis, inconclusive = queue.get()
         crash_duplicates += crashes
+        inconclusive_runs += inconclusive
         if violations:
             failed += 1
             for kind in {v.split(":", 1)[0] for v in violations}:
@@ -97,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nseed={seed} FAILED — reproduce: {reproduction(seed)}")
             for v in violations:
                 print(f"  {v}")
+            for d in diagnosis:
+                print(f"  diagnosis: {d}")
             if args.verbose or args.minimize:
                 print(schedule)
         elapsed = time.monotonic() - started
@@ -111,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     print("\n")
     print(f"{'runs':>24} {len(seeds)}")
-    print(f"{'passed':>24} {len(seeds) - failed}")
+    print(f"{'passed':>24} {len(seeds) - failed - inconclusive_runs}")
+    print(f"{'inconclusive':>24} {inconclusive_runs}")
     for kind, count in kinds.most_common():
         seed, nth = first_seed[kind]
         print(f"{kind:>24} {count}   (first: seed={seed}, after {nth} runs)")

@@ -91,6 +91,9 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     # Stopped at the wall-clock limit (see WALL_LIMIT_SECONDS): neither passed nor failed.
     inconclusive: bool = False
+    # For a failing run, what the account was stuck on (pending activities and their last
+    # failure), to tell the findings apart; not part of the oracle.
+    diagnosis: list[str] = field(default_factory=list)
 
     @property
     def seed(self) -> int:
@@ -113,6 +116,7 @@ class SeedRun:
         self.faults = Faults()
         self.violations: list[Violation] = []
         self.notes: list[str] = []
+        self.diagnosis: list[str] = []
         self.updates: list[UpdateCall] = []
         self.signalled: set[str] = set()
         self.held: list[dict[str, Any]] = []
@@ -286,6 +290,7 @@ class SeedRun:
             updates=len(self.updates),
             events=len(self.signalled),
             notes=self.notes,
+            diagnosis=self.diagnosis if self.violations else [],
         )
 
     async def _step(self, index: int, step: Step) -> None:
@@ -429,6 +434,13 @@ class SeedRun:
         except RPCError as err:
             self.violations.append(Violation("run_missing", str(err)))
             return
+        for pending in description.raw_description.pending_activities:
+            failure = pending.last_failure.message if pending.HasField("last_failure") else ""
+            self.diagnosis.append(
+                f"pending {pending.activity_type.name} (attempt {pending.attempt}): {failure[:120]}"
+            )
+        if self.faults.on & {"smtp"}:
+            self.diagnosis.append("SMTP still down")
         if description.status != WorkflowExecutionStatus.RUNNING:
             self.violations.append(
                 Violation("run_failed", f"the account's workflow is {description.status.name}")

@@ -46,6 +46,7 @@ async def test_account_life(world: World, seed: int) -> None:
     lines = [
         f"seed={seed} — reproduce: {reproduction(seed)}",
         *(f"  {v}" for v in result.violations),
+        *(f"  diagnosis: {d}" for d in result.diagnosis),
         f"minimised schedule ({len(smallest.schedule.steps)} of "
         f"{len(result.schedule.steps)} steps, still {sorted(smallest.kinds)}):",
         smallest.schedule.describe(),
