@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,6 +54,43 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
 
 
+def build_activities(
+    client: Client,
+    settings: Settings,
+    *,
+    stripe_client: stripe.StripeClient,
+    sessions: sessionmaker[Session],
+    catalog: Catalog,
+    mail: SmtpSender,
+) -> list[Callable[..., Any]]:
+    """Every activity the worker serves, built on the given connections (tests wrap them by
+    name, e.g. the seeded simulation's fault injection)."""
+    stripe_sync = StripeSyncActivities(stripe_client, catalog)
+    stripe_changes = StripeChangeActivities(stripe_client)
+    store = AccountStoreActivities(sessions, catalog)
+    notifications = NotificationActivities(sessions, stripe_client, catalog, settings, mail)
+    reconciliation = ReconciliationActivities(
+        client, stripe_client, sessions, catalog, settings.task_queue
+    )
+    return [
+        stripe_sync.fetch_current_subscription,
+        stripe_changes.change_subscription,
+        stripe_changes.set_cancel_at_period_end,
+        stripe_changes.cancel_subscription_now,
+        stripe_changes.resume_paused_subscription,
+        stripe_changes.pay_open_invoice,
+        store.load_account_state,
+        store.link_customer,
+        store.write_entitlements,
+        store.record_stripe_events,
+        store.record_operator_action,
+        notifications.send_email,
+        reconciliation.reconcile_events_page,
+        reconciliation.find_drifted_accounts,
+        reconciliation.resync_account,
+    ]
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -63,34 +101,19 @@ def build_worker(
     executor: ThreadPoolExecutor,
     mail: SmtpSender,
 ) -> Worker:
-    stripe_sync = StripeSyncActivities(stripe_client, catalog)
-    stripe_changes = StripeChangeActivities(stripe_client)
-    store = AccountStoreActivities(sessions, catalog)
-    notifications = NotificationActivities(sessions, stripe_client, catalog, settings, mail)
-    reconciliation = ReconciliationActivities(
-        client, stripe_client, sessions, catalog, settings.task_queue
+    activities = build_activities(
+        client,
+        settings,
+        stripe_client=stripe_client,
+        sessions=sessions,
+        catalog=catalog,
+        mail=mail,
     )
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[AccountBillingWorkflow, EventsReconciliationWorkflow, SubscriptionSweepWorkflow],
-        activities=[
-            stripe_sync.fetch_current_subscription,
-            stripe_changes.change_subscription,
-            stripe_changes.set_cancel_at_period_end,
-            stripe_changes.cancel_subscription_now,
-            stripe_changes.resume_paused_subscription,
-            stripe_changes.pay_open_invoice,
-            store.load_account_state,
-            store.link_customer,
-            store.write_entitlements,
-            store.record_stripe_events,
-            store.record_operator_action,
-            notifications.send_email,
-            reconciliation.reconcile_events_page,
-            reconciliation.find_drifted_accounts,
-            reconciliation.resync_account,
-        ],
+        activities=activities,
         workflow_runner=WORKFLOW_RUNNER,
         activity_executor=executor,
         max_concurrent_activities=settings.worker_max_concurrent_activities,

@@ -1,0 +1,126 @@
+"""Fault-injecting wrappers around the worker's real activities, registered under the same
+names (as tests/workflows/harness.py swaps a fake in).
+
+Nothing here knows an activity's arguments: an activity is classified by the module its
+class lives in (Stripe, the database, email), so activities added later are covered too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import stripe
+from sqlalchemy.exc import OperationalError
+from temporalio import activity
+
+STRIPE_MODULES = (
+    "activities.stripe_sync",
+    "activities.stripe_changes",
+    "activities.reconciliation",
+)
+WRITE_MODULES = ("activities.stripe_changes",)
+DB_MODULES = ("activities.account_store",)
+EMAIL_MODULES = ("activities.notifications",)
+
+
+def _module_of(fn: Callable[..., Any]) -> str:
+    owner = getattr(fn, "__self__", None)
+    return type(owner).__module__ if owner is not None else fn.__module__
+
+
+@dataclass
+class Faults:
+    """Switches the runner flips between steps; read by the wrappers (some in threads)."""
+
+    on: set[str] = field(default_factory=set)
+    # Called (on the runner's loop) after a Stripe change succeeded and before its answer
+    # returns: delivers the webhooks the change caused first.
+    deliver_first: Callable[[], Awaitable[None]] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    # Email keys whose next successful send is followed by a crash before it is recorded.
+    crash_next_email: bool = False
+    crashed_after_accept: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def before(self, name: str, module: str) -> None:
+        with self._lock:
+            self.calls[name] += 1
+        if module in STRIPE_MODULES and "stripe" in self.on:
+            raise stripe.APIConnectionError("simulated Stripe outage (503)")
+        if module in WRITE_MODULES and "stripe_writes" in self.on:
+            raise stripe.APIConnectionError("simulated Stripe timeout on a write")
+        if module in DB_MODULES and "db" in self.on:
+            raise OperationalError("simulated", {}, ConnectionError("the database is down"))
+        if module in EMAIL_MODULES and "smtp" in self.on:
+            raise ConnectionRefusedError("simulated SMTP outage")
+
+    def after(self, name: str, module: str, args: tuple[Any, ...]) -> None:
+        """Runs on the worker's thread for sync activities, on its loop for async ones."""
+        if module in WRITE_MODULES:
+            if "webhook_first" in self.on and self.deliver_first and self.loop:
+                self._run_on_loop(self.deliver_first())
+            if "answer_lost" in self.on and activity.info().attempt == 1:
+                raise stripe.APIConnectionError("simulated: Stripe applied it, the answer was lost")
+        if module in EMAIL_MODULES and self.crash_next_email:
+            self.crash_next_email = False
+            key = getattr(args[0], "key", None) if args else None
+            if key is not None:
+                self.crashed_after_accept[key] += 1
+            raise RuntimeError("simulated crash between SMTP accept and commit")
+
+    def _run_on_loop(self, coro: Awaitable[None]) -> None:
+        assert self.loop is not None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            # An async activity: schedule it, the answer races the delivery.
+            _background.add(task := asyncio.ensure_future(coro))
+            task.add_done_callback(_background.discard)
+        else:
+            asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)  # type: ignore[arg-type]
+
+
+_background: set[asyncio.Future[None]] = set()
+
+
+def wrap_activities(
+    activities: list[Callable[..., Any]], faults: Faults
+) -> list[Callable[..., Any]]:
+    return [_wrap(fn, faults) for fn in activities]
+
+
+def _wrap(fn: Callable[..., Any], faults: Faults) -> Callable[..., Any]:
+    defn = activity._Definition.must_from_callable(fn)
+    name, module = defn.name, _module_of(fn)
+    assert name is not None
+    # Signature and type hints are the real activity's (`__wrapped__`), so arguments decode
+    # to the same dataclasses; the definition itself is not copied (`updated=()`).
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn, updated=())
+        async def wrapper_async(*args: Any) -> Any:
+            faults.before(name, module)
+            result = await fn(*args)
+            faults.after(name, module, args)
+            return result
+
+        return activity.defn(name=name)(wrapper_async)
+
+    @functools.wraps(fn, updated=())
+    def wrapper(*args: Any) -> Any:
+        faults.before(name, module)
+        result = fn(*args)
+        faults.after(name, module, args)
+        return result
+
+    return activity.defn(name=name)(wrapper)
