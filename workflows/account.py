@@ -114,6 +114,7 @@ UPDATE_STRIPE_BUDGET = timedelta(minutes=2)
 # After a failed step, the account tries again after 1 minute, doubling up to an hour.
 RETRY_FIRST_DELAY = timedelta(minutes=1)
 RETRY_MAX_DELAY = timedelta(hours=1)
+RETRY_MAX_DOUBLINGS = 6  # 64 minutes: past the maximum, and 2**n never overflows
 # SMTP being down is waited out for up to three days, then the email is given up (and the
 # outbox row shows the last error); the account's processing never waits for email.
 EMAIL_TIMEOUT = timedelta(minutes=2)
@@ -672,7 +673,8 @@ class AccountBillingWorkflow:
     def _record_failure(self, what: str, err: Exception) -> None:
         """`_note_sync_error`, and try again later, backing off up to an hour."""
         self._note_sync_error(what, err)
-        delay = min(RETRY_FIRST_DELAY * 2**self._state.failed_attempts, RETRY_MAX_DELAY)
+        doublings = min(self._state.failed_attempts, RETRY_MAX_DOUBLINGS)
+        delay = min(RETRY_FIRST_DELAY * 2**doublings, RETRY_MAX_DELAY)
         self._state.failed_attempts += 1
         self._state.retry_at = workflow.now() + delay
 
