@@ -232,6 +232,8 @@ class AccountBillingWorkflow:
         self._lock = asyncio.Lock()
         # Emails being sent (retried while SMTP is down), by key, with their activity.
         self._emails_in_flight: dict[str, tuple[EmailInFlight, asyncio.Future[Any]]] = {}
+        # Emails this run stopped so that it can continue as new; the next run sends them.
+        self._emails_handed_over: dict[str, EmailInFlight] = {}
         self._emails_to_restart = list(input.emails_in_flight)
 
     @workflow.signal(name="stripe_event")
@@ -409,24 +411,31 @@ class AccountBillingWorkflow:
         while True:
             await self._wait_for_work()
             await self._follow_stripe_and_clock()
-            # Checked with no await before the continue-as-new: no handler can start in
-            # between. Until the handlers finish, the loop keeps serving events and timers,
-            # so a handler waiting on the account's progress is never waiting on this.
             if self._should_continue_as_new() and workflow.all_handlers_finished():
-                # Emails are never waited for: this run's attempts are cancelled and the
-                # next run starts them again (the outbox key makes that harmless).
-                emails = [email for email, _ in self._emails_in_flight.values()]
-                for _, sending in self._emails_in_flight.values():
-                    sending.cancel()
-                workflow.continue_as_new(
-                    AccountWorkflowInput(
-                        account_id=self._account_id,
-                        state=self.state(),
-                        pending_events=self._pending,
-                        emails_in_flight=emails,
-                        continue_as_new_after_events=self._continue_as_new_after,
+                self._hand_over_emails()
+                # Checked with no await before the continue-as-new: no handler can start in
+                # between. Until then the loop keeps serving events and timers, so a handler
+                # waiting on the account's progress never waits on this.
+                if not self._emails_in_flight:
+                    workflow.continue_as_new(
+                        AccountWorkflowInput(
+                            account_id=self._account_id,
+                            state=self.state(),
+                            pending_events=self._pending,
+                            emails_in_flight=list(self._emails_handed_over.values()),
+                            continue_as_new_after_events=self._continue_as_new_after,
+                        )
                     )
-                )
+
+    def _hand_over_emails(self) -> None:
+        """Stop this run's emails for the next run to send: their retries (SMTP may be down
+        for days) are never waited for. A retry waiting for its backoff stops at once, an
+        attempt under way when it ends (at most EMAIL_TIMEOUT, usually milliseconds): no
+        closed run leaves an attempt behind to race the next run's."""
+        for key, (email, sending) in list(self._emails_in_flight.items()):
+            if key not in self._emails_handed_over:
+                self._emails_handed_over[key] = email
+                sending.cancel()
 
     async def _follow_stripe_and_clock(self) -> None:
         """One pass of the loop: apply what Stripe says now, let time pass, make a due plan
@@ -484,7 +493,15 @@ class AccountBillingWorkflow:
                 lambda: (
                     bool(self._pending)
                     or self._resync_requested
-                    or (self._should_continue_as_new() and workflow.all_handlers_finished())
+                    or (
+                        self._should_continue_as_new()
+                        and workflow.all_handlers_finished()
+                        # Nothing in flight (go), or an email not yet asked to stop.
+                        and (
+                            not self._emails_in_flight
+                            or not self._emails_in_flight.keys() <= self._emails_handed_over.keys()
+                        )
+                    )
                     # An operator update moved the deadline: re-arm the timer.
                     or self._next_wake_up() != deadline
                 ),
@@ -714,12 +731,15 @@ class AccountBillingWorkflow:
             start_to_close_timeout=EMAIL_TIMEOUT,
             schedule_to_close_timeout=time_left,
             retry_policy=EMAIL_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
         self._emails_in_flight[key] = (email, task)
         task.add_done_callback(lambda done: self._email_done(key, done))
 
     def _email_done(self, key: str, task: asyncio.Future[Any]) -> None:
         self._emails_in_flight.pop(key, None)
+        if key in self._emails_handed_over:
+            return  # stopped for the next run, or done just before it stopped
         if not task.cancelled() and task.exception() is not None:
             # Given up after retries or refused (bad template): the outbox row says why.
             workflow.logger.error("email %s not sent: %s", key, task.exception())
