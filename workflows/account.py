@@ -457,11 +457,22 @@ class AccountBillingWorkflow:
         self._send_due_reminders()
 
     async def _rebuild_from_database(self) -> None:
-        """A first run, or a new run after an operator terminated the old one."""
-        stored: StoredAccountState = await self._quick(
-            AccountStoreActivities.load_account_state,
-            self._account_id,
-        )
+        """A first run, or a new run after an operator terminated the old one. Until the
+        database answers, nothing else can happen; the events arriving meanwhile wait in the
+        run (never lost with a failed run)."""
+        while True:
+            try:
+                stored: StoredAccountState = await self._quick(
+                    AccountStoreActivities.load_account_state,
+                    self._account_id,
+                )
+            except ActivityError as err:
+                self._record_failure("cannot read the account from the database", err)
+                assert self._state.retry_at is not None
+                await workflow.sleep(self._state.retry_at - workflow.now())
+            else:
+                break
+        self._clear_sync_error()
         self._state.customer_id = stored.customer_id
         self._state.entitlement_version = stored.entitlement_version
         if stored.lifecycle is not None:
