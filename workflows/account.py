@@ -115,14 +115,15 @@ UPDATE_STRIPE_BUDGET = timedelta(minutes=2)
 RETRY_FIRST_DELAY = timedelta(minutes=1)
 RETRY_MAX_DELAY = timedelta(hours=1)
 RETRY_MAX_DOUBLINGS = 6  # 64 minutes: past the maximum, and 2**n never overflows
-# SMTP being down is waited out for up to three days, then the email is given up (and the
-# outbox row shows the last error); the account's processing never waits for email.
+# An email is one attempt at a time (an activity of one attempt, at most EMAIL_TIMEOUT); the
+# account retries a failed one on its own timer, 10 s after the first failure, doubling up to
+# 10 minutes, for up to three days (then it is given up and the outbox row shows the last
+# error). So SMTP being down never holds up the account, nor its continue-as-new for longer
+# than an attempt under way.
 EMAIL_TIMEOUT = timedelta(minutes=2)
-EMAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=10),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-)
+EMAIL_ATTEMPT = RetryPolicy(maximum_attempts=1)
+EMAIL_FIRST_RETRY = timedelta(seconds=10)
+EMAIL_MAX_RETRY = timedelta(minutes=10)
 EMAIL_GIVE_UP_AFTER = timedelta(days=3)
 # Emails that only make sense while the account is still unpaid when they go out.
 DUNNING_REMINDER_KINDS = frozenset(
@@ -151,6 +152,16 @@ class StripeEventSignal:
 
 
 @dataclass
+class UnsentEmail:
+    """An email not sent yet: what to send, and where its attempts stand."""
+
+    request: SendEmailInput
+    give_up_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+
+
+@dataclass
 class AccountState:
     """Everything that must survive continue-as-new."""
 
@@ -169,15 +180,8 @@ class AccountState:
     sync_error_kind: str | None = None
     retry_at: datetime | None = None
     failed_attempts: int = 0
-
-
-@dataclass
-class EmailInFlight:
-    """An email being sent; carried into the next run, which starts it again, so
-    continue-as-new never waits on SMTP."""
-
-    request: SendEmailInput
-    give_up_at: datetime
+    # Emails whose last attempt failed, waiting for their next one.
+    emails_to_retry: list[UnsentEmail] = field(default_factory=list)
 
 
 @dataclass
@@ -206,7 +210,6 @@ class AccountWorkflowInput:
     account_id: str
     state: AccountState | None = None
     pending_events: list[StripeEventSignal] = field(default_factory=list)
-    emails_in_flight: list[EmailInFlight] = field(default_factory=list)
     # Test-only knob: continue-as-new after this many events so that path is exercised.
     continue_as_new_after_events: int | None = None
 
@@ -230,11 +233,8 @@ class AccountBillingWorkflow:
         # would silently overwrite the other. Whoever holds it only awaits activities, never
         # the main loop or a handler, so waiting for it cannot close a cycle.
         self._lock = asyncio.Lock()
-        # Emails being sent (retried while SMTP is down), by key, with their activity.
-        self._emails_in_flight: dict[str, tuple[EmailInFlight, asyncio.Future[Any]]] = {}
-        # Emails this run stopped so that it can continue as new; the next run sends them.
-        self._emails_handed_over: dict[str, EmailInFlight] = {}
-        self._emails_to_restart = list(input.emails_in_flight)
+        # Emails with an attempt under way, by key.
+        self._emails_in_flight: dict[str, UnsentEmail] = {}
 
     @workflow.signal(name="stripe_event")
     def stripe_event(self, event: StripeEventSignal) -> None:
@@ -406,36 +406,30 @@ class AccountBillingWorkflow:
     async def run(self, input: AccountWorkflowInput) -> None:
         if input.state is None:
             await self._rebuild_from_database()
-        for email in self._emails_to_restart:
-            self._start_email(email)
         while True:
             await self._wait_for_work()
             await self._follow_stripe_and_clock()
-            if self._should_continue_as_new() and workflow.all_handlers_finished():
-                self._hand_over_emails()
-                # Checked with no await before the continue-as-new: no handler can start in
-                # between. Until then the loop keeps serving events and timers, so a handler
-                # waiting on the account's progress never waits on this.
-                if not self._emails_in_flight:
-                    workflow.continue_as_new(
-                        AccountWorkflowInput(
-                            account_id=self._account_id,
-                            state=self.state(),
-                            pending_events=self._pending,
-                            emails_in_flight=list(self._emails_handed_over.values()),
-                            continue_as_new_after_events=self._continue_as_new_after,
-                        )
+            # Checked with no await before the continue-as-new: no handler can start in
+            # between. Until then the loop keeps serving events and timers, so a handler
+            # waiting on the account's progress never waits on this. An email attempt under
+            # way is let finish (its retries are the account's own timers, in its state): a
+            # closed run never leaves an attempt behind to race the next run's.
+            if self._ready_to_continue_as_new():
+                workflow.continue_as_new(
+                    AccountWorkflowInput(
+                        account_id=self._account_id,
+                        state=self.state(),
+                        pending_events=self._pending,
+                        continue_as_new_after_events=self._continue_as_new_after,
                     )
+                )
 
-    def _hand_over_emails(self) -> None:
-        """Stop this run's emails for the next run to send: their retries (SMTP may be down
-        for days) are never waited for. A retry waiting for its backoff stops at once, an
-        attempt under way when it ends (at most EMAIL_TIMEOUT, usually milliseconds): no
-        closed run leaves an attempt behind to race the next run's."""
-        for key, (email, sending) in list(self._emails_in_flight.items()):
-            if key not in self._emails_handed_over:
-                self._emails_handed_over[key] = email
-                sending.cancel()
+    def _ready_to_continue_as_new(self) -> bool:
+        return (
+            self._should_continue_as_new()
+            and workflow.all_handlers_finished()
+            and not self._emails_in_flight
+        )
 
     async def _follow_stripe_and_clock(self) -> None:
         """One pass of the loop: apply what Stripe says now, let time pass, make a due plan
@@ -455,6 +449,7 @@ class AccountBillingWorkflow:
             if self._state.sync_error is None:
                 self._state.failed_attempts = 0
         self._send_due_reminders()
+        self._retry_due_emails()
 
     async def _rebuild_from_database(self) -> None:
         """A first run, or a new run after an operator terminated the old one. Until the
@@ -483,15 +478,17 @@ class AccountBillingWorkflow:
         self._publish_for_operators()
 
     def _next_wake_up(self) -> datetime | None:
-        if self._state.retry_at is not None:
+        state = self._state
+        deadlines: list[datetime | None]
+        if state.retry_at is not None:
             # Past deadlines wait for the retry too, or a failing step would spin.
-            return self._state.retry_at
-        deadlines = [
-            next_deadline(self._state.lifecycle),
-            next_ladder_step_at(
-                self._state.lifecycle, self._state.dunning_policy, set(self._state.ladder_sent)
-            ),
-        ]
+            deadlines = [state.retry_at]
+        else:
+            deadlines = [
+                next_deadline(state.lifecycle),
+                next_ladder_step_at(state.lifecycle, state.dunning_policy, set(state.ladder_sent)),
+            ]
+        deadlines += [email.next_attempt_at for email in state.emails_to_retry]
         return min((d for d in deadlines if d is not None), default=None)
 
     async def _wait_for_work(self) -> None:
@@ -504,15 +501,7 @@ class AccountBillingWorkflow:
                 lambda: (
                     bool(self._pending)
                     or self._resync_requested
-                    or (
-                        self._should_continue_as_new()
-                        and workflow.all_handlers_finished()
-                        # Nothing in flight (go), or an email not yet asked to stop.
-                        and (
-                            not self._emails_in_flight
-                            or not self._emails_in_flight.keys() <= self._emails_handed_over.keys()
-                        )
-                    )
+                    or self._ready_to_continue_as_new()
                     # An operator update moved the deadline: re-arm the timer.
                     or self._next_wake_up() != deadline
                 ),
@@ -729,31 +718,46 @@ class AccountBillingWorkflow:
             context=email.context,
             only_in_states=(sorted(UNPAID_STATES) if email.kind in DUNNING_REMINDER_KINDS else []),
         )
-        self._start_email(EmailInFlight(request, workflow.now() + EMAIL_GIVE_UP_AFTER))
+        already = {e.request.key for e in self._state.emails_to_retry}
+        if request.key not in already and request.key not in self._emails_in_flight:
+            self._attempt_email(UnsentEmail(request, workflow.now() + EMAIL_GIVE_UP_AFTER))
 
-    def _start_email(self, email: EmailInFlight) -> None:
+    def _attempt_email(self, email: UnsentEmail) -> None:
         key = email.request.key
-        time_left = email.give_up_at - workflow.now()
-        if key in self._emails_in_flight or time_left <= timedelta(0):
-            return
+        email.attempts += 1
         task = workflow.start_activity_method(
             NotificationActivities.send_email,
             email.request,
             start_to_close_timeout=EMAIL_TIMEOUT,
-            schedule_to_close_timeout=time_left,
-            retry_policy=EMAIL_RETRY,
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            retry_policy=EMAIL_ATTEMPT,
         )
-        self._emails_in_flight[key] = (email, task)
-        task.add_done_callback(lambda done: self._email_done(key, done))
+        self._emails_in_flight[key] = email
+        task.add_done_callback(lambda done: self._email_attempt_done(email, done))
 
-    def _email_done(self, key: str, task: asyncio.Future[Any]) -> None:
-        self._emails_in_flight.pop(key, None)
-        if key in self._emails_handed_over:
-            return  # stopped for the next run, or done just before it stopped
-        if not task.cancelled() and task.exception() is not None:
-            # Given up after retries or refused (bad template): the outbox row says why.
-            workflow.logger.error("email %s not sent: %s", key, task.exception())
+    def _email_attempt_done(self, email: UnsentEmail, task: asyncio.Future[Any]) -> None:
+        self._emails_in_flight.pop(email.request.key, None)
+        error = None if task.cancelled() else task.exception()
+        if error is None:
+            return
+        delay = min(EMAIL_FIRST_RETRY * 2 ** min(email.attempts - 1, 6), EMAIL_MAX_RETRY)
+        retry_at = workflow.now() + delay
+        if (isinstance(error, ActivityError) and _is_final(error)) or retry_at > email.give_up_at:
+            # Refused (a bad template) or given up: the outbox row says why.
+            workflow.logger.error("email %s not sent: %s", email.request.key, error)
+            return
+        email.next_attempt_at = retry_at
+        self._state.emails_to_retry.append(email)
+
+    def _retry_due_emails(self) -> None:
+        now = workflow.now()
+        due = [
+            e
+            for e in self._state.emails_to_retry
+            if e.next_attempt_at is not None and e.next_attempt_at <= now
+        ]
+        self._state.emails_to_retry = [e for e in self._state.emails_to_retry if e not in due]
+        for email in due:
+            self._attempt_email(email)
 
     async def _when_ready(self, check: Callable[..., None], *args: Any) -> None:
         """Wait for a first run's rebuild, then check the request against the real state: a
