@@ -6,8 +6,9 @@ restarted worker asking for a key already `sent` gets `already_sent` and nothing
 second send happens only when SMTP accepted the message and the attempt then ended before
 its row was marked `sent` (docs/reliability.md, "Email delivery").
 The row is claimed (`pending`, one more attempt) and committed before the SMTP conversation,
-so a failed attempt leaves its error for operators; SMTP errors are raised again for Temporal
-to retry with backoff, and only a successful send marks the row `sent`.
+so a failed attempt leaves its error for operators; SMTP errors are raised again (transient:
+the account workflow tries again on its timer), and only a successful send marks the row
+`sent`.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class NotificationActivities:
             # Any failure, not only SMTP's: the row shows operators why the email is late.
             error = f"{type(err).__name__}: {err}"
             await self._db(lambda session: outbox.mark_failed(session, key, error))
-            # Raised again: Temporal retries it with backoff, with the same key.
+            # Raised again: the account workflow tries again later, with the same key.
             raise
         await self._db(lambda session: outbox.mark_sent(session, key))
         activity.logger.info(
