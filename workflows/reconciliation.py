@@ -35,8 +35,11 @@ PAGE_TIMEOUT = timedelta(minutes=2)
 # Listing every subscription takes a request per 100; it heartbeats per page.
 SWEEP_LIST_TIMEOUT = timedelta(minutes=30)
 SWEEP_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
-# A resync waits for the account to re-fetch from Stripe and write its entitlements.
+# A resync waits for the account to re-fetch from Stripe and write its entitlements. One
+# account is retried for at most RESYNC_BUDGET, then listed as failed for the next run: an
+# account that cannot answer must not hold up this sweep, nor (skipped overlaps) every later one.
 RESYNC_TIMEOUT = timedelta(minutes=2)
+RESYNC_BUDGET = timedelta(minutes=15)
 
 
 @dataclass
@@ -145,6 +148,7 @@ class SubscriptionSweepWorkflow:
                         update_id=f"sweep/{run_id}/{drifted.account_id}",
                     ),
                     start_to_close_timeout=RESYNC_TIMEOUT,
+                    schedule_to_close_timeout=RESYNC_BUDGET,
                     retry_policy=PATIENT_RETRY,
                 )
             except ActivityError as err:
