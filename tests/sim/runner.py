@@ -659,7 +659,7 @@ UPDATES = {
 # A run normally takes seconds of wall time. The time-skipping server holds time still while
 # a task is in flight; a task lost at a worker restart can hold it for a retry interval in
 # real time. Such a run says nothing either way and is reported as inconclusive.
-WALL_LIMIT_SECONDS = float(os.environ.get("SIM_WALL_LIMIT", "60"))
+WALL_LIMIT_SECONDS = float(os.environ.get("SIM_WALL_LIMIT", "15"))
 
 
 async def run_schedule(world: World, schedule: Schedule) -> RunResult:
