@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,35 @@ class Faults:
     crashed_after_accept: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Activity executions under way, and those a worker restart lost (see `restart_worker`).
+    _running: set[int] = field(default_factory=set)
+    _lost: set[int] = field(default_factory=set)
+    _tokens: itertools.count[int] = field(default_factory=itertools.count)
+
+    def restart_worker(self) -> None:
+        """The worker dies and a new one takes over: the answers of the activities under way
+        never reach the server, which retries them once their timeout passes. Emulated in
+        the same worker, the answer is replaced by a retryable failure at once: a real
+        restart leaves the time-skipping server holding time still, in real time, until the
+        lost attempt's timeout (30 s, 2 min for an email) or, with a workflow cache, a task
+        sent to the dead worker's sticky queue (never handed back by the test server)."""
+        with self._lock:
+            self._lost |= self._running
+
+    def begin(self) -> int:
+        with self._lock:
+            token = next(self._tokens)
+            self._running.add(token)
+        return token
+
+    def end(self, token: int) -> bool:
+        """Whether this execution's answer was lost with a restarted worker."""
+        with self._lock:
+            self._running.discard(token)
+            if token in self._lost:
+                self._lost.discard(token)
+                return True
+        return False
 
     def before(self, name: str, module: str) -> None:
         with self._lock:
@@ -93,6 +123,14 @@ class Faults:
 _background: set[asyncio.Future[None]] = set()
 
 
+class WorkerLost(Exception):
+    """A plain (retryable) error, as the server's timeout of a lost attempt is."""
+
+
+def _lost() -> WorkerLost:
+    return WorkerLost("simulated: the worker restarted, this attempt's answer was lost")
+
+
 def wrap_activities(
     activities: list[Callable[..., Any]], faults: Faults
 ) -> list[Callable[..., Any]]:
@@ -109,18 +147,37 @@ def _wrap(fn: Callable[..., Any], faults: Faults) -> Callable[..., Any]:
 
         @functools.wraps(fn, updated=())
         async def wrapper_async(*args: Any) -> Any:
-            faults.before(name, module)
-            result = await fn(*args)
-            faults.after(name, module, args)
+            token = faults.begin()
+            try:
+                faults.before(name, module)
+                result = await fn(*args)
+                faults.after(name, module, args)
+            except asyncio.CancelledError:
+                faults.end(token)  # cancelled: the server asked, and is told
+                raise
+            except Exception:
+                if faults.end(token):
+                    raise _lost() from None
+                raise
+            if faults.end(token):
+                raise _lost()
             return result
 
         return activity.defn(name=name)(wrapper_async)
 
     @functools.wraps(fn, updated=())
     def wrapper(*args: Any) -> Any:
-        faults.before(name, module)
-        result = fn(*args)
-        faults.after(name, module, args)
+        token = faults.begin()
+        try:
+            faults.before(name, module)
+            result = fn(*args)
+            faults.after(name, module, args)
+        except Exception:
+            if faults.end(token):
+                raise _lost() from None
+            raise
+        if faults.end(token):
+            raise _lost()
         return result
 
     return activity.defn(name=name)(wrapper)
