@@ -14,8 +14,8 @@ from tests.sim.runner import run_schedule
 from tests.sim.schedule import generate, reproduction
 from tests.sim.world import World, running_world
 
-# About 3 minutes per database on 2 cores; SIM_CI_SEEDS widens it locally.
-CI_SEEDS = range(int(os.environ.get("SIM_CI_SEEDS", "30")))
+# About 1.5 minutes per database on 2 cores; SIM_CI_SEEDS widens it locally.
+CI_SEEDS = range(int(os.environ.get("SIM_CI_SEEDS", "60")))
 # Minimising reruns the seed; a small budget keeps a red CI run within minutes.
 MINIMIZE_RUNS = int(os.environ.get("SIM_MINIMIZE_RUNS", "6"))
 
