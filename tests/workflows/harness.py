@@ -219,17 +219,22 @@ class Harness:
             if e.HasField("activity_task_scheduled_event_attributes")
         ]
 
+    async def state_if_answered(self, account_id: str) -> AccountState | None:
+        """The state, or None when the query was missed (a run just continued as new can miss
+        one): for probes that ask again."""
+        try:
+            return await self.handle(account_id).query(
+                AccountBillingWorkflow.state, rpc_timeout=timedelta(seconds=2)
+            )
+        except RPCError:
+            return None
+
     async def wait_until_handled(self, account_id: str, event_id: str) -> AccountState:
         """`event_id` and, since signals are handled in order, every earlier event is done."""
 
         async def probe() -> AccountState | None:
-            try:
-                state = await self.handle(account_id).query(
-                    AccountBillingWorkflow.state, rpc_timeout=timedelta(seconds=2)
-                )
-            except RPCError:  # a run just continued-as-new can miss a query: ask again
-                return None
-            return state if event_id in state.seen_event_ids else None
+            state = await self.state_if_answered(account_id)
+            return state if state is not None and event_id in state.seen_event_ids else None
 
         return await wait_for(probe, what=f"{account_id} to handle {event_id}")
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.common import TypedSearchAttributes
-from temporalio.testing import WorkflowEnvironment
 
 from db import repository
 from db.models import StripeEvent
@@ -22,15 +19,7 @@ from workflows.account import (
     GRACE_ENDS_AT,
 )
 
-from .harness import Harness, running_harness, subscription
-
-
-@pytest.fixture
-async def harness(
-    workflow_env: WorkflowEnvironment, session_factory: sessionmaker[Session]
-) -> AsyncIterator[Harness]:
-    async with running_harness(workflow_env, session_factory) as h:
-        yield h
+from .harness import Harness, subscription
 
 
 async def subscribe(h: Harness, status: str = "active", **kwargs) -> tuple[str, str]:

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
-
-import pytest
-from sqlalchemy.orm import Session, sessionmaker
-from temporalio.testing import WorkflowEnvironment
 
 from db import outbox
 from domain.operator_actions import OperatorRequest
 from tests.conftest import wait_for
 from workflows.starter import run_operator_action
 
-from .harness import Harness, running_harness, subscription
-
-
-@pytest.fixture
-async def harness(
-    workflow_env: WorkflowEnvironment, session_factory: sessionmaker[Session]
-) -> AsyncIterator[Harness]:
-    async with running_harness(workflow_env, session_factory) as h:
-        yield h
+from .harness import Harness, subscription
 
 
 async def failing_account(h: Harness) -> tuple[str, str]:

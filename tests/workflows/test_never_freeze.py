@@ -4,36 +4,22 @@ conflicting event can hold its workflow, and every failure shows as its sync err
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
-from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
 
 from db import outbox
 from tests.conftest import wait_for
 from workflows.account import (
     BILLING_SYNC_ERROR,
-    AccountBillingWorkflow,
     AccountState,
     CancelRequest,
 )
 
-from .harness import Harness, running_harness, subscription
+from .harness import Harness, subscription
 
 # Far longer than any of these steps takes here; the old code never answered at all.
 ANSWER_WITHIN_SECONDS = 20
-
-
-@pytest.fixture
-async def harness(
-    workflow_env: WorkflowEnvironment, session_factory: sessionmaker[Session]
-) -> AsyncIterator[Harness]:
-    async with running_harness(workflow_env, session_factory) as h:
-        yield h
 
 
 async def _run_id(h: Harness, account: str) -> str:
@@ -109,13 +95,8 @@ async def _email_retrying(h: Harness, account: str) -> str:
     email continue-as-new used to wait for."""
 
     async def retrying() -> str | None:
-        try:
-            state = await h.handle(account).query(
-                AccountBillingWorkflow.state, rpc_timeout=timedelta(seconds=2)
-            )
-        except RPCError:  # a run just continued-as-new can miss a query: ask again
-            return None
-        if not state.emails_to_retry:
+        state = await h.state_if_answered(account)
+        if state is None or not state.emails_to_retry:
             return None
         return (await h.handle(account).describe()).run_id
 

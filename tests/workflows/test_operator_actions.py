@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.testing import WorkflowEnvironment
 
 from db.models import OperatorAction
 from domain.operator_actions import OperatorRequest
 from workflows.starter import run_operator_action
 
-from .harness import Harness, running_harness, subscription
-
-
-@pytest.fixture
-async def harness(
-    workflow_env: WorkflowEnvironment, session_factory: sessionmaker[Session]
-) -> AsyncIterator[Harness]:
-    async with running_harness(workflow_env, session_factory) as h:
-        yield h
+from .harness import Harness, subscription
 
 
 async def act(h: Harness, account: str, action: str, **fields) -> object:
