@@ -72,7 +72,8 @@ class SweepResult:
     subscriptions_checked: int = 0
     accounts_resynced: list[str] = field(default_factory=list)
     customers_without_account: list[str] = field(default_factory=list)
-    # Refused for good (the customer is linked to another account): operators decide.
+    # Refused for good (the customer is linked to another account), or not answering within
+    # RESYNC_BUDGET: operators decide, or the next run tries again.
     accounts_failed: list[str] = field(default_factory=list)
     # Drifted accounts beyond `max_resyncs`, left for the next run.
     accounts_left: int = 0
