@@ -421,7 +421,11 @@ class AccountBillingWorkflow:
                         state=self.state(),
                         pending_events=self._pending,
                         continue_as_new_after_events=self._continue_as_new_after,
-                    )
+                    ),
+                    # Only the attributes that hold a value: an unset one copied into the next
+                    # run stays a null the client cannot decode on describe() (seen on the
+                    # time-skipping server, seeds 313 and 685 of the simulation).
+                    search_attributes=workflow.info().typed_search_attributes,
                 )
 
     def _ready_to_continue_as_new(self) -> bool:
