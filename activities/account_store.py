@@ -22,6 +22,9 @@ from domain.lifecycle import Lifecycle
 from domain.operator_actions import OperatorRequest
 
 REQUEST_JSON = TypeAdapter(OperatorRequest)
+# The failure type of a write whose version already holds another lifecycle; its one detail
+# is the stored version.
+VERSION_TAKEN = "EntitlementVersionTaken"
 
 
 @dataclass
@@ -106,17 +109,32 @@ class AccountStoreActivities:
     @activity.defn
     @classify_failures
     def write_entitlements(self, request: WriteEntitlementsInput) -> bool:
+        """Store the entitlements at `request.version`; False when that version already holds
+        this very lifecycle (a repeat). The version holding another lifecycle raises
+        `EntitlementVersionTaken` with the stored version: a write whose workflow task was lost
+        after it landed, redone from newer Stripe data, must go after it, never be dropped."""
         entitlements = entitlements_for(request.lifecycle, self._catalog)
+        lifecycle = LIFECYCLE_JSON.dump_python(request.lifecycle, mode="json")
         with self._sessions.begin() as session:
             applied = repository.write_entitlements(
                 session,
                 request.account_id,
                 request.version,
                 entitlements,
-                LIFECYCLE_JSON.dump_python(request.lifecycle, mode="json"),
+                lifecycle,
                 request.cause,
                 request.notices,
             )
+            if not applied:
+                stored = repository.stored_account(session, request.account_id)
+                if stored is not None and stored.lifecycle != lifecycle:
+                    raise ApplicationError(
+                        f"entitlement version {request.version} is taken: the stored version "
+                        f"{stored.version} holds another lifecycle",
+                        stored.version,
+                        type=VERSION_TAKEN,
+                        non_retryable=True,
+                    )
             if request.events:
                 repository.record_stripe_events(
                     session, request.account_id, _event_rows(request.events)

@@ -21,6 +21,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.account_store import (
+        VERSION_TAKEN,
         AccountStoreActivities,
         LinkCustomerInput,
         OperatorActionRecord,
@@ -661,17 +662,31 @@ class AccountBillingWorkflow:
         if not result.changed:
             return False
         version = self._state.entitlement_version + 1
-        await self._quick(
-            AccountStoreActivities.write_entitlements,
-            WriteEntitlementsInput(
-                account_id=self._account_id,
-                version=version,
-                lifecycle=result.after,
-                cause=cause,
-                notices=[str(n) for n in result.notices],
-                events=received or [],
-            ),
-        )
+        while True:
+            try:
+                await self._quick(
+                    AccountStoreActivities.write_entitlements,
+                    WriteEntitlementsInput(
+                        account_id=self._account_id,
+                        version=version,
+                        lifecycle=result.after,
+                        cause=cause,
+                        notices=[str(n) for n in result.notices],
+                        events=received or [],
+                    ),
+                )
+                break
+            except ActivityError as err:
+                taken = _version_taken(err)
+                if taken is None:
+                    # The write may have landed before its answer was lost: the next write,
+                    # maybe of another lifecycle, takes a newer version.
+                    self._state.entitlement_version = version
+                    raise
+                # A write of this version landed from a workflow task that was then lost
+                # (a worker crash), and this one was redone from newer Stripe data.
+                workflow.logger.warning("entitlement %s; writing after it", err.cause)
+                version = taken + 1
         self._state.lifecycle = result.after
         self._state.entitlement_version = version
         self._publish_for_operators()
@@ -918,3 +933,11 @@ def _failure_kind(cause: BaseException) -> str:
     if isinstance(cause, ActivityTimeout):
         return "Unavailable"  # retried within its budget, still failing
     return type(cause).__name__
+
+
+def _version_taken(err: ActivityError) -> int | None:
+    """The stored version, when the write failed because its version holds another lifecycle."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == VERSION_TAKEN and cause.details:
+        return int(cause.details[0])
+    return None

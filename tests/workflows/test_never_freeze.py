@@ -7,8 +7,12 @@ import asyncio
 from datetime import timedelta
 
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import ActivityEnvironment
 
+from activities.account_store import AccountStoreActivities, WriteEntitlementsInput
 from db import outbox
+from domain.catalog import default_catalog
+from domain.lifecycle import BillingState, Lifecycle
 from tests.conftest import wait_for
 from workflows.account import (
     BILLING_SYNC_ERROR,
@@ -169,3 +173,28 @@ async def test_a_second_live_plan_subscription_is_shown_to_operators(harness: Ha
     harness.stripe.other_live_plans.clear()
     state = await harness.wait_until_handled(account, await harness.send(account, customer))
     assert state.sync_error is None and state.sync_error_kind is None
+
+
+async def test_a_version_written_by_a_lost_workflow_task_is_written_after_not_dropped(
+    harness: Harness,
+) -> None:
+    """Found by the simulation (seed 903): a workflow task wrote version 2 and was lost (a
+    worker crash) before it completed; redone from newer Stripe data it wrote version 2
+    again, which the store ignored, and the app kept the old answer for good."""
+    account, customer = harness.new_account()
+    harness.stripe.subscriptions[customer] = subscription(customer, "active")
+    await harness.send(account, customer, "checkout.session.completed")
+    await harness.wait_for_entitlements(account, state="active", version=1)
+    lost_write = WriteEntitlementsInput(
+        account_id=account,
+        version=2,
+        lifecycle=Lifecycle(state=BillingState.PAST_DUE, subscription=subscription(customer)),
+        cause="a workflow task that was lost",
+    )
+    store = AccountStoreActivities(harness.sessions, default_catalog())
+    ActivityEnvironment().run(store.write_entitlements, lost_write)
+
+    harness.stripe.subscriptions[customer] = subscription(customer, "active", plan="team")
+    await harness.send(account, customer)
+    record = await harness.wait_for_entitlements(account, state="active", version=3)
+    assert record.plan == "team"
