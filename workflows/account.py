@@ -115,14 +115,15 @@ UPDATE_STRIPE_BUDGET = timedelta(minutes=2)
 # After a failed step, the account tries again after 1 minute, doubling up to an hour.
 RETRY_FIRST_DELAY = timedelta(minutes=1)
 RETRY_MAX_DELAY = timedelta(hours=1)
-RETRY_MAX_DOUBLINGS = 6  # 64 minutes: past the maximum, and 2**n never overflows
+# Both backoffs stop doubling here (64× the first delay, past either maximum), so 2**n never
+# overflows timedelta however many attempts failed.
+MAX_DOUBLINGS = 6
 # An email is one attempt at a time (an activity of one attempt, at most EMAIL_TIMEOUT); the
 # account retries a failed one on its own timer, 10 s after the first failure, doubling up to
 # 10 minutes, for up to three days (then it is given up and the outbox row shows the last
 # error). So SMTP being down never holds up the account, nor its continue-as-new for longer
 # than an attempt under way.
 EMAIL_TIMEOUT = timedelta(minutes=2)
-EMAIL_ATTEMPT = RetryPolicy(maximum_attempts=1)
 EMAIL_FIRST_RETRY = timedelta(seconds=10)
 EMAIL_MAX_RETRY = timedelta(minutes=10)
 EMAIL_GIVE_UP_AFTER = timedelta(days=3)
@@ -709,8 +710,7 @@ class AccountBillingWorkflow:
     def _record_failure(self, what: str, err: Exception) -> None:
         """`_note_sync_error`, and try again later, backing off up to an hour."""
         self._note_sync_error(what, err)
-        doublings = min(self._state.failed_attempts, RETRY_MAX_DOUBLINGS)
-        delay = min(RETRY_FIRST_DELAY * 2**doublings, RETRY_MAX_DELAY)
+        delay = _backoff(RETRY_FIRST_DELAY, self._state.failed_attempts, RETRY_MAX_DELAY)
         self._state.failed_attempts += 1
         self._state.retry_at = workflow.now() + delay
 
@@ -748,7 +748,7 @@ class AccountBillingWorkflow:
             NotificationActivities.send_email,
             email.request,
             start_to_close_timeout=EMAIL_TIMEOUT,
-            retry_policy=EMAIL_ATTEMPT,
+            retry_policy=SINGLE_ATTEMPT,
         )
         self._emails_in_flight[key] = email
         task.add_done_callback(lambda done: self._email_attempt_done(email, done))
@@ -758,7 +758,7 @@ class AccountBillingWorkflow:
         error = None if task.cancelled() else task.exception()
         if error is None:
             return
-        delay = min(EMAIL_FIRST_RETRY * 2 ** min(email.attempts - 1, 6), EMAIL_MAX_RETRY)
+        delay = _backoff(EMAIL_FIRST_RETRY, email.attempts - 1, EMAIL_MAX_RETRY)
         retry_at = workflow.now() + delay
         if (isinstance(error, ActivityError) and _is_final(error)) or retry_at > email.give_up_at:
             # Refused (a bad template) or given up: the outbox row says why.
@@ -941,3 +941,8 @@ def _version_taken(err: ActivityError) -> int | None:
     if isinstance(cause, ApplicationError) and cause.type == VERSION_TAKEN and cause.details:
         return int(cause.details[0])
     return None
+
+
+def _backoff(first: timedelta, failures_before: int, maximum: timedelta) -> timedelta:
+    """`first`, doubled for each earlier failure, at most `maximum`."""
+    return min(first * 2 ** min(failures_before, MAX_DOUBLINGS), maximum)
