@@ -144,6 +144,14 @@ class Harness:
         suffix = uuid4().hex[:10]
         return f"acct_{suffix}", f"cus_{suffix}"
 
+    async def subscribe(self, status: str = "active", **kwargs: Any) -> tuple[str, str]:
+        """A new account whose checkout completed on a subscription in `status`."""
+        account_id, customer_id = self.new_account()
+        self.stripe.subscriptions[customer_id] = subscription(customer_id, status, **kwargs)
+        await self.send(account_id, customer_id, "checkout.session.completed")
+        await self.wait_for_entitlements(account_id, state=status, version=1)
+        return account_id, customer_id
+
     async def send(
         self,
         account_id: str,

@@ -22,16 +22,8 @@ from workflows.account import (
 from .harness import Harness, subscription
 
 
-async def subscribe(h: Harness, status: str = "active", **kwargs) -> tuple[str, str]:
-    account, customer = h.new_account()
-    h.stripe.subscriptions[customer] = subscription(customer, status, **kwargs)
-    await h.send(account, customer, "checkout.session.completed")
-    await h.wait_for_entitlements(account, state=status, version=1)
-    return account, customer
-
-
 async def test_checkout_links_the_customer_and_grants_the_plan(harness: Harness) -> None:
-    account, customer = await subscribe(harness, plan="team", seats=4)
+    account, customer = await harness.subscribe(plan="team", seats=4)
 
     record = harness.entitlements(account)
     assert record is not None
@@ -60,7 +52,7 @@ async def test_checkout_links_the_customer_and_grants_the_plan(harness: Harness)
 async def test_stripe_changes_move_an_active_account(
     harness: Harness, status: str, cancel: bool, expected_state: str, expected_access: str
 ) -> None:
-    account, customer = await subscribe(harness)
+    account, customer = await harness.subscribe()
     harness.stripe.subscriptions[customer] = subscription(customer, status, cancel=cancel)
 
     await harness.send(account, customer)
@@ -71,7 +63,7 @@ async def test_stripe_changes_move_an_active_account(
 
 
 async def test_first_payment_incomplete_keeps_the_free_plan(harness: Harness) -> None:
-    account, customer = await subscribe(harness, "incomplete")
+    account, customer = await harness.subscribe("incomplete")
     record = harness.entitlements(account)
     assert record is not None
     assert (record.plan, record.message) == ("free", "finish_payment")
@@ -82,7 +74,7 @@ async def test_first_payment_incomplete_keeps_the_free_plan(harness: Harness) ->
 
 
 async def test_grace_expires_into_restricted_on_a_durable_timer(harness: Harness) -> None:
-    account, customer = await subscribe(harness)
+    account, customer = await harness.subscribe()
     harness.stripe.subscriptions[customer] = subscription(customer, "past_due")
     await harness.send(account, customer, "invoice.payment_failed")
     past_due = await harness.wait_for_entitlements(account, state="past_due")
@@ -96,7 +88,7 @@ async def test_grace_expires_into_restricted_on_a_durable_timer(harness: Harness
 
 
 async def test_annual_plans_get_fourteen_days_of_grace(harness: Harness) -> None:
-    account, customer = await subscribe(harness, interval="year")
+    account, customer = await harness.subscribe(interval="year")
     harness.stripe.subscriptions[customer] = subscription(customer, "past_due", interval="year")
     await harness.send(account, customer, "invoice.payment_failed")
     await harness.wait_for_entitlements(account, state="past_due")
@@ -111,7 +103,7 @@ async def test_annual_plans_get_fourteen_days_of_grace(harness: Harness) -> None
 
 
 async def test_payment_recovered_in_grace_cancels_the_restriction(harness: Harness) -> None:
-    account, customer = await subscribe(harness)
+    account, customer = await harness.subscribe()
     harness.stripe.subscriptions[customer] = subscription(customer, "past_due")
     await harness.send(account, customer, "invoice.payment_failed")
     await harness.wait_for_entitlements(account, state="past_due", version=2)
@@ -128,7 +120,7 @@ async def test_payment_recovered_in_grace_cancels_the_restriction(harness: Harne
 
 
 async def test_recovery_after_restriction_restores_full_access(harness: Harness) -> None:
-    account, customer = await subscribe(harness)
+    account, customer = await harness.subscribe()
     harness.stripe.subscriptions[customer] = subscription(customer, "past_due")
     await harness.send(account, customer, "invoice.payment_failed")
     await harness.wait_for_entitlements(account, state="past_due")
@@ -143,7 +135,7 @@ async def test_recovery_after_restriction_restores_full_access(harness: Harness)
 
 
 async def test_duplicate_deliveries_are_handled_once(harness: Harness) -> None:
-    account, customer = await subscribe(harness)
+    account, customer = await harness.subscribe()
     harness.stripe.subscriptions[customer] = subscription(customer, "past_due")
 
     event_id = await harness.send(account, customer, "invoice.payment_failed")
@@ -249,7 +241,7 @@ async def test_continue_as_new_carries_state_and_the_dedupe_window(harness: Harn
 
 
 async def test_terminated_workflow_is_rebuilt_from_database_and_stripe(harness: Harness) -> None:
-    account, customer = await subscribe(harness)
+    account, customer = await harness.subscribe()
     harness.stripe.subscriptions[customer] = subscription(customer, "past_due")
     failure = await harness.send(account, customer, "invoice.payment_failed")
     before = await harness.wait_for_entitlements(account, state="past_due", version=2)
@@ -270,7 +262,7 @@ async def test_terminated_workflow_is_rebuilt_from_database_and_stripe(harness: 
 
 
 async def test_search_attributes_follow_every_transition(harness: Harness) -> None:
-    account, customer = await subscribe(harness, plan="team", seats=2)
+    account, customer = await harness.subscribe(plan="team", seats=2)
     harness.stripe.subscriptions[customer] = subscription(customer, "past_due", plan="team")
     await harness.send(account, customer, "invoice.payment_failed")
     await harness.wait_for_entitlements(account, state="past_due")
@@ -286,7 +278,7 @@ async def test_search_attributes_follow_every_transition(harness: Harness) -> No
 
 
 async def test_bad_stripe_data_is_reported_and_changes_nothing(harness: Harness) -> None:
-    account, customer = await subscribe(harness)
+    account, customer = await harness.subscribe()
     harness.stripe.broken_customers.add(customer)
     marker = await harness.send(account, customer)
     state = await harness.wait_until_handled(account, marker)
@@ -303,7 +295,7 @@ async def test_bad_stripe_data_is_reported_and_changes_nothing(harness: Harness)
 
 
 async def test_each_event_costs_the_server_no_activity_task(harness: Harness) -> None:
-    account, customer = await subscribe(harness)
+    account, customer = await harness.subscribe()
     harness.stripe.subscriptions[customer] = subscription(customer, "active", seats=4)
     await harness.wait_until_handled(account, await harness.send(account, customer))
 
@@ -316,7 +308,7 @@ async def test_each_event_costs_the_server_no_activity_task(harness: Harness) ->
 async def test_a_failed_local_step_is_retried_as_an_activity_operators_can_see(
     harness: Harness,
 ) -> None:
-    account, customer = await subscribe(harness)
+    account, customer = await harness.subscribe()
     harness.stripe.unreachable_for = 1
     harness.stripe.subscriptions[customer] = subscription(customer, "active", plan="team")
     await harness.wait_until_handled(account, await harness.send(account, customer))
@@ -327,7 +319,7 @@ async def test_a_failed_local_step_is_retried_as_an_activity_operators_can_see(
 
 
 async def test_the_web_ui_shows_a_summary_of_the_account(harness: Harness) -> None:
-    account, customer = await subscribe(harness, plan="team", seats=3)
+    account, customer = await harness.subscribe(plan="team", seats=3)
     marker = await harness.send(account, customer, "invoice.updated")
     await harness.wait_until_handled(account, marker)
 

@@ -117,10 +117,7 @@ async def test_an_event_naming_a_customer_of_another_account_is_reported_not_fat
     harness: Harness,
 ) -> None:
     """Defect 5: `CustomerConflict` escaped the run, so every later event failed a new run."""
-    owner, customer = harness.new_account()
-    harness.stripe.subscriptions[customer] = subscription(customer, "active")
-    await harness.send(owner, customer, "checkout.session.completed")
-    await harness.wait_for_entitlements(owner, state="active")
+    owner, customer = await harness.subscribe()
     named, _ = harness.new_account()
 
     # Metadata names `named`, while the customer is linked to `owner`.
@@ -139,10 +136,7 @@ async def test_an_event_naming_a_customer_of_another_account_is_reported_not_fat
 async def test_stripe_out_past_the_step_budget_is_reported_and_retried_on_its_own(
     harness: Harness,
 ) -> None:
-    account, customer = harness.new_account()
-    harness.stripe.subscriptions[customer] = subscription(customer, "active")
-    await harness.send(account, customer, "checkout.session.completed")
-    await harness.wait_for_entitlements(account, state="active", version=1)
+    account, customer = await harness.subscribe()
 
     harness.stripe.unreachable_for = 10**6
     harness.stripe.subscriptions[customer] = subscription(customer, "past_due")
@@ -181,10 +175,7 @@ async def test_a_version_written_by_a_lost_workflow_task_is_written_after_not_dr
     """Found by the simulation (seed 903): a workflow task wrote version 2 and was lost (a
     worker crash) before it completed; redone from newer Stripe data it wrote version 2
     again, which the store ignored, and the app kept the old answer for good."""
-    account, customer = harness.new_account()
-    harness.stripe.subscriptions[customer] = subscription(customer, "active")
-    await harness.send(account, customer, "checkout.session.completed")
-    await harness.wait_for_entitlements(account, state="active", version=1)
+    account, customer = await harness.subscribe()
     lost_write = WriteEntitlementsInput(
         account_id=account,
         version=2,
