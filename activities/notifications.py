@@ -17,7 +17,6 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
-from urllib.parse import quote
 
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 from activities.failures import classify_failures
 from core import smtp
 from core.config import Settings
+from core.stripe_client import retrieve_customer
 from db import outbox, repository
 from db.outbox import DeliveryRecord
 from domain.catalog import Catalog
@@ -166,9 +166,7 @@ class NotificationActivities:
         if not customer_id:
             return None, "the account has no Stripe customer"
         try:
-            response = await self._stripe.raw_request_async(
-                "get", f"/v1/customers/{quote(customer_id, safe='')}"
-            )
+            customer = await retrieve_customer(self._stripe, customer_id)
         except stripe.InvalidRequestError as err:
             if err.code == "resource_missing":
                 return None, f"Stripe customer {customer_id} does not exist"
@@ -176,7 +174,7 @@ class NotificationActivities:
                 str(err), type="StripeInvalidRequest", non_retryable=True
             ) from err
         # A deleted customer comes back with `deleted` and no email field.
-        address = response.data.get("email")
+        address = customer.get("email")
         if not address:
             return None, f"Stripe customer {customer_id} has no email address"
         return str(address), ""

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import stripe
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.failures import classify_failures
+from core.stripe_client import retrieve_customer
 from domain.catalog import Catalog, DunningPolicy
 from domain.lifecycle import SubscriptionSnapshot
 from domain.subscriptions import deciding_subscription, snapshot_from_stripe
@@ -69,10 +69,7 @@ class StripeSyncActivities:
     async def _check_customer_exists(self, customer_id: str) -> None:
         """No live subscription may also mean a customer Stripe does not know (any more):
         tell that apart from a customer who has none, so it never reads as a cancellation."""
-        response = await self._client.raw_request_async(
-            "get", f"/v1/customers/{quote(customer_id, safe='')}"
-        )
-        if response.data.get("deleted"):
+        if (await retrieve_customer(self._client, customer_id)).get("deleted"):
             raise _customer_missing(customer_id, "was deleted")
 
     async def _subscriptions(self, customer_id: str) -> list[dict[str, Any]]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import quote
+
 import stripe
 
 from core.config import Settings
@@ -26,3 +29,12 @@ def make_stripe_client(
         max_network_retries=2,
         http_client=http_client,
     )
+
+
+async def retrieve_customer(client: stripe.StripeClient, customer_id: str) -> dict[str, Any]:
+    """The customer as plain JSON, read raw and asynchronously (the worker's reads on its event
+    loop); a deleted one comes back with `deleted` and no other fields. Stripe's errors are
+    raised as the library's usual exceptions."""
+    response = await client.raw_request_async("get", f"/v1/customers/{quote(customer_id, safe='')}")
+    data: dict[str, Any] = response.data
+    return data
