@@ -134,6 +134,9 @@ DUNNING_REMINDER_KINDS = frozenset(
 # Marks runs that try the per-event steps as local activities first (see `_quick`); older
 # histories replay with them as regular activities.
 QUICK_STEPS_LOCAL_FIRST = "quick-steps-local-first"
+# Marks runs whose failed steps wait for their retry time (see `_backing_off`); older
+# histories replay with every wake-up trying the step again.
+FAILED_STEP_WAITS_FOR_ITS_RETRY = "failed-step-waits-for-its-retry"
 SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 # A downgrade is made in Stripe this long before the period ends, so the renewal invoice
 # Stripe drafts at the boundary already bills the new price (no proration either way). Its
@@ -224,6 +227,10 @@ class AccountBillingWorkflow:
         self._state = input.state or AccountState()
         self._seen = dict.fromkeys(self._state.seen_event_ids)
         self._pending: list[StripeEventSignal] = list(input.pending_events)
+        # An event arrived since the last pass: news that may end a backoff (see
+        # `_backing_off`); events a failed step put back are not.
+        self._event_arrived = bool(self._pending)
+        self._failed_step_waits = False  # set by `run`
         # False until a first run has rebuilt its state from the database: updates wait.
         self._ready = input.state is not None
         # Ask Stripe even without a new event (a rebuilt run, a retry after a failure).
@@ -243,6 +250,7 @@ class AccountBillingWorkflow:
         if event.event_id in self._seen or any(p.event_id == event.event_id for p in self._pending):
             return
         self._pending.append(event)
+        self._event_arrived = True
 
     @workflow.update(name="change_plan")
     async def change_plan(self, change: PlanChange) -> PlanChangeResult:
@@ -406,6 +414,7 @@ class AccountBillingWorkflow:
 
     @workflow.run
     async def run(self, input: AccountWorkflowInput) -> None:
+        self._failed_step_waits = workflow.patched(FAILED_STEP_WAITS_FOR_ITS_RETRY)
         if input.state is None:
             await self._rebuild_from_database()
         while True:
@@ -440,12 +449,31 @@ class AccountBillingWorkflow:
     async def _follow_stripe_and_clock(self) -> None:
         """One pass of the loop: apply what Stripe says now, let time pass, make a due plan
         change, send due reminders. A failure is recorded, and the pass is tried again later."""
-        if self._state.retry_at is not None and self._state.retry_at <= workflow.now():
+        if self._event_arrived or not self._backing_off():
+            self._event_arrived = False
+            await self._take_steps()
+        self._send_due_reminders()
+        self._retry_due_emails()
+
+    def _backing_off(self) -> bool:
+        """A failed step is tried again at `retry_at`, or sooner when a new event arrives;
+        until then the account's steps wait, or every wake-up (an email retry, the events a
+        failed write put back) would spend a whole step budget again at once."""
+        return (
+            self._failed_step_waits
+            and self._state.retry_at is not None
+            and self._state.retry_at > workflow.now()
+        )
+
+    async def _take_steps(self) -> None:
+        if self._state.retry_at is not None:  # the retry is due, or an event may be news
             self._state.retry_at = None
             self._resync_requested = True
         try:
             if self._pending or self._resync_requested:
                 await self._sync_with_stripe()
+            if self._state.retry_at is not None:
+                return  # the sync failed: the clock's steps wait for its retry
             await self._apply(TimePassed(), cause="time_passed")
             if (due := due_plan_change(self._state.lifecycle, workflow.now())) is not None:
                 await self._make_scheduled_change(due)
@@ -454,8 +482,6 @@ class AccountBillingWorkflow:
         else:
             if self._state.sync_error is None:
                 self._state.failed_attempts = 0
-        self._send_due_reminders()
-        self._retry_due_emails()
 
     async def _rebuild_from_database(self) -> None:
         """A first run, or a new run after an operator terminated the old one. Until the
@@ -505,8 +531,8 @@ class AccountBillingWorkflow:
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: (
-                    bool(self._pending)
-                    or self._resync_requested
+                    self._event_arrived
+                    or ((bool(self._pending) or self._resync_requested) and not self._backing_off())
                     or self._ready_to_continue_as_new()
                     # An operator update moved the deadline: re-arm the timer.
                     or self._next_wake_up() != deadline

@@ -97,11 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         job.start()
     kinds: Counter[str] = Counter()
     first_seed: dict[str, tuple[int, int]] = {}
-    failed = crash_duplicates = inconclusive_runs = 0
+    failed = crash_duplicates = 0
+    inconclusive_seeds: list[int] = []
     for done in range(1, len(seeds) + 1):
         seed, _seconds, violations, schedule, crashes, diagnosis, inconclusive = queue.get()
         crash_duplicates += crashes
-        inconclusive_runs += inconclusive
+        if inconclusive:
+            inconclusive_seeds.append(seed)
         if violations:
             failed += 1
             for kind in {v.split(":", 1)[0] for v in violations}:
@@ -126,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     print("\n")
     print(f"{'runs':>24} {len(seeds)}")
-    print(f"{'passed':>24} {len(seeds) - failed - inconclusive_runs}")
-    print(f"{'inconclusive':>24} {inconclusive_runs}")
+    print(f"{'passed':>24} {len(seeds) - failed - len(inconclusive_seeds)}")
+    print(f"{'inconclusive':>24} {len(inconclusive_seeds)}   {sorted(inconclusive_seeds)}")
     for kind, count in kinds.most_common():
         seed, nth = first_seed[kind]
         print(f"{kind:>24} {count}   (first: seed={seed}, after {nth} runs)")

@@ -26,7 +26,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.account_store import AccountStoreActivities
+from activities.account_store import AccountStoreActivities, WriteEntitlementsInput
 from activities.notifications import NotificationActivities
 from activities.stripe_changes import CancellationInput
 from activities.stripe_sync import FetchSubscriptionInput, SubscriptionFetch
@@ -128,12 +128,31 @@ class FakeStripe:
 
 
 @dataclass
+class EntitlementWrites:
+    """The real entitlement write, which a test can fail as if the database were down."""
+
+    store: AccountStoreActivities
+    database_down: bool = False
+    # Each step of the account begins with one local attempt (then the regular activity).
+    local_attempts: int = 0
+
+    @activity.defn(name="write_entitlements")
+    def write_entitlements(self, request: WriteEntitlementsInput) -> bool:
+        if activity.info().is_local:
+            self.local_attempts += 1
+        if self.database_down:
+            raise ConnectionError("the database is down")
+        return self.store.write_entitlements(request)
+
+
+@dataclass
 class Harness:
     env: WorkflowEnvironment
     task_queue: str
     stripe: FakeStripe
     sessions: sessionmaker[Session]
     smtp: SmtpRecorder
+    writes: EntitlementWrites
     accounts: set[str] = field(default_factory=set)
 
     @property
@@ -269,6 +288,7 @@ async def running_harness(
 ) -> AsyncIterator[Harness]:
     fake = FakeStripe()
     store = AccountStoreActivities(sessions, default_catalog())
+    writes = EntitlementWrites(store)
     task_queue = f"billing-test-{uuid4()}"
     smtp = SmtpRecorder()
     settings = Settings(_env_file=None, smtp_port=smtp.port, task_queue=task_queue)
@@ -288,7 +308,7 @@ async def running_harness(
                 fake.set_cancel_at_period_end,
                 store.load_account_state,
                 store.link_customer,
-                store.write_entitlements,
+                writes.write_entitlements,
                 store.record_stripe_events,
                 store.record_operator_action,
                 emails.send_email,
@@ -296,7 +316,12 @@ async def running_harness(
             activity_executor=executor,
         ):
             harness = Harness(
-                env=env, task_queue=task_queue, stripe=fake, sessions=sessions, smtp=smtp
+                env=env,
+                task_queue=task_queue,
+                stripe=fake,
+                sessions=sessions,
+                smtp=smtp,
+                writes=writes,
             )
             try:
                 yield harness

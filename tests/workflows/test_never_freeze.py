@@ -154,6 +154,28 @@ async def test_stripe_out_past_the_step_budget_is_reported_and_retried_on_its_ow
     assert state.sync_error is None and state.retry_at is None
 
 
+async def test_a_failed_write_waits_for_its_retry_instead_of_spinning(harness: Harness) -> None:
+    """The events a failed write put back (and every other wake-up) retried the step at once:
+    a database down for a day cost a whole step budget every few minutes (the simulation's
+    inconclusive seeds). It backs off, doubling up to an hour, and follows Stripe when the
+    database is back."""
+    account, customer = await harness.subscribe()
+    harness.writes.database_down = True
+    harness.stripe.subscriptions[customer] = subscription(customer, "past_due")
+    await harness.send(account, customer, "invoice.payment_failed")
+    await harness.skip(timedelta(hours=12))
+
+    # Steps at about 0, 11, 23, 37, 55, 81, 123 min, then every 70 min: 15 in 12 hours
+    # (the step budget is 10 minutes). Retried at every wake-up, it was 86.
+    assert harness.writes.local_attempts <= 20
+    assert (await harness.state(account)).sync_error_kind == "ConnectionError"
+
+    harness.writes.database_down = False
+    await harness.skip(timedelta(hours=1))
+    await harness.wait_for_entitlements(account, state="past_due")
+    assert (await harness.state(account)).sync_error is None
+
+
 async def test_a_second_live_plan_subscription_is_shown_to_operators(harness: Harness) -> None:
     account, customer = harness.new_account()
     harness.stripe.subscriptions[customer] = subscription(customer, "active")
