@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -24,13 +23,10 @@ with workflow.unsafe.imports_passed_through():
         SweepFindings,
     )
 
-# Stripe, Temporal or the database being down is waited out; the schedule skips its next
-# starts while this run waits.
-PATIENT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-)
+# Stripe, Temporal or the database being down is waited out (PATIENT_RETRY); the schedule
+# skips its next starts while this run waits.
+from workflows.retry import PATIENT_RETRY
+
 PAGE_TIMEOUT = timedelta(minutes=2)
 # Listing every subscription takes a request per 100; it heartbeats per page.
 SWEEP_LIST_TIMEOUT = timedelta(minutes=30)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
+from temporalio.types import MethodAsyncSingleParam, MethodSyncSingleParam
 
 with workflow.unsafe.imports_passed_through():
     from activities.account_store import (
@@ -43,14 +43,12 @@ with workflow.unsafe.imports_passed_through():
         StripeSyncActivities,
         SubscriptionFetch,
     )
-    from domain.catalog import DunningPolicy
     from domain.lifecycle import (
         SCHEDULABLE_STATES,
         UNPAID_STATES,
         BillingState,
         CancelPlanChange,
         InvalidTransition,
-        Lifecycle,
         LifecycleInput,
         Notice,
         PendingChange,
@@ -78,35 +76,28 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.plan_changes import ChangeKind, PlanChange
 
-WORKFLOW_ID_PREFIX = "billing-account-"
+from workflows.account.messages import (
+    AccountState,
+    AccountWorkflowInput,
+    CancelRequest,
+    OperatorResult,
+    PlanChangeResult,
+    StripeEventSignal,
+    UnsentEmail,
+)
+from workflows.account.visibility import publish_for_operators
+from workflows.retry import PATIENT_RETRY, SINGLE_ATTEMPT, backoff
+
+# An activity's argument and result, for the typed activity helpers (`_quick`, ...).
+ParamT = TypeVar("ParamT")
+ResultT = TypeVar("ResultT")
+
 # Stripe retries a delivery for up to 3 days; this many ids covers far more than that per account.
 SEEN_EVENT_WINDOW = 1000
 
-BILLING_STATE = SearchAttributeKey.for_keyword("BillingState")
-BILLING_PLAN = SearchAttributeKey.for_keyword("BillingPlan")
-STRIPE_CUSTOMER_ID = SearchAttributeKey.for_keyword("StripeCustomerId")
-ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
-GRACE_ENDS_AT = SearchAttributeKey.for_datetime("GraceEndsAt")
-# The class of the account's sync error (`CustomerMissing`, `CatalogError`, ...): the Web UI's
-# list of accounts that need an operator is `BillingSyncError IS NOT NULL`.
-BILLING_SYNC_ERROR = SearchAttributeKey.for_keyword("BillingSyncError")
-SEARCH_ATTRIBUTES: Sequence[SearchAttributeKey] = (
-    BILLING_STATE,
-    BILLING_PLAN,
-    STRIPE_CUSTOMER_ID,
-    ACCOUNT_ID,
-    GRACE_ENDS_AT,
-    BILLING_SYNC_ERROR,
-)
-
-# Stripe or the database being down is retried with backoff, within a budget: a step of the
-# account that runs out of it is recorded as the account's sync error and tried again later,
-# so no single call can hold the account (and every update waiting on it) for long.
-PATIENT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-)
+# Stripe or the database being down is retried with backoff (PATIENT_RETRY), within a budget:
+# a step of the account that runs out of it is recorded as the account's sync error and tried
+# again later, so no single call can hold the account (and every update waiting on it) for long.
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # What one step of the main loop (a fetch, a write) may spend retrying.
 STEP_BUDGET = timedelta(minutes=10)
@@ -115,9 +106,6 @@ UPDATE_STRIPE_BUDGET = timedelta(minutes=2)
 # After a failed step, the account tries again after 1 minute, doubling up to an hour.
 RETRY_FIRST_DELAY = timedelta(minutes=1)
 RETRY_MAX_DELAY = timedelta(hours=1)
-# Both backoffs stop doubling here (64× the first delay, past either maximum), so 2**n never
-# overflows timedelta however many attempts failed.
-MAX_DOUBLINGS = 6
 # An email is one attempt at a time (an activity of one attempt, at most EMAIL_TIMEOUT); the
 # account retries a failed one on its own timer, 10 s after the first failure, doubling up to
 # 10 minutes, for up to three days (then it is given up and the outbox row shows the last
@@ -137,86 +125,10 @@ QUICK_STEPS_LOCAL_FIRST = "quick-steps-local-first"
 # Marks runs whose failed steps wait for their retry time (see `_backing_off`); older
 # histories replay with every wake-up trying the step again.
 FAILED_STEP_WAITS_FOR_ITS_RETRY = "failed-step-waits-for-its-retry"
-SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 # A downgrade is made in Stripe this long before the period ends, so the renewal invoice
 # Stripe drafts at the boundary already bills the new price (no proration either way). Its
 # Stripe call gets the same budget: later, the renewal has billed the old price anyway.
 DOWNGRADE_LEAD = timedelta(minutes=5)
-
-
-def workflow_id_for(account_id: str) -> str:
-    return f"{WORKFLOW_ID_PREFIX}{account_id}"
-
-
-@dataclass
-class StripeEventSignal:
-    event_id: str
-    event_type: str
-    created: int
-    customer_id: str | None = None
-
-
-@dataclass
-class UnsentEmail:
-    """An email not sent yet: what to send, and where its attempts stand."""
-
-    request: SendEmailInput
-    give_up_at: datetime
-    attempts: int = 0
-    next_attempt_at: datetime | None = None
-
-
-@dataclass
-class AccountState:
-    """Everything that must survive continue-as-new."""
-
-    customer_id: str | None = None
-    lifecycle: Lifecycle = field(default_factory=Lifecycle)
-    entitlement_version: int = 0
-    seen_event_ids: list[str] = field(default_factory=list)
-    # Set when the newest Stripe truth could not be applied; cleared by the next sync that
-    # succeeds. `sync_error_kind` is its class (an ApplicationError type), shown as a search
-    # attribute; `retry_at` is when the account tries again on its own.
-    sync_error: str | None = None
-    # The ladder of the account's plan (from the catalog, via the last Stripe fetch) and the
-    # steps of the current unpaid period already sent.
-    dunning_policy: DunningPolicy = field(default_factory=DunningPolicy)
-    ladder_sent: list[str] = field(default_factory=list)
-    sync_error_kind: str | None = None
-    retry_at: datetime | None = None
-    failed_attempts: int = 0
-    # Emails whose last attempt failed, waiting for their next one.
-    emails_to_retry: list[UnsentEmail] = field(default_factory=list)
-
-
-@dataclass
-class PlanChangeResult:
-    kind: str
-    # False when an upgrade's payment failed: the account stays on its plan, and
-    # `open_invoice_url` is where the customer can pay (or fix the card).
-    applied: bool
-    state: AccountState
-    open_invoice_url: str | None = None
-
-
-@dataclass
-class CancelRequest:
-    at_period_end: bool = True
-
-
-@dataclass
-class OperatorResult:
-    action: str
-    state: AccountState
-
-
-@dataclass
-class AccountWorkflowInput:
-    account_id: str
-    state: AccountState | None = None
-    pending_events: list[StripeEventSignal] = field(default_factory=list)
-    # Test-only knob: continue-as-new after this many events so that path is exercised.
-    continue_as_new_after_events: int | None = None
 
 
 @workflow.defn
@@ -736,7 +648,7 @@ class AccountBillingWorkflow:
     def _record_failure(self, what: str, err: Exception) -> None:
         """`_note_sync_error`, and try again later, backing off up to an hour."""
         self._note_sync_error(what, err)
-        delay = _backoff(RETRY_FIRST_DELAY, self._state.failed_attempts, RETRY_MAX_DELAY)
+        delay = backoff(RETRY_FIRST_DELAY, self._state.failed_attempts, RETRY_MAX_DELAY)
         self._state.failed_attempts += 1
         self._state.retry_at = workflow.now() + delay
 
@@ -784,7 +696,7 @@ class AccountBillingWorkflow:
         error = None if task.cancelled() else task.exception()
         if error is None:
             return
-        delay = _backoff(EMAIL_FIRST_RETRY, email.attempts - 1, EMAIL_MAX_RETRY)
+        delay = backoff(EMAIL_FIRST_RETRY, email.attempts - 1, EMAIL_MAX_RETRY)
         retry_at = workflow.now() + delay
         if (isinstance(error, ActivityError) and _is_final(error)) or retry_at > email.give_up_at:
             # Refused (a bad template) or given up: the outbox row says why.
@@ -821,7 +733,9 @@ class AccountBillingWorkflow:
         except InvalidTransition as err:
             raise ApplicationError(str(err), type="InvalidTransition") from err
 
-    async def _change_stripe(self, activity: Any, argument: Any) -> Any:
+    async def _change_stripe(
+        self, activity: MethodSyncSingleParam[Any, ParamT, ResultT], argument: ParamT
+    ) -> ResultT:
         """A Stripe change an update waits on: retried within UPDATE_STRIPE_BUDGET, then the
         update fails with the failure's class (Stripe's refusal, or the outage)."""
         try:
@@ -841,7 +755,15 @@ class AccountBillingWorkflow:
                 f"Stripe did not make the change: {cause}", type=_failure_kind(cause)
             ) from err
 
-    async def _call(self, activity: Any, argument: Any) -> Any:
+    @overload
+    async def _call(
+        self, activity: MethodAsyncSingleParam[Any, ParamT, ResultT], argument: ParamT
+    ) -> ResultT: ...
+    @overload
+    async def _call(
+        self, activity: MethodSyncSingleParam[Any, ParamT, ResultT], argument: ParamT
+    ) -> ResultT: ...
+    async def _call(self, activity: Callable[[Any, Any], Any], argument: Any) -> Any:
         return await workflow.execute_activity_method(
             activity,
             argument,
@@ -850,7 +772,15 @@ class AccountBillingWorkflow:
             retry_policy=PATIENT_RETRY,
         )
 
-    async def _quick(self, activity: Any, argument: Any) -> Any:
+    @overload
+    async def _quick(
+        self, activity: MethodAsyncSingleParam[Any, ParamT, ResultT], argument: ParamT
+    ) -> ResultT: ...
+    @overload
+    async def _quick(
+        self, activity: MethodSyncSingleParam[Any, ParamT, ResultT], argument: ParamT
+    ) -> ResultT: ...
+    async def _quick(self, activity: Callable[[Any, Any], Any], argument: Any) -> Any:
         """Our database and the Stripe fetch, on every event: first as a local activity
         inside the workflow task, which costs the server no round trip. If that attempt fails
         (Stripe or the database in trouble, or bad data) the same idempotent activity runs as
@@ -882,59 +812,9 @@ class AccountBillingWorkflow:
             del self._seen[next(iter(self._seen))]
 
     def _publish_for_operators(self) -> None:
-        """What the Web UI shows: search attributes to filter by, and a one-line summary."""
-        workflow.set_current_details(_operator_summary(self._state))
-        lifecycle = self._state.lifecycle
-        sub = lifecycle.subscription
-        current = workflow.info().typed_search_attributes
-        wanted: list[SearchAttributeUpdate] = [
-            BILLING_STATE.value_set(str(lifecycle.state)),
-            BILLING_PLAN.value_set(sub.plan if sub else "free"),
-            ACCOUNT_ID.value_set(self._account_id),
-        ]
-        if self._state.customer_id:
-            wanted.append(STRIPE_CUSTOMER_ID.value_set(self._state.customer_id))
-        if lifecycle.grace_ends_at is not None:
-            wanted.append(GRACE_ENDS_AT.value_set(lifecycle.grace_ends_at))
-        elif current.get(GRACE_ENDS_AT) is not None:
-            # Unsetting one never set stores a value the SDK cannot decode on describe().
-            wanted.append(GRACE_ENDS_AT.value_unset())
-        if self._state.sync_error_kind is not None:
-            wanted.append(BILLING_SYNC_ERROR.value_set(self._state.sync_error_kind))
-        elif current.get(BILLING_SYNC_ERROR) is not None:
-            wanted.append(BILLING_SYNC_ERROR.value_unset())
-        if not workflow.patched(QUICK_STEPS_LOCAL_FIRST):
-            workflow.upsert_search_attributes(wanted)  # runs recorded before: every time
-            return
-        # Each upsert is a history event and a visibility write: only what changed.
-        changed = [u for u in wanted if current.get(u.key) != u.value]
-        if changed:
-            workflow.upsert_search_attributes(changed)
-
-
-def _operator_summary(state: AccountState) -> str:
-    """Ids and states only: like search attributes, details are stored unencrypted."""
-    lifecycle = state.lifecycle
-    sub = lifecycle.subscription
-    parts = [f"**{lifecycle.state}**"]
-    if sub is not None:
-        parts.append(
-            f"{sub.plan} ({sub.interval}, {sub.seats} seat{'s' if sub.seats != 1 else ''})"
+        publish_for_operators(
+            self._account_id, self._state, every_time=not workflow.patched(QUICK_STEPS_LOCAL_FIRST)
         )
-    if lifecycle.grace_ends_at is not None:
-        parts.append(f"grace ends {lifecycle.grace_ends_at:%Y-%m-%d %H:%M} UTC")
-    if lifecycle.pending_change is not None:
-        change = lifecycle.pending_change
-        parts.append(f"to {change.purchase.plan} on {change.effective_at:%Y-%m-%d}")
-    if lifecycle.comp is not None:
-        parts.append(f"comped {lifecycle.comp.plan} until {lifecycle.comp.until:%Y-%m-%d}")
-    if lifecycle.lock is not None:
-        parts.append("locked")
-    if state.customer_id:
-        parts.append(f"customer {state.customer_id}")
-    if state.sync_error:
-        parts.append("sync error: see the state query")
-    return " · ".join(parts)
 
 
 def _cause(events: list[StripeEventSignal]) -> str:
@@ -967,8 +847,3 @@ def _version_taken(err: ActivityError) -> int | None:
     if isinstance(cause, ApplicationError) and cause.type == VERSION_TAKEN and cause.details:
         return int(cause.details[0])
     return None
-
-
-def _backoff(first: timedelta, failures_before: int, maximum: timedelta) -> timedelta:
-    """`first`, doubled for each earlier failure, at most `maximum`."""
-    return min(first * 2 ** min(failures_before, MAX_DOUBLINGS), maximum)

@@ -1,0 +1,47 @@
+"""The account workflow: one long-running workflow per account (`workflow`), the messages it
+takes and gives (`messages`), and what operators see of it in the Web UI (`visibility`).
+
+Callers import from here; the modules say where each part is defined.
+"""
+
+from workflows.account.messages import (
+    WORKFLOW_ID_PREFIX,
+    AccountState,
+    AccountWorkflowInput,
+    CancelRequest,
+    OperatorResult,
+    PlanChangeResult,
+    StripeEventSignal,
+    UnsentEmail,
+    workflow_id_for,
+)
+from workflows.account.visibility import (
+    ACCOUNT_ID,
+    BILLING_PLAN,
+    BILLING_STATE,
+    BILLING_SYNC_ERROR,
+    GRACE_ENDS_AT,
+    SEARCH_ATTRIBUTES,
+    STRIPE_CUSTOMER_ID,
+)
+from workflows.account.workflow import AccountBillingWorkflow
+
+__all__ = [
+    "ACCOUNT_ID",
+    "BILLING_PLAN",
+    "BILLING_STATE",
+    "BILLING_SYNC_ERROR",
+    "GRACE_ENDS_AT",
+    "SEARCH_ATTRIBUTES",
+    "STRIPE_CUSTOMER_ID",
+    "WORKFLOW_ID_PREFIX",
+    "AccountBillingWorkflow",
+    "AccountState",
+    "AccountWorkflowInput",
+    "CancelRequest",
+    "OperatorResult",
+    "PlanChangeResult",
+    "StripeEventSignal",
+    "UnsentEmail",
+    "workflow_id_for",
+]

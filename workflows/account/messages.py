@@ -1,0 +1,94 @@
+"""What the account workflow takes and gives: its input, state, signal and update messages.
+
+Plain dataclasses, carried as the payload converter's JSON: renaming a field changes what
+running workflows and their callers exchange.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.notifications import SendEmailInput
+    from domain.catalog import DunningPolicy
+    from domain.lifecycle import Lifecycle
+
+WORKFLOW_ID_PREFIX = "billing-account-"
+
+
+def workflow_id_for(account_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{account_id}"
+
+
+@dataclass
+class StripeEventSignal:
+    event_id: str
+    event_type: str
+    created: int
+    customer_id: str | None = None
+
+
+@dataclass
+class UnsentEmail:
+    """An email not sent yet: what to send, and where its attempts stand."""
+
+    request: SendEmailInput
+    give_up_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+
+
+@dataclass
+class AccountState:
+    """Everything that must survive continue-as-new."""
+
+    customer_id: str | None = None
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    entitlement_version: int = 0
+    seen_event_ids: list[str] = field(default_factory=list)
+    # Set when the newest Stripe truth could not be applied; cleared by the next sync that
+    # succeeds. `sync_error_kind` is its class (an ApplicationError type), shown as a search
+    # attribute; `retry_at` is when the account tries again on its own.
+    sync_error: str | None = None
+    # The ladder of the account's plan (from the catalog, via the last Stripe fetch) and the
+    # steps of the current unpaid period already sent.
+    dunning_policy: DunningPolicy = field(default_factory=DunningPolicy)
+    ladder_sent: list[str] = field(default_factory=list)
+    sync_error_kind: str | None = None
+    retry_at: datetime | None = None
+    failed_attempts: int = 0
+    # Emails whose last attempt failed, waiting for their next one.
+    emails_to_retry: list[UnsentEmail] = field(default_factory=list)
+
+
+@dataclass
+class PlanChangeResult:
+    kind: str
+    # False when an upgrade's payment failed: the account stays on its plan, and
+    # `open_invoice_url` is where the customer can pay (or fix the card).
+    applied: bool
+    state: AccountState
+    open_invoice_url: str | None = None
+
+
+@dataclass
+class CancelRequest:
+    at_period_end: bool = True
+
+
+@dataclass
+class OperatorResult:
+    action: str
+    state: AccountState
+
+
+@dataclass
+class AccountWorkflowInput:
+    account_id: str
+    state: AccountState | None = None
+    pending_events: list[StripeEventSignal] = field(default_factory=list)
+    # Test-only knob: continue-as-new after this many events so that path is exercised.
+    continue_as_new_after_events: int | None = None
