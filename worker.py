@@ -161,13 +161,17 @@ async def run_worker(settings: Settings) -> None:
             await worker.run()
 
 
-def metrics_runtime(settings: Settings, host: str = "0.0.0.0") -> Runtime | None:
-    """A Temporal runtime serving Prometheus metrics on METRICS_PORT: the SDK's worker metrics
-    (task slots, poll and schedule-to-start latencies, failures) and ours (email deliveries,
-    recorded through the activity's metric meter); None keeps the SDK's default runtime."""
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime serving Prometheus metrics on METRICS_HOST:METRICS_PORT: the SDK's
+    worker metrics (task slots, poll and schedule-to-start latencies, failures) and ours (email
+    deliveries, recorded through the activity's metric meter); None keeps the SDK's default
+    runtime."""
     if settings.metrics_port is None:
         return None
-    prometheus = PrometheusConfig(bind_address=f"{host}:{settings.metrics_port}")
+    # A socket address: an IPv6 host goes in brackets.
+    host = settings.metrics_host
+    bind_host = f"[{host}]" if host.version == 6 else str(host)
+    prometheus = PrometheusConfig(bind_address=f"{bind_host}:{settings.metrics_port}")
     return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
 
 
