@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from api import admin_cli
 from core.config import describe_settings_errors, get_settings
 from core.logging import configure_logging
+from stripe_sim.__main__ import add_simulator_arguments
+from stripe_sim.__main__ import serve as serve_simulator
 
 
 def _run_local(args: argparse.Namespace) -> None:
@@ -132,12 +134,6 @@ def _webhook_endpoint(args: argparse.Namespace) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
-def _run_simulator(args: argparse.Namespace) -> None:
-    from stripe_sim.__main__ import main as simulator_main
-
-    simulator_main(["--host", args.host, "--port", str(args.port)])
-
-
 def _admin(args: argparse.Namespace) -> None:
     raise SystemExit(admin_cli.run_command(args))
 
@@ -192,9 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     webhook_endpoint.set_defaults(handler=_webhook_endpoint)
 
     simulator = commands.add_parser("stripe-simulator", help="run the local Stripe simulator")
-    simulator.add_argument("--host", default="127.0.0.1")
-    simulator.add_argument("--port", type=int, default=12111)
-    simulator.set_defaults(handler=_run_simulator)
+    add_simulator_arguments(simulator)
+    simulator.set_defaults(handler=serve_simulator)
 
     admin = commands.add_parser("admin", help="the operator console, over the admin API")
     admin_cli.configure(admin)
