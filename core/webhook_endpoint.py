@@ -71,7 +71,7 @@ def _bring_up_to_date(
         changes.append(f"subscribed to the {len(events)} event types the gateway handles")
     if endpoint.status != "enabled":
         update["disabled"] = False
-        changes.append("enabled again (it was disabled)")
+        changes.append("enabled again")
     warnings = []
     if endpoint.api_version != stripe.api_version:
         # Stripe cannot change an endpoint's version: only a new endpoint gets another one.
