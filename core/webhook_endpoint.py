@@ -10,7 +10,7 @@ shape the code reads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import stripe
 
@@ -25,7 +25,6 @@ class AmbiguousWebhookEndpoint(Exception):
 @dataclass(frozen=True)
 class EnsuredEndpoint:
     endpoint_id: str
-    outcome: Literal["created", "updated", "unchanged"]
     # Only when created: Stripe never shows it again.
     secret: str | None
     # What was set right on an existing endpoint, and what could not be.
@@ -57,7 +56,7 @@ def ensure_webhook_endpoint(client: stripe.StripeClient, url: str) -> EnsuredEnd
                 "description": "Dataface Billing gateway",
             }
         )
-        return EnsuredEndpoint(created.id, "created", created.secret)
+        return EnsuredEndpoint(created.id, created.secret)
     return _bring_up_to_date(client, found[0], events)
 
 
@@ -83,5 +82,4 @@ def _bring_up_to_date(
         )
     if update:
         client.v1.webhook_endpoints.update(endpoint.id, params=update)  # type: ignore[arg-type]
-    outcome: Literal["updated", "unchanged"] = "updated" if update else "unchanged"
-    return EnsuredEndpoint(endpoint.id, outcome, None, tuple(changes), tuple(warnings))
+    return EnsuredEndpoint(endpoint.id, None, tuple(changes), tuple(warnings))

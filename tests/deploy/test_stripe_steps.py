@@ -119,6 +119,26 @@ def test_an_existing_endpoint_is_subscribed_to_our_events_and_enabled_keeping_it
     assert sorted(endpoint.enabled_events) == sorted(HANDLED_EVENT_TYPES)
 
 
+def test_an_endpoint_on_another_api_version_is_reported_as_needing_replacement(
+    stripe_client: stripe.StripeClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "https://billing.example.com/webhooks/stripe"
+    stripe_client.v1.webhook_endpoints.create(
+        params={
+            "url": url,
+            "enabled_events": sorted(HANDLED_EVENT_TYPES),
+            "api_version": "2025-03-31.basil",
+        }
+    )
+
+    ensure(url)
+
+    err = capsys.readouterr().err
+    assert "exists (up to date)" in err
+    assert "warning: it renders events as API version 2025-03-31.basil" in err
+    assert "delete it and run this again" in err
+
+
 def test_several_endpoints_for_the_url_are_refused_naming_them(
     stripe_client: stripe.StripeClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
