@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from api import admin_cli
 from core.config import describe_settings_errors, get_settings
 from core.logging import configure_logging
+from stripe_sim.__main__ import add_simulator_arguments
+from stripe_sim.__main__ import serve as serve_simulator
 
 
 def _run_local(args: argparse.Namespace) -> None:
@@ -101,10 +103,35 @@ def _catalog(args: argparse.Namespace) -> None:
         print(f"{len(changes)} change(s); run `dataface-billing catalog apply` to make them")
 
 
-def _run_simulator(args: argparse.Namespace) -> None:
-    from stripe_sim.__main__ import main as simulator_main
+def _webhook_endpoint(args: argparse.Namespace) -> None:
+    from core.stripe_client import make_stripe_client
+    from core.webhook_endpoint import AmbiguousWebhookEndpoint, ensure_webhook_endpoint
 
-    simulator_main(["--host", args.host, "--port", str(args.port)])
+    try:
+        ensured = ensure_webhook_endpoint(make_stripe_client(get_settings()), args.url)
+    except AmbiguousWebhookEndpoint as err:
+        print(err, file=sys.stderr)
+        raise SystemExit(1) from None
+    if ensured.secret is not None:
+        print(f"created webhook endpoint {ensured.endpoint_id} for {args.url}", file=sys.stderr)
+        print(
+            "Stripe shows its signing secret only now: put it in STRIPE_WEBHOOK_SECRET",
+            file=sys.stderr,
+        )
+        # Alone on stdout, so `... >> .env` keeps it.
+        print(f"STRIPE_WEBHOOK_SECRET={ensured.secret}")
+        return
+    state = "updated: " + "; ".join(ensured.changes) if ensured.changes else "up to date"
+    print(
+        f"webhook endpoint {ensured.endpoint_id} for {args.url} exists ({state}).", file=sys.stderr
+    )
+    print(
+        "Stripe shows a signing secret only when it creates the endpoint: take it from the "
+        "Dashboard (Developers > Webhooks) or roll it there, and put it in STRIPE_WEBHOOK_SECRET.",
+        file=sys.stderr,
+    )
+    for warning in ensured.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _admin(args: argparse.Namespace) -> None:
@@ -147,10 +174,22 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_argument("action", choices=["plan", "apply"])
     catalog.set_defaults(handler=_catalog)
 
+    webhook_endpoint = commands.add_parser(
+        "webhook-endpoint", help="the Stripe webhook endpoint that delivers to the gateway"
+    )
+    webhook_endpoint.add_argument(
+        "action",
+        choices=["ensure"],
+        help="find the endpoint for --url, or create it (and print its signing secret)",
+    )
+    webhook_endpoint.add_argument(
+        "--url", required=True, help="the gateway's public URL: https://HOST/webhooks/stripe"
+    )
+    webhook_endpoint.set_defaults(handler=_webhook_endpoint)
+
     simulator = commands.add_parser("stripe-simulator", help="run the local Stripe simulator")
-    simulator.add_argument("--host", default="127.0.0.1")
-    simulator.add_argument("--port", type=int, default=12111)
-    simulator.set_defaults(handler=_run_simulator)
+    add_simulator_arguments(simulator)
+    simulator.set_defaults(handler=serve_simulator)
 
     admin = commands.add_parser("admin", help="the operator console, over the admin API")
     admin_cli.configure(admin)

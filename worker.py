@@ -14,7 +14,7 @@ from typing import Any
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import PrometheusConfig, Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.account_store import AccountStoreActivities
@@ -26,7 +26,7 @@ from core.config import Settings, get_settings
 from core.logging import configure_logging
 from core.smtp import SmtpSender
 from core.stripe_client import make_stripe_client
-from core.temporal import connect
+from core.temporal import connect, make_runtime
 from db.engine import make_engine, make_session_factory
 from domain.catalog import Catalog, default_catalog
 from workflows.account import AccountBillingWorkflow
@@ -161,14 +161,17 @@ async def run_worker(settings: Settings) -> None:
             await worker.run()
 
 
-def metrics_runtime(settings: Settings, host: str = "0.0.0.0") -> Runtime | None:
-    """A Temporal runtime serving Prometheus metrics on METRICS_PORT: the SDK's worker metrics
-    (task slots, poll and schedule-to-start latencies, failures) and ours (email deliveries,
-    recorded through the activity's metric meter); None keeps the SDK's default runtime."""
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime serving Prometheus metrics on METRICS_HOST:METRICS_PORT: the SDK's
+    worker metrics (task slots, poll and schedule-to-start latencies, failures) and ours (email
+    deliveries, recorded through the activity's metric meter); None: the process's shared
+    runtime, without metrics."""
     if settings.metrics_port is None:
         return None
-    prometheus = PrometheusConfig(bind_address=f"{host}:{settings.metrics_port}")
-    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+    # A socket address: an IPv6 host goes in brackets.
+    host = settings.metrics_host
+    bind_host = f"[{host}]" if host.version == 6 else str(host)
+    return make_runtime(PrometheusConfig(bind_address=f"{bind_host}:{settings.metrics_port}"))
 
 
 if __name__ == "__main__":

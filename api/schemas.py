@@ -1,15 +1,34 @@
-"""Response bodies."""
+"""Request and response bodies."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from db.repository import EntitlementRecord
 from domain.catalog import default_catalog
 from domain.entitlements import Access, Message, free_entitlements
+
+
+class CustomerContact(BaseModel):
+    """Who the account's Stripe customer is, for the one a first checkout creates: Stripe's
+    receipts and our emails go to `email`. Checkout asks for an email only when the customer
+    has none, so one given here is the one used."""
+
+    # One `@`, a dot in the domain, no spaces; 254: the longest address SMTP carries.
+    email: str | None = Field(
+        None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["ada@example.com"]
+    )
+    # Printable: it reaches email text and Stripe's customer name (at most 256 there).
+    name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        examples=["Ada Lovelace"],
+    )
 
 
 class ScheduledPlanAnswer(BaseModel):

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from functools import cache
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyAddress,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.codec import parse_codec_keys
@@ -57,6 +65,11 @@ class Settings(BaseSettings):
     )
     metrics_port: int | None = Field(
         None, gt=0, lt=65536, description="Port of the worker's Prometheus endpoint; unset: off."
+    )
+    metrics_host: IPvAnyAddress = Field(
+        IPv4Address("127.0.0.1"),
+        description="Address the worker's Prometheus endpoint listens on: loopback unless a "
+        "scraper on another host must reach it (0.0.0.0 in a container).",
     )
     log_format: Literal["json", "text"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -23,6 +23,7 @@ from core.mail_sink import MailSink
 from core.schedules import ensure_schedules
 from core.stripe_client import make_stripe_client
 from core.temporal import connect, installed_binary
+from core.webhook_endpoint import ensure_webhook_endpoint
 from db.engine import make_engine, make_session_factory, migrate
 from domain.catalog import default_catalog
 from worker import build_worker, worker_connections
@@ -107,16 +108,14 @@ def start_stripe_simulator(settings: Settings, ports: LocalPorts, stack: ExitSta
 
     simulator = stack.enter_context(SimulatorServer(port=ports.stripe_simulator))
     settings = settings.model_copy(update={"stripe_simulator_url": simulator.url})
-    endpoint = make_stripe_client(settings).v1.webhook_endpoints.create(
-        params={
-            "url": f"http://127.0.0.1:{ports.api}/webhooks/stripe",
-            "enabled_events": ["*"],
-        }
-    )
     client = make_stripe_client(settings)
+    # What production's deploy steps do: `catalog apply`, `webhook-endpoint ensure`.
     apply_catalog_changes(
         client, default_catalog(), plan_catalog_changes(client, default_catalog())
     )
+    endpoint = ensure_webhook_endpoint(client, f"http://127.0.0.1:{ports.api}/webhooks/stripe")
+    # A fresh simulator has no endpoint, so this one was created and its secret is known.
+    assert endpoint.secret is not None
     log.info("Stripe simulator at %s (catalog synced), webhooks to the API", simulator.url)
     return settings.model_copy(update={"stripe_webhook_secret": endpoint.secret})
 

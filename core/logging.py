@@ -32,10 +32,12 @@ _context: ContextVar[Mapping[str, str]] = ContextVar(
 )
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`. Uvicorn adds
-# `color_message`, the message again with terminal colours.
+# `color_message`, the message again with terminal colours; the Temporal SDK's core log lines
+# carry `temporal_log`, the core's entry as an object, whose target and fields the message
+# already holds.
 _STANDARD_ATTRIBUTES = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
-    | {"message", "asctime", "color_message"}
+    | {"message", "asctime", "color_message", "temporal_log"}
 )
 
 

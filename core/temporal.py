@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sysconfig
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 
 import temporalio.converter
@@ -15,7 +17,13 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
-from temporalio.runtime import Runtime
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+)
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from core.codec import EncryptionCodec, codec_from_spec
@@ -28,7 +36,7 @@ async def connect(
 ) -> Client:
     """A client for the configured namespace: mTLS or an API key when set, and the payload
     codec when keys are set (every client and worker must agree on it, or histories written
-    by one cannot be read by the other)."""
+    by one cannot be read by the other). Without a `runtime`, the process's shared one."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.temporal_address,
@@ -37,8 +45,32 @@ async def connect(
         tls=tls_config(settings) or api_key is not None,
         data_converter=data_converter(settings),
         lazy=lazy,
-        runtime=runtime,
+        runtime=runtime or shared_runtime(),
     )
+
+
+# The SDK's core (Rust) logs here, so its lines take the process's one handler and format
+# (JSON with LOG_FORMAT=json); the SDK's default writes them to stderr as coloured text,
+# which broke a JSON log stream exactly when it mattered, during a Temporal outage.
+SDK_CORE_LOGGER = logging.getLogger("temporalio.sdk_core")
+
+
+def make_runtime(metrics: PrometheusConfig | None = None) -> Runtime:
+    """A Temporal runtime whose core logs go through Python logging (at the SDK's default
+    levels: warnings from the core, errors from its dependencies), with `metrics` if given."""
+    core_logging = LoggingConfig(
+        filter=LoggingConfig.default.filter,
+        # The logger's name stays put for log searches; the core's target (the Rust module)
+        # leads the message instead.
+        forwarding=LogForwardingConfig(logger=SDK_CORE_LOGGER, append_target_to_name=False),
+    )
+    return Runtime(telemetry=TelemetryConfig(logging=core_logging, metrics=metrics))
+
+
+@cache
+def shared_runtime() -> Runtime:
+    """One per process: each runtime starts a thread pool of its own."""
+    return make_runtime()
 
 
 def tls_config(settings: Settings) -> TLSConfig | None:

@@ -1,4 +1,8 @@
-"""``python -m stripe_sim [--host H] [--port 12111]``: run the simulator standalone."""
+"""``python -m stripe_sim [--host H] [--port 12111] ...``: run the simulator standalone.
+
+`dataface-billing stripe-simulator` takes the same options: both are built by
+`add_simulator_arguments` and run by `serve`.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,10 @@ import argparse
 import logging
 import threading
 
-from stripe_sim.server import SimulatorServer
-from stripe_sim.settings import SimulatorSettings
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m stripe_sim", description="Offline Stripe simulator (test mode)."
-    )
+def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument(
@@ -27,11 +27,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="base URL for hosted page links (default: http://HOST:PORT)",
     )
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO", help="the simulator's"
     )
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Run the simulator the options describe until interrupted (Ctrl-C). `--log-level` sets
+    the simulator's own loggers; the process's logging is its command's to set up."""
+    # Imported here: `dataface-billing` builds its parser with this module for every command.
+    from stripe_sim.server import SimulatorServer
+    from stripe_sim.settings import SimulatorSettings
+
+    logging.getLogger("stripe_sim").setLevel(args.log_level)
     settings = SimulatorSettings(retries_exhausted_action=args.retries_exhausted)
     server = SimulatorServer(args.host, args.port, settings, public_url=args.public_url).start()
     logging.getLogger("stripe_sim").info(
@@ -45,6 +53,23 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         server.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m stripe_sim", description="Offline Stripe simulator (test mode)."
+    )
+    add_simulator_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # The whole process: the libraries' lines (httpx's, one per webhook delivery) follow it too.
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    serve(args)
     return 0
 
 

@@ -9,7 +9,7 @@ from stripe_sim import objects
 from stripe_sim.billing import ItemPlan
 from stripe_sim.customers import attach
 from stripe_sim.errors import invalid
-from stripe_sim.events import emit
+from stripe_sim.events import emit, tracked
 from stripe_sim.listing import paginate
 from stripe_sim.params import as_dict, as_int, as_list, as_str, merge_metadata
 from stripe_sim.render import list_object, public, render
@@ -201,7 +201,11 @@ def complete(
     if session["status"] != "open":
         raise invalid(f"This Checkout Session is {session['status']}.")
     cust = store.get(session["customer"], "customer")
-    email = email or session["customer_email"] or (cust["email"] if cust else None)
+    if cust is not None and cust["email"]:
+        # Stripe: a customer's email is prefilled and cannot be changed on the page.
+        email = cust["email"]
+    else:
+        email = email or session["customer_email"]
     if cust is None:
         at = store.clock_now(None)
         cust = store.insert(objects.customer(store, now=at, clock=None))
@@ -209,6 +213,11 @@ def complete(
         emit(store, "customer.created", cust, at=at)
         session["customer"] = cust["id"]
     at = store.now_for(cust)
+    if email and not cust["email"]:
+        # Stripe: "If the Customer does not have a valid email, Checkout will set the email
+        # entered during the session on the Customer."
+        with tracked(store, cust, "customer.updated", at=at):
+            cust["email"] = email
     ctx.touched_clocks.add(cust["test_clock"])
     pm = attach(store, pm_ref, cust, at)
     plan = ItemPlan()

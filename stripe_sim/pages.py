@@ -73,7 +73,13 @@ def page_routes(sim: Simulator) -> list[Route]:
                 )
             ctx = Ctx(sim.store, sim.engine, "GET", "", {})
             lines = checkout.line_items_list(ctx, session)["data"]
-            return _page("checkout.html", session=public(session), lines=lines)
+            customer = sim.store.get(session["customer"], "customer")
+            return _page(
+                "checkout.html",
+                session=public(session),
+                lines=lines,
+                email_on_file=customer["email"] if customer else None,
+            )
 
     async def checkout_submit(request: Request) -> Response:
         cs_id = request.path_params["cs_id"]

@@ -5,6 +5,9 @@
 against `domain.lifecycle`, the grace table against the catalog.
 `docs/runbook.md`: every case has a section, every admin CLI command in it parses, every
 search attribute it filters on exists.
+`README.md`: every `dataface-billing` command in it parses (also when run through compose), and
+"Deploying" is the production sequence, one numbered step per command; what the Stripe steps
+do is tested against the simulator in `tests/deploy/test_stripe_steps.py`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 import cli
 from domain.catalog import default_catalog
@@ -34,7 +38,9 @@ from notifications.render import EMAIL_KINDS
 from tests.workflows.harness import subscription
 from workflows.account import SEARCH_ATTRIBUTES
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 LIFECYCLE = DOCS / "lifecycle.md"
 RUNBOOK = DOCS / "runbook.md"
 CODE = re.compile(r"`([a-z_]+)`")
@@ -308,3 +314,64 @@ def test_email_kinds_in_the_lifecycle_doc_exist() -> None:
     assert named and named <= set(EMAIL_KINDS)
     # Every notice of the contract is an email of the same name.
     assert {str(notice) for notice in Notice} <= set(EMAIL_KINDS)
+
+
+def shell_lines(markdown: str) -> list[str]:
+    """The lines of the ```bash blocks, comments and blank lines left out."""
+    blocks = re.findall(r"^ *```bash\n(.*?)^ *```", markdown, re.MULTILINE | re.DOTALL)
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def cli_arguments(line: str) -> list[str] | None:
+    """What a README line passes to `dataface-billing`, directly or through a compose service
+    of the project's image (whose entrypoint it is); None for any other command."""
+    words = shlex.split(line, comments=True)
+    if words[0] == "dataface-billing":
+        return words[1:]
+    if words[:3] == ["docker", "compose", "run"]:
+        options_end = next(i for i, word in enumerate(words[3:], 3) if not word.startswith("-"))
+        service = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][
+            words[options_end]
+        ]
+        assert service.get("build") == ".", f"{words[options_end]} does not run our image"
+        return words[options_end + 1 :]
+    return None
+
+
+def subcommand(argv: list[str]) -> str:
+    """`catalog apply` for `catalog apply`, `api` for `api --port 8000`."""
+    action = argv[1:2] if len(argv) > 1 and not argv[1].startswith("-") else []
+    return " ".join([argv[0], *action])
+
+
+def readme_commands() -> list[list[str]]:
+    found = [cli_arguments(line) for line in shell_lines(README.read_text())]
+    return [argv for argv in found if argv is not None]
+
+
+@pytest.mark.parametrize("argv", readme_commands(), ids=" ".join)
+def test_every_command_in_the_readme_parses(argv: list[str]) -> None:
+    args = cli.build_parser().parse_args(argv)
+    assert args.command == argv[0]
+
+
+def test_deploying_is_the_production_sequence_one_numbered_step_per_command() -> None:
+    section = README.read_text().split("## Deploying", 1)[1].split("\n## ", 1)[0]
+    steps = re.split(r"^(\d+)\. ", section, flags=re.MULTILINE)
+    numbers = steps[1::2]
+    # A step's text is indented under its number; the first unindented line ends the list.
+    bodies = [re.split(r"\n(?=\S)", body)[0] for body in steps[2::2]]
+    assert numbers == [str(n) for n in range(1, len(numbers) + 1)]
+    commands = [
+        [subcommand(argv) for line in shell_lines(body) if (argv := cli_arguments(line))]
+        for body in bodies
+    ]
+    assert commands == [
+        ["migrate"],
+        ["setup-temporal"],
+        ["catalog apply"],
+        ["webhook-endpoint ensure"],
+        ["api", "worker"],
+    ]
+    assert "STRIPE_WEBHOOK_SECRET" in bodies[3]

@@ -16,11 +16,12 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
+from stripe.params import CustomerCreateParams
 from temporalio.client import WorkflowUpdateFailedError
 
 from api.deps import AccountIdPath, AppTokenDep, SessionFactoryDep, SettingsDep, TemporalClientDep
 from api.routes.webhooks import TEMPORAL_UNAVAILABLE
-from api.schemas import EntitlementsAnswer
+from api.schemas import CustomerContact, EntitlementsAnswer
 from core.config import Settings
 from core.stripe_client import make_stripe_client
 from db import repository
@@ -43,6 +44,10 @@ class PlanRequest(BaseModel):
     plan: str = Field(examples=["team"])
     interval: Literal["month", "year"] = "month"
     seats: int = Field(1, ge=1)
+
+
+class CheckoutRequest(PlanRequest, CustomerContact):
+    pass
 
 
 class CheckoutAnswer(BaseModel):
@@ -110,7 +115,7 @@ def _entitlements(sessions: sessionmaker[Session], account_id: str) -> Entitleme
 @router.post("/checkout", status_code=status.HTTP_201_CREATED)
 def start_checkout(
     account_id: AccountIdPath,
-    body: PlanRequest,
+    body: CheckoutRequest,
     _: AppTokenDep,
     settings: SettingsDep,
     sessions: SessionFactoryDep,
@@ -120,6 +125,9 @@ def start_checkout(
     The account's open page is given again (the same session) for the same purchase, and
     expired for another one: an account never has two pages it could complete, so it never
     pays twice. A retried request therefore needs no `Idempotency-Key`.
+
+    `email` and `name`, when given, go on the Stripe customer the account's first checkout
+    creates; without an email, the one typed into Checkout is set on the customer.
     """
     catalog = default_catalog()
     try:
@@ -135,7 +143,7 @@ def start_checkout(
         )
     client = make_stripe_client(settings)
     with _stripe_failures():
-        customer_id = _customer_for(client, sessions, account_id)
+        customer_id = _customer_for(client, sessions, account_id, body)
         with sessions() as session:
             stored = repository.stored_checkout(session, account_id)
         attempt = 1
@@ -235,15 +243,24 @@ def _create_checkout(
 
 
 def _customer_for(
-    client: stripe.StripeClient, sessions: sessionmaker[Session], account_id: str
+    client: stripe.StripeClient,
+    sessions: sessionmaker[Session],
+    account_id: str,
+    contact: CustomerContact,
 ) -> str:
-    """The account's Stripe customer, created (once) and linked when it has none."""
+    """The account's Stripe customer, created (once, with the contact given) and linked when
+    it has none."""
     with sessions() as session:
         existing = repository.customer_for_account(session, account_id)
     if existing is not None:
         return existing
+    params: CustomerCreateParams = {"metadata": {"account_id": account_id}}
+    if contact.email is not None:
+        params["email"] = contact.email
+    if contact.name is not None:
+        params["name"] = contact.name
     customer = client.v1.customers.create(
-        params={"metadata": {"account_id": account_id}},
+        params=params,
         options={"idempotency_key": f"customer-for-{account_id}"},
     )
     with sessions.begin() as session:

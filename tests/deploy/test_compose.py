@@ -191,6 +191,8 @@ def test_ports_match_the_commands_and_settings() -> None:
     worker = SERVICES["worker"]
     metrics_port = environment("worker")["METRICS_PORT"]
     assert metrics_port in worker["expose"]
+    # Prometheus scrapes from another container: loopback, the default, would shut it out.
+    assert environment("worker")["METRICS_HOST"] == "0.0.0.0"
     assert f":{metrics_port}/metrics" in " ".join(worker["healthcheck"]["test"])
     assert environment("worker")["SMTP_PORT"] == "1025"
 

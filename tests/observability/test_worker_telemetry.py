@@ -102,7 +102,7 @@ async def test_the_worker_serves_sdk_and_email_metrics(
     workflow_env: WorkflowEnvironment, session_factory: sessionmaker[Session]
 ) -> None:
     settings = Settings(_env_file=None, metrics_port=closed_port())
-    runtime = metrics_runtime(settings, host="127.0.0.1")
+    runtime = metrics_runtime(settings)
     assert runtime is not None
     client = await Client.connect(
         workflow_env.client.service_client.config.target_host,

@@ -107,6 +107,58 @@ def test_checkout_trial_for_existing_customer(
     assert sub.status == "trialing" and sub.trial_start == JAN_1
 
 
+def checkout_for(client: stripe.StripeClient, customer: Any, price: Any) -> Any:
+    return client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "customer": customer.id,
+            "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": "https://app.example/ok",
+        }
+    )
+
+
+def test_checkout_sets_the_email_typed_in_on_a_customer_without_one(
+    client: stripe.StripeClient, catalog: dict[str, Any], clock: Any
+) -> None:
+    customer = make_customer(client, clock, pm=None, email="")
+    session = checkout_for(client, customer, catalog["pro"])
+    page = httpx.get(session.url)
+    assert 'name="email"' in page.text  # asked for
+
+    done = httpx.post(
+        session.url, data={"payment_method": "pm_card_visa", "email": "typed@example.com"}
+    )
+
+    assert done.status_code == 303
+    assert client.v1.customers.retrieve(customer.id).email == "typed@example.com"
+    [updated] = events(client, "customer.updated")
+    assert updated.data.object.email == "typed@example.com"
+    assert updated.data.previous_attributes.email is None
+    session = client.v1.checkout.sessions.retrieve(session.id)
+    assert session.customer_details.email == "typed@example.com"
+
+
+def test_checkout_keeps_the_email_a_customer_has(
+    client: stripe.StripeClient, catalog: dict[str, Any], clock: Any
+) -> None:
+    customer = make_customer(client, clock, pm=None)
+    session = checkout_for(client, customer, catalog["pro"])
+    page = httpx.get(session.url)
+    # Shown, not editable.
+    assert "ada@example.com" in page.text and 'name="email"' not in page.text
+
+    done = httpx.post(
+        session.url, data={"payment_method": "pm_card_visa", "email": "other@example.com"}
+    )
+
+    assert done.status_code == 303
+    assert client.v1.customers.retrieve(customer.id).email == "ada@example.com"
+    assert events(client, "customer.updated") == []
+    session = client.v1.checkout.sessions.retrieve(session.id)
+    assert session.customer_details.email == "ada@example.com"
+
+
 def test_checkout_validation(client: stripe.StripeClient, catalog: dict[str, Any]) -> None:
     with pytest.raises(stripe.InvalidRequestError) as info:
         client.v1.checkout.sessions.create(
