@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -22,7 +23,6 @@ from temporalio.service import RPCError
 from api.deps import SessionFactoryDep, SettingsDep, TemporalClientDep
 from api.metrics import UNVERIFIED_EVENT_TYPE, WEBHOOK_EVENTS
 from api.webhook_routing import (
-    MalformedEvent,
     account_or_store_unroutable,
     check_event_shape,
     is_handled,
@@ -113,6 +113,9 @@ def verified_event(raw: bytes, signature: str | None, settings: Settings) -> dic
     """The event, after checking Stripe's signature over the exact bytes received."""
     if not signature:
         raise _bad_request("missing Stripe-Signature header")
+    # Stripe's header is ASCII; the library's comparison fails on anything else.
+    if not signature.isascii():
+        raise _bad_request("invalid Stripe signature: the header is not ASCII")
     try:
         WebhookSignature.verify_header(
             raw,
@@ -125,11 +128,26 @@ def verified_event(raw: bytes, signature: str | None, settings: Settings) -> dic
     except UnicodeDecodeError as err:
         raise _bad_request("the body is not UTF-8") from err
     try:
-        return check_event_shape(json.loads(raw))
+        return check_event_shape(
+            json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        )
     except json.JSONDecodeError as err:
         raise _bad_request("the body is not JSON") from err
-    except MalformedEvent as err:
+    except RecursionError as err:
+        raise _bad_request("not a Stripe event: nested too deep") from err
+    except ValueError as err:  # `MalformedEvent`, a non-finite number, an integer too long
         raise _bad_request(f"not a Stripe event: {err}") from err
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is beyond a JSON number's range")
+    return number
 
 
 def _bad_request(reason: str) -> HTTPException:
