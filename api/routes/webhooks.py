@@ -37,6 +37,7 @@ from workflows.starter import signal_stripe_event
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+PATH = "/webhooks/stripe"
 
 # A lazy client that cannot reach the server raises RuntimeError ("Failed client connect").
 TEMPORAL_UNAVAILABLE = (RPCError, RuntimeError, ConnectionError, TimeoutError)
@@ -44,7 +45,7 @@ TEMPORAL_UNAVAILABLE = (RPCError, RuntimeError, ConnectionError, TimeoutError)
 SIGNAL_TIMEOUT_SECONDS = 10
 
 
-@router.post("/stripe")
+@router.post(PATH.removeprefix(router.prefix))
 async def receive_stripe_event(
     request: Request,
     settings: SettingsDep,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
@@ -15,9 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
 from db.models import UnroutableEvent
-from tests.api.conftest import ClientFactory, RecordingTemporal, sign
+from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory, RecordingTemporal, sign
 
 pytestmark = pytest.mark.db
+
+APP = {"Authorization": f"Bearer {APP_TOKEN}"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def unroutable_event(**fields: Any) -> dict[str, Any]:
@@ -170,3 +174,58 @@ async def test_an_unroutable_but_valid_event_is_still_acknowledged(
     assert response.status_code == 200
     assert response.json() == {"status": "unroutable"}
     assert stored_unroutable(session_factory) == before + 1
+
+
+# --- the other routes ----------------------------------------------------------------------
+
+JSON_ROUTES = [
+    pytest.param("/v1/accounts/acct_numbers/checkout", APP, id="checkout"),
+    pytest.param("/v1/accounts/acct_numbers/plan", APP, id="plan"),
+    pytest.param("/admin/accounts/acct_numbers/actions/lock", ADMIN, id="admin-action"),
+]
+
+
+@pytest.mark.parametrize("number", ["1e309", "NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(("path", "headers"), JSON_ROUTES)
+async def test_a_non_finite_number_in_a_body_is_a_422_that_encodes(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str], number: str
+) -> None:
+    body = f'{{"plan": {number}, "seats": {number}, "actor": {number}, "reason": {number}}}'
+
+    response = await client.post(
+        path, content=body, headers={**headers, "Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+@pytest.mark.parametrize(("path", "headers"), JSON_ROUTES)
+async def test_a_body_beyond_the_api_limit_is_413(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str]
+) -> None:
+    body = json.dumps({"plan": "team", "padding": "x" * 70_000})
+
+    response = await client.post(
+        path, content=body, headers={**headers, "Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 413
+    assert "larger than 65536 bytes" in response.json()["detail"]
+
+
+async def test_a_streamed_body_beyond_the_api_limit_is_413(client: httpx.AsyncClient) -> None:
+    async def chunked() -> AsyncIterator[bytes]:
+        yield b'{"plan": "team", "padding": "'
+        for _ in range(10):
+            yield b"x" * 8 * 1024
+        yield b'"}'
+
+    response = await client.post(
+        "/v1/accounts/acct_numbers/checkout",
+        content=chunked(),
+        headers={**APP, "Content-Type": "application/json"},
+    )
+
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
