@@ -1,17 +1,42 @@
-"""What the API answers when a request is wrong, in one place: a 4xx whose body always encodes,
-and a bound on every request body."""
+"""What the API answers when a request is wrong or something it waits on is out, in one place.
+
+An outage ends in a 503 with `Retry-After`; bad input ends in a 4xx whose body always encodes.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+# Long enough for a restarted dependency to come back, short enough for a user's retry.
+RETRY_AFTER_SECONDS = 10
+
+DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
+
+
+def unavailable(reason: str) -> HTTPException:
+    """503 with `Retry-After`: an outage, not the caller's fault; `reason` says whether the
+    request may still take effect."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        detail=reason,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+# --- bodies --------------------------------------------------------------------------------
 
 
 def finite(value: Any) -> Any:
@@ -34,9 +59,20 @@ async def validation_failed(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    logger.warning("database unavailable: %r", exc)
+    error = unavailable(DATABASE_UNAVAILABLE)
+    return JSONResponse(
+        status_code=error.status_code, content={"detail": error.detail}, headers=error.headers
+    )
+
+
 def answer_failures(app: FastAPI) -> None:
-    """Installs the app-wide answers: a 422 that always encodes."""
+    """Installs the app-wide answers: an unencodable 422 and a database out of reach."""
     app.add_exception_handler(RequestValidationError, validation_failed)
+    # Refused or dropped connections and an exhausted pool; a bad statement stays a 500 (a bug).
+    for unreachable in (OperationalError, InterfaceError, PoolTimeoutError):
+        app.add_exception_handler(unreachable, database_unavailable)
 
 
 class BodyLimit:

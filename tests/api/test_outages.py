@@ -1,0 +1,120 @@
+"""What the API answers while something it waits on is out: Temporal without a worker,
+Temporal unreachable, the database refusing connections. Always a prompt 503 with
+`Retry-After` whose body says whether the request may still take effect; never a 500 or a hang.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.main import create_app
+from core.config import Settings
+from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, closed_port, post_event
+
+pytestmark = pytest.mark.db
+
+APP = {"Authorization": f"Bearer {APP_TOKEN}"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Far beyond the bounds the tests set: reaching it means the API did not bound its wait.
+HANG = 10
+
+
+@dataclass
+class UnreachableTemporal:
+    """A server refusing connections, counting how often it was tried."""
+
+    attempts: int = 0
+
+    async def start_workflow(self, *_: Any, **__: Any) -> None:
+        self.attempts += 1
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+    async def execute_update_with_start_workflow(self, *_: Any, **__: Any) -> Any:
+        self.attempts += 1
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+
+def account() -> str:
+    return f"acct_{uuid4().hex[:12]}"
+
+
+def assert_retry_later(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.json()["detail"]
+
+
+# --- the database refusing connections ---------------------------------------------------
+
+
+@asynccontextmanager
+async def api_without_database(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its database at a port nothing listens on; a crash would be a 500."""
+    refused = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/billing"
+    app = create_app(
+        settings.model_copy(update={"database_url": refused}),
+        temporal_client=UnreachableTemporal(),
+    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        pytest.param("GET", "/entitlements", None, id="entitlements"),
+        pytest.param("POST", "/plan", {"plan": "team", "seats": 2}, id="plan"),
+        pytest.param("POST", "/checkout", {"plan": "team", "seats": 2}, id="checkout"),
+    ],
+)
+async def test_without_its_database_an_account_route_is_a_503(
+    settings: Settings, method: str, path: str, body: Any
+) -> None:
+    async with api_without_database(settings) as client:
+        response = await client.request(
+            method, f"/v1/accounts/{account()}{path}", json=body, headers=APP
+        )
+
+    assert_retry_later(response)
+    assert "database is unavailable" in response.json()["detail"]
+
+
+async def test_without_its_database_the_webhook_customer_lookup_is_a_503_saying_why(
+    settings: Settings,
+) -> None:
+    async with api_without_database(settings) as client:
+        # No account in the metadata: the gateway must look the customer up.
+        response = await post_event(client, _event(None))
+
+    assert_retry_later(response)
+    assert "database is unavailable" in response.json()["detail"]
+
+
+def _event(account_id: str | None) -> dict[str, Any]:
+    return {
+        "id": f"evt_{uuid4().hex[:12]}",
+        "object": "event",
+        "type": "customer.subscription.updated",
+        "created": int(time.time()),
+        "data": {
+            "object": {
+                "id": f"sub_{uuid4().hex[:12]}",
+                "object": "subscription",
+                "customer": f"cus_{uuid4().hex[:12]}",
+                "metadata": {"account_id": account_id} if account_id else {},
+            }
+        },
+    }
