@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from api.answer_cache import AnswerCache
+from api.edge import TemporalGate
 from core.config import Settings
 
 # Account ids are ours (the Dataface app's); this keeps them safe in URLs, ETags and
@@ -58,12 +59,18 @@ async def get_temporal_client(request: Request) -> Client:
     return client
 
 
+async def get_temporal_gate(request: Request) -> TemporalGate:
+    gate: TemporalGate = request.app.state.temporal_gate
+    return gate
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 AnswerCacheDep = Annotated[AnswerCache, Depends(get_answer_cache)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SessionDep = Annotated[Session, Depends(get_session)]
 TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
+TemporalGateDep = Annotated[TemporalGate, Depends(get_temporal_gate)]
 CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 

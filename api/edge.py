@@ -1,13 +1,18 @@
 """What the API answers when a request is wrong or something it waits on is out, in one place.
 
-An outage ends in a 503 with `Retry-After`; bad input ends in a 4xx whose body always encodes.
+Every wait on something outside (Temporal, the database, Stripe) is bounded and ends in a 503
+with `Retry-After`; bad input ends in a 4xx whose body always encodes. No route writes its own
+mapping from an outside failure to an HTTP answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
@@ -17,13 +22,38 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import FailureError
+from temporalio.service import RPCError, RPCStatusCode
 
 logger = logging.getLogger(__name__)
 
 # Long enough for a restarted dependency to come back, short enough for a user's retry.
 RETRY_AFTER_SECONDS = 10
 
+# A lazy client that cannot reach the server raises RuntimeError ("Failed client connect");
+# an update Temporal did not confirm within its own deadline is unconfirmed like a timeout.
+TEMPORAL_UNAVAILABLE = (
+    RPCError,
+    RuntimeError,
+    ConnectionError,
+    TimeoutError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+# What says the request may already be with Temporal, so the change may still happen.
+MAY_STILL_APPLY = (
+    "billing did not confirm the change in time; the change may still apply when the service "
+    "catches up: check the entitlements before retrying"
+)
+NOT_APPLIED = "billing cannot reach Temporal; nothing was changed; retry later"
 DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
+# Probes of an unreachable Temporal: how long one may take and how often one runs.
+PROBE_TIMEOUT = timedelta(seconds=2)
+PROBE_EVERY_SECONDS = 1.0
 
 
 def unavailable(reason: str) -> HTTPException:
@@ -34,6 +64,83 @@ def unavailable(reason: str) -> HTTPException:
         detail=reason,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+class TemporalGate:
+    """Whether Temporal is known to be unreachable, so requests answer 503 at once instead of
+    each waiting out the client's connection retries (6-10 s); a background probe reopens it.
+
+    Only a refused connection closes the gate: an update that times out because no worker
+    polls says nothing about the server."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._probe: asyncio.Task[None] | None = None
+
+    @property
+    def is_closed(self) -> bool:
+        return self._probe is not None and not self._probe.done()
+
+    def check(self, reason: str = NOT_APPLIED) -> None:
+        if self.is_closed:
+            raise unavailable(reason)
+
+    def observe(self, err: BaseException) -> None:
+        if _is_unreachable(err) and not self.is_closed:
+            logger.warning("Temporal is unreachable: answering 503 until a probe reaches it")
+            self._probe = asyncio.create_task(self._probe_until_reachable())
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
+
+    async def _probe_until_reachable(self) -> None:
+        while True:
+            try:
+                serving = await self._client.service_client.check_health(timeout=PROBE_TIMEOUT)
+            except Exception:  # still unreachable (or a client that cannot probe)
+                serving = False
+            if serving:
+                logger.info("Temporal is reachable again")
+                return
+            await asyncio.sleep(PROBE_EVERY_SECONDS)
+
+
+def _is_unreachable(err: BaseException) -> bool:
+    if isinstance(err, RPCError):
+        return err.status == RPCStatusCode.UNAVAILABLE
+    return isinstance(err, RuntimeError | ConnectionError)
+
+
+@asynccontextmanager
+async def temporal_call(
+    gate: TemporalGate, seconds: float, *, if_unconfirmed: str, if_not_sent: str = NOT_APPLIED
+) -> AsyncIterator[None]:
+    """Bounds one call to Temporal: the workflow refusing it is a 409 with its reason; Temporal
+    not confirming it within `seconds` is a 503 saying `if_unconfirmed` (the call may still
+    take effect). While the gate knows Temporal is down, the 503 comes at once, before
+    anything is sent, and says `if_not_sent`."""
+    gate.check(if_not_sent)
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except WorkflowUpdateFailedError as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=refusal(err)) from err
+    except TEMPORAL_UNAVAILABLE as err:
+        gate.observe(err)
+        logger.warning("Temporal did not confirm a call: %r", err)
+        # Even a refused connection may follow a request that reached the server: only the
+        # gate's own answer is sure nothing was sent.
+        raise unavailable(if_unconfirmed) from err
+
+
+def refusal(err: WorkflowUpdateFailedError) -> str:
+    """The workflow's reason ("the account is not locked"), without the error type prefix."""
+    cause = err.cause
+    if isinstance(cause, FailureError) and cause.message:
+        return cause.message
+    return str(cause or err)
 
 
 # --- bodies --------------------------------------------------------------------------------

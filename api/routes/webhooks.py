@@ -6,7 +6,6 @@ Nothing is decided here. The answer is 2xx only once Temporal has durably accept
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -18,9 +17,9 @@ from fastapi.concurrency import run_in_threadpool
 # Imported by name: `stripe.X` goes through the package's lazy `__getattr__` (an import_module
 # call) on every access, i.e. on every webhook.
 from stripe import SignatureVerificationError, WebhookSignature
-from temporalio.service import RPCError
 
-from api.deps import SessionFactoryDep, SettingsDep, TemporalClientDep
+from api.deps import SessionFactoryDep, SettingsDep, TemporalClientDep, TemporalGateDep
+from api.edge import temporal_call
 from api.metrics import UNVERIFIED_EVENT_TYPE, WEBHOOK_EVENTS
 from api.webhook_routing import (
     account_or_store_unroutable,
@@ -39,10 +38,9 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 PATH = "/webhooks/stripe"
 
-# A lazy client that cannot reach the server raises RuntimeError ("Failed client connect").
-TEMPORAL_UNAVAILABLE = (RPCError, RuntimeError, ConnectionError, TimeoutError)
 # Stripe abandons slow deliveries; answering 503 ourselves makes the retry explicit.
 SIGNAL_TIMEOUT_SECONDS = 10
+NOT_ACCEPTED = "Temporal did not confirm the event; it may still be delivered, and Stripe retries"
 
 
 @router.post(PATH.removeprefix(router.prefix))
@@ -52,6 +50,7 @@ async def receive_stripe_event(
     # The session factory, not a session: rejected requests never touch the database.
     sessions: SessionFactoryDep,
     temporal: TemporalClientDep,
+    gate: TemporalGateDep,
 ) -> dict[str, str]:
     try:
         raw = await read_capped_body(request, settings.webhook_max_body_bytes)
@@ -77,15 +76,12 @@ async def receive_stripe_event(
 
     signal = signal_for(event, route)
     try:
-        async with asyncio.timeout(SIGNAL_TIMEOUT_SECONDS):
+        async with temporal_call(gate, SIGNAL_TIMEOUT_SECONDS, if_unconfirmed=NOT_ACCEPTED):
             await signal_stripe_event(temporal, settings.task_queue, account_id, signal)
-    except TEMPORAL_UNAVAILABLE as err:
+    except HTTPException:
         WEBHOOK_EVENTS.labels(event["type"], "unavailable").inc()
-        logger.warning("Temporal did not accept %s for %s: %r", event["id"], account_id, err)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="the event was not accepted; retry later",
-        ) from err
+        logger.warning("Temporal did not accept %s for %s", event["id"], account_id)
+        raise
     WEBHOOK_EVENTS.labels(event["type"], "accepted").inc()
     logger.info("signalled %s (%s) to account %s", event["id"], event["type"], account_id)
     return {"status": "accepted", "account_id": account_id}

@@ -5,10 +5,11 @@ Temporal unreachable, the database refusing connections. Always a prompt 503 wit
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
 
@@ -17,8 +18,9 @@ import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.main import create_app
+from api.routes import admin, billing
 from core.config import Settings
-from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, closed_port, post_event
+from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory, closed_port, post_event
 
 pytestmark = pytest.mark.db
 
@@ -26,6 +28,17 @@ APP = {"Authorization": f"Bearer {APP_TOKEN}"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # Far beyond the bounds the tests set: reaching it means the API did not bound its wait.
 HANG = 10
+
+
+@dataclass
+class WorkerlessTemporal:
+    """Temporal accepting updates no worker ever runs: an update never completes."""
+
+    updates: list[str] = field(default_factory=list)
+
+    async def execute_update_with_start_workflow(self, update: str, **_: Any) -> Any:
+        self.updates.append(update)
+        await asyncio.Event().wait()
 
 
 @dataclass
@@ -51,6 +64,65 @@ def assert_retry_later(response: httpx.Response) -> None:
     assert response.status_code == 503, response.text
     assert int(response.headers["Retry-After"]) > 0
     assert response.json()["detail"]
+
+
+SELF_SERVE_UPDATES = [
+    pytest.param("POST", "/resume", None, id="resume"),
+    pytest.param("POST", "/cancel", None, id="cancel"),
+    pytest.param("DELETE", "/plan/pending", None, id="cancel-plan-change"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), SELF_SERVE_UPDATES)
+async def test_a_self_serve_update_no_worker_runs_is_a_prompt_503_that_may_still_apply(
+    make_client: ClientFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    path: str,
+    body: Any,
+) -> None:
+    monkeypatch.setattr(billing, "UPDATE_TIMEOUT_SECONDS", 0.2)
+    temporal = WorkerlessTemporal()
+    async with make_client(temporal_client=temporal) as client, asyncio.timeout(HANG):
+        response = await client.request(
+            method, f"/v1/accounts/{account()}{path}", json=body, headers=APP
+        )
+
+    assert_retry_later(response)
+    assert "may still apply" in response.json()["detail"]
+    assert "check the entitlements" in response.json()["detail"]
+    assert len(temporal.updates) == 1
+
+
+async def test_an_operator_action_no_worker_runs_is_a_503_that_may_still_apply(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admin, "ACTION_TIMEOUT_SECONDS", 0.2)
+    async with make_client(temporal_client=WorkerlessTemporal()) as client, asyncio.timeout(HANG):
+        response = await client.post(
+            f"/admin/accounts/{account()}/actions/lock",
+            json={"actor": "ops@dataface.test", "reason": "fraud check"},
+            headers=ADMIN,
+        )
+
+    assert_retry_later(response)
+    assert "may still apply" in response.json()["detail"]
+
+
+async def test_once_temporal_refused_a_connection_requests_answer_without_trying_again(
+    make_client: ClientFactory,
+) -> None:
+    temporal = UnreachableTemporal()
+    async with make_client(temporal_client=temporal) as client:
+        first = await post_event(client, _event(account()))
+        second = await post_event(client, _event(account()))
+        update = await client.post(f"/v1/accounts/{account()}/resume", headers=APP)
+
+    for response in (first, second, update):
+        assert_retry_later(response)
+    # The client's own connection retries took 6-10 s per request; the gate answers at once.
+    assert temporal.attempts == 1
+    assert "nothing was changed" in update.json()["detail"]
 
 
 # --- the database refusing connections ---------------------------------------------------
