@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.deps import ACCOUNT_ID_PATTERN
+from api.deps import ACCOUNT_ID_PATTERN, STRIPE_ID_PATTERN
 from db import repository
 from workflows.account import StripeEventSignal
 
@@ -46,9 +46,7 @@ HANDLED_EVENT_TYPES = frozenset(
 )
 
 
-# Stripe's ids are ASCII and never longer than 255 characters (its documented promise), which
-# is also what the database columns holding them take.
-STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+STRIPE_ID = re.compile(STRIPE_ID_PATTERN)
 EVENT_TYPE = re.compile(r"[a-z0-9_.]{1,128}")
 # Stripe's objects nest a handful of levels; far deeper is not an event, and every reader of
 # the stored copy (JSON columns, the admin API) would recurse through it.

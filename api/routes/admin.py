@@ -43,6 +43,7 @@ from api.admin_schemas import (
 )
 from api.deps import (
     ACCOUNT_ID_PATTERN,
+    STRIPE_ID_PATTERN,
     AccountIdPath,
     SessionDep,
     SessionFactoryDep,
@@ -113,7 +114,7 @@ def list_accounts(
 def list_unroutable_events(
     session: SessionDep,
     resolved: bool | None = None,
-    customer_id: str | None = None,
+    customer_id: Annotated[str | None, Query(pattern=STRIPE_ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> UnroutableEventList:
     rows = admin_queries.unroutable_events(

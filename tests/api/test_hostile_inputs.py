@@ -229,3 +229,15 @@ async def test_a_streamed_body_beyond_the_api_limit_is_413(client: httpx.AsyncCl
 
     assert "content-length" not in response.request.headers
     assert response.status_code == 413
+
+
+async def test_a_customer_filter_stripe_would_never_send_is_422(
+    client: httpx.AsyncClient,
+) -> None:
+    # PostgreSQL refuses NUL in a query parameter: this was a 500.
+    response = await client.get(
+        "/admin/unroutable-events", params={"customer_id": "cus_\x00"}, headers=ADMIN
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "customer_id"]
