@@ -17,6 +17,7 @@ import httpx
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import edge
 from api.main import create_app
 from api.routes import admin, billing
 from core.config import Settings
@@ -190,3 +191,55 @@ def _event(account_id: str | None) -> dict[str, Any]:
             }
         },
     }
+
+
+@dataclass
+class RecoveringHealth:
+    """Temporal's health check: unreachable for the first `failures` probes, then serving."""
+
+    failures: int
+    probes: int = 0
+    serving: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def check_health(self, **_: Any) -> bool:
+        self.probes += 1
+        if self.probes <= self.failures:
+            raise RuntimeError("Failed client connect")
+        self.serving.set()
+        return True
+
+
+@dataclass
+class RecoveringTemporal:
+    service_client: RecoveringHealth
+
+
+async def test_the_gate_reopens_once_a_probe_reaches_temporal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(edge, "PROBE_EVERY_SECONDS", 0)
+    health = RecoveringHealth(failures=2)
+    gate = edge.TemporalGate(RecoveringTemporal(health))  # type: ignore[arg-type]
+
+    gate.observe(RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b""))
+    assert gate.is_closed
+    async with asyncio.timeout(HANG):
+        await health.serving.wait()
+
+    # The probe ended in the step that found Temporal serving.
+    assert not gate.is_closed
+    assert health.probes == 3
+
+
+async def test_an_update_no_worker_runs_does_not_close_the_gate(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(billing, "UPDATE_TIMEOUT_SECONDS", 0.05)
+    temporal = WorkerlessTemporal()
+    async with make_client(temporal_client=temporal) as client:
+        for _ in range(2):
+            response = await client.post(f"/v1/accounts/{account()}/resume", headers=APP)
+            assert "may still apply" in response.json()["detail"]
+
+    # Temporal answered (no worker did): each request was sent, none refused at the gate.
+    assert len(temporal.updates) == 2
