@@ -67,50 +67,70 @@ def unavailable(reason: str) -> HTTPException:
 
 
 class TemporalGate:
-    """Whether Temporal is known to be unreachable, so requests answer 503 at once instead of
-    each waiting out the client's connection retries (6-10 s); a background probe reopens it.
+    """Whether Temporal is known to be out of reach, so requests answer 503 at once instead of
+    each waiting out the client's retries (6-10 s); a background probe reopens it.
 
-    Only a refused connection closes the gate: an update that times out because no worker
-    polls says nothing about the server."""
+    A refused connection closes it at once. A call that timed out only starts a probe, which
+    closes it if the server does not answer its health check either: an update times out too
+    when Temporal is up but no worker polls, and that must not refuse other requests."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        self._closed = False
         self._probe: asyncio.Task[None] | None = None
 
     @property
     def is_closed(self) -> bool:
-        return self._probe is not None and not self._probe.done()
+        return self._closed
 
     def check(self, reason: str = NOT_APPLIED) -> None:
-        if self.is_closed:
+        if self._closed:
             raise unavailable(reason)
 
     def observe(self, err: BaseException) -> None:
-        if _is_unreachable(err) and not self.is_closed:
-            logger.warning("Temporal is unreachable: answering 503 until a probe reaches it")
-            self._probe = asyncio.create_task(self._probe_until_reachable())
+        if self._probe is not None and not self._probe.done():
+            return
+        if _is_unreachable(err):
+            self._close()
+        elif not _timed_out(err):
+            return
+        self._probe = asyncio.create_task(self._probe_until_reachable())
 
     async def close(self) -> None:
         if self._probe is not None:
             self._probe.cancel()
             await asyncio.gather(self._probe, return_exceptions=True)
 
+    def _close(self) -> None:
+        if not self._closed:
+            logger.warning("Temporal is unreachable: answering 503 until a probe reaches it")
+        self._closed = True
+
     async def _probe_until_reachable(self) -> None:
-        while True:
-            try:
-                serving = await self._client.service_client.check_health(timeout=PROBE_TIMEOUT)
-            except Exception:  # still unreachable (or a client that cannot probe)
-                serving = False
-            if serving:
-                logger.info("Temporal is reachable again")
-                return
+        while not await self._serving():
+            self._close()
             await asyncio.sleep(PROBE_EVERY_SECONDS)
+        if self._closed:
+            logger.info("Temporal is reachable again")
+        self._closed = False
+
+    async def _serving(self) -> bool:
+        try:
+            return await self._client.service_client.check_health(timeout=PROBE_TIMEOUT)
+        except Exception:  # unreachable (or a client that cannot probe)
+            return False
 
 
 def _is_unreachable(err: BaseException) -> bool:
     if isinstance(err, RPCError):
         return err.status == RPCStatusCode.UNAVAILABLE
     return isinstance(err, RuntimeError | ConnectionError)
+
+
+def _timed_out(err: BaseException) -> bool:
+    if isinstance(err, RPCError):
+        return err.status == RPCStatusCode.DEADLINE_EXCEEDED
+    return isinstance(err, TimeoutError | WorkflowUpdateRPCTimeoutOrCancelledError)
 
 
 @asynccontextmanager

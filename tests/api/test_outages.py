@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import edge
 from api.main import create_app
-from api.routes import admin, billing
+from api.routes import admin, billing, webhooks
 from core.config import Settings
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory, closed_port, post_event
 
@@ -32,10 +32,17 @@ HANG = 10
 
 
 @dataclass
+class ServingHealth:
+    async def check_health(self, **_: Any) -> bool:
+        return True
+
+
+@dataclass
 class WorkerlessTemporal:
-    """Temporal accepting updates no worker ever runs: an update never completes."""
+    """Temporal up, accepting updates no worker ever runs: an update never completes."""
 
     updates: list[str] = field(default_factory=list)
+    service_client: ServingHealth = field(default_factory=ServingHealth)
 
     async def execute_update_with_start_workflow(self, update: str, **_: Any) -> Any:
         self.updates.append(update)
@@ -243,3 +250,42 @@ async def test_an_update_no_worker_runs_does_not_close_the_gate(
 
     # Temporal answered (no worker did): each request was sent, none refused at the gate.
     assert len(temporal.updates) == 2
+
+
+@dataclass
+class SilentHealth:
+    """A server that no longer answers: the health check times out."""
+
+    probed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def check_health(self, **_: Any) -> bool:
+        self.probed.set()
+        raise RPCError("deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+
+
+@dataclass
+class SilentTemporal:
+    """A server that went away after the client connected: calls wait, then time out."""
+
+    attempts: int = 0
+    service_client: SilentHealth = field(default_factory=SilentHealth)
+
+    async def start_workflow(self, *_: Any, **__: Any) -> None:
+        self.attempts += 1
+        await asyncio.Event().wait()
+
+
+async def test_a_signal_timing_out_on_a_silent_server_closes_the_gate(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhooks, "SIGNAL_TIMEOUT_SECONDS", 0.05)
+    temporal = SilentTemporal()
+    async with make_client(temporal_client=temporal) as client, asyncio.timeout(HANG):
+        first = await post_event(client, _event(account()))
+        await temporal.service_client.probed.wait()
+        second = await post_event(client, _event(account()))
+
+    assert_retry_later(first)
+    assert_retry_later(second)
+    # The second was answered by the gate: the probe found the server silent.
+    assert temporal.attempts == 1
