@@ -13,11 +13,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from api.answer_cache import AnswerCache
+from api.edge import TemporalGate
 from core.config import Settings
 
 # Account ids are ours (the Dataface app's); this keeps them safe in URLs, ETags and
 # Temporal workflow ids.
 ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+# Stripe's ids are ASCII and never longer than 255 characters (its documented promise), which
+# is also what the database columns holding them take.
+STRIPE_ID_PATTERN = r"^[A-Za-z0-9_]{1,255}$"
 
 bearer = HTTPBearer(auto_error=False)
 
@@ -58,12 +62,18 @@ async def get_temporal_client(request: Request) -> Client:
     return client
 
 
+async def get_temporal_gate(request: Request) -> TemporalGate:
+    gate: TemporalGate = request.app.state.temporal_gate
+    return gate
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 AnswerCacheDep = Annotated[AnswerCache, Depends(get_answer_cache)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SessionDep = Annotated[Session, Depends(get_session)]
 TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
+TemporalGateDep = Annotated[TemporalGate, Depends(get_temporal_gate)]
 CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 

@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from api import metrics
 from api.answer_cache import AnswerCache, keep_current
+from api.edge import BodyLimit, TemporalGate, answer_failures
 from api.routes import admin, billing, codec, entitlements, feed, health, webhooks
 from core import temporal
 from core.config import Settings, get_settings
@@ -55,9 +56,11 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         # Lazy: the API starts (and serves entitlements) while Temporal is still down; the
         # webhook answers 503 until it is reachable.
         app.state.temporal_client = temporal_client or await temporal.connect(settings, lazy=True)
+        app.state.temporal_gate = TemporalGate(app.state.temporal_client)
         try:
             yield
         finally:
+            await app.state.temporal_gate.close()
             if follower is not None:
                 follower.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -65,6 +68,14 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
             engine.dispose()
 
     app = FastAPI(title="Dataface Billing", lifespan=lifespan)
+    answer_failures(app)
+    # Innermost, so the metrics and the log see the 413s too.
+    app.add_middleware(
+        BodyLimit,
+        default=settings.api_max_body_bytes,
+        # The webhook caps its own body: it counts what it refuses.
+        limits={webhooks.PATH: None, codec.MOUNT_PATH: codec.MAX_BODY_BYTES},
+    )
     app.add_middleware(LogContextMiddleware)
     app.add_middleware(metrics.MetricsMiddleware)
     app.include_router(health.router)

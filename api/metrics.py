@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import (
@@ -131,10 +132,19 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     if route is not None and hasattr(route, "path"):
         return f"{scope.get('root_path', '')}{route.path}"
-    # Mounted sub-apps (the codec server) and 404s: find the route the way the router did.
+    # Mounted sub-apps (the codec server), 404s and requests answered before routing (a body
+    # too large): find the route the way the router would.
     app = scope.get("app")
-    for candidate in getattr(getattr(app, "router", None), "routes", []):
+    return _matching_path(getattr(getattr(app, "router", None), "routes", []), scope)
+
+
+def _matching_path(routes: list[Any], scope: Scope) -> str:
+    for candidate in routes:
         match, _ = candidate.matches(scope)
         if match is Match.FULL:
+            # An included router matches when one of its routes does.
+            included = getattr(candidate, "original_router", None)
+            if included is not None:
+                return _matching_path(included.routes, scope)
             return str(candidate.path)
     return UNMATCHED_ROUTE

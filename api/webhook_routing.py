@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.deps import ACCOUNT_ID_PATTERN
+from api.deps import ACCOUNT_ID_PATTERN, STRIPE_ID_PATTERN
 from db import repository
 from workflows.account import StripeEventSignal
 
@@ -46,8 +46,16 @@ HANDLED_EVENT_TYPES = frozenset(
 )
 
 
-EVENT_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+STRIPE_ID = re.compile(STRIPE_ID_PATTERN)
 EVENT_TYPE = re.compile(r"[a-z0-9_.]{1,128}")
+# Stripe's objects nest a handful of levels; far deeper is not an event, and every reader of
+# the stored copy (JSON columns, the admin API) would recurse through it.
+MAX_NESTING = 64
+# Unix seconds up to the year 9999: a timestamp every reader can turn into a date.
+MAX_CREATED = 253_402_300_799
+# NUL (which PostgreSQL's JSONB refuses) and lone surrogates (which are not UTF-8) cannot be
+# stored; Stripe sends neither.
+UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
 class MalformedEvent(ValueError):
@@ -74,12 +82,37 @@ def check_event_shape(event: Any) -> dict[str, Any]:
             raise MalformedEvent(f"`{name}` is missing or not a {kind.__name__}")
     # Stripe's ids and types are plain ASCII; anything else is not from Stripe, and would
     # reach workflow ids, logs and the database.
-    if not EVENT_ID.fullmatch(event["id"]) or not EVENT_TYPE.fullmatch(event["type"]):
-        raise MalformedEvent("`id` or `type` is not shaped like Stripe's")
+    if not STRIPE_ID.fullmatch(event["id"]):
+        raise MalformedEvent("`id` is not a Stripe id (ASCII letters, digits, _; 1-255)")
+    if not EVENT_TYPE.fullmatch(event["type"]):
+        raise MalformedEvent("`type` is not a Stripe event type")
+    if not 0 <= event["created"] <= MAX_CREATED:
+        raise MalformedEvent(f"`created` is not a time between 1970 and 9999: {event['created']}")
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise MalformedEvent("`data.object` is missing or not an object")
+    customer = _customer_id(data["object"])
+    if customer is not None and not STRIPE_ID.fullmatch(customer):
+        raise MalformedEvent("`data.object.customer` is not a Stripe id (ASCII; 1-255)")
+    _check_storable(event)
     return event
+
+
+def _check_storable(event: dict[str, Any]) -> None:
+    """The whole event can be stored as it is (unroutable events are kept for operators)."""
+    # Iterative: a recursive walk would be the very thing deep nesting breaks.
+    pending: list[tuple[Any, int]] = [(event, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise MalformedEvent(f"nested deeper than {MAX_NESTING} levels")
+        if isinstance(value, dict):
+            pending.extend((key, depth) for key in value)
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and UNSTORABLE_CHARACTER.search(value):
+            raise MalformedEvent("a string holds NUL or a lone surrogate, which cannot be stored")
 
 
 def route_event(event: dict[str, Any]) -> EventRoute:

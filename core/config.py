@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str = Field("whsec_local_development", min_length=1)
     webhook_tolerance_seconds: int = 300
     webhook_max_body_bytes: int = 512 * 1024
+    api_max_body_bytes: int = Field(
+        64 * 1024,
+        gt=0,
+        description="Larger request bodies are refused on every route but the webhook's "
+        "(and the codec's, bounded by Temporal's message size).",
+    )
 
     entitlement_cache_size: int = Field(
         100_000,

@@ -18,13 +18,7 @@ from uuid import uuid4
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import (
-    Client,
-    WorkflowExecutionStatus,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
-from temporalio.exceptions import FailureError
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.admin_schemas import (
@@ -49,14 +43,16 @@ from api.admin_schemas import (
 )
 from api.deps import (
     ACCOUNT_ID_PATTERN,
+    STRIPE_ID_PATTERN,
     AccountIdPath,
     SessionDep,
     SessionFactoryDep,
     SettingsDep,
     TemporalClientDep,
+    TemporalGateDep,
     require_admin_token,
 )
-from api.routes.webhooks import TEMPORAL_UNAVAILABLE
+from api.edge import MAY_STILL_APPLY, temporal_call
 from api.schemas import EntitlementsAnswer
 from db import admin_queries, repository
 from db.models import OperatorAction
@@ -76,8 +72,6 @@ SIGNAL_TIMEOUT_SECONDS = 10
 # The live view is optional: never hold a read up for long waiting on it.
 LIVE_VIEW_TIMEOUT = timedelta(seconds=2)
 HISTORY_LIMIT = 50
-# An update Temporal did not confirm in time is "unavailable" too.
-ACTION_UNAVAILABLE = (*TEMPORAL_UNAVAILABLE, WorkflowUpdateRPCTimeoutOrCancelledError)
 LINK_ACTION = "link_customer"
 
 
@@ -120,7 +114,7 @@ def list_accounts(
 def list_unroutable_events(
     session: SessionDep,
     resolved: bool | None = None,
-    customer_id: str | None = None,
+    customer_id: Annotated[str | None, Query(pattern=STRIPE_ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> UnroutableEventList:
     rows = admin_queries.unroutable_events(
@@ -153,6 +147,7 @@ async def run_action(
     settings: SettingsDep,
     sessions: SessionFactoryDep,
     temporal: TemporalClientDep,
+    gate: TemporalGateDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> OperatorActionAnswer:
     """Apply an operator action through the account workflow (started if no run exists).
@@ -165,25 +160,15 @@ async def run_action(
         request = body.to_request(action, datetime.now(UTC))
     except InvalidOperatorRequest as err:
         raise _unprocessable(str(err)) from err
-    try:
-        async with asyncio.timeout(ACTION_TIMEOUT_SECONDS):
-            result = await run_operator_action(
-                temporal,
-                settings.task_queue,
-                account_id,
-                request,
-                update_id=f"admin-{action}-{idempotency_key}" if idempotency_key else None,
-            )
-    except WorkflowUpdateFailedError as err:
-        # The workflow's validator (or the handler, if the state moved) refused it.
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=_refusal(err)) from err
-    except ACTION_UNAVAILABLE as err:
-        logger.warning("operator action %s on %s not confirmed: %r", action, account_id, err)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="Temporal did not confirm the action; it may still apply: "
-            "show the account before repeating it",
-        ) from err
+    # The workflow's validator (or the handler, if the state moved) refusing it is a 409.
+    async with temporal_call(gate, ACTION_TIMEOUT_SECONDS, if_unconfirmed=MAY_STILL_APPLY):
+        result = await run_operator_action(
+            temporal,
+            settings.task_queue,
+            account_id,
+            request,
+            update_id=f"admin-{action}-{idempotency_key}" if idempotency_key else None,
+        )
     # The update returns only once its entitlement write is done: the database is current.
     entitlements = await run_in_threadpool(_entitlements, sessions, account_id)
     return OperatorActionAnswer(
@@ -200,6 +185,7 @@ async def link_customer_and_replay(
     settings: SettingsDep,
     sessions: SessionFactoryDep,
     temporal: TemporalClientDep,
+    gate: TemporalGateDep,
 ) -> LinkAnswer:
     """Link a Stripe customer to an account, then replay its stored unroutable events.
 
@@ -211,17 +197,15 @@ async def link_customer_and_replay(
         linking = await run_in_threadpool(_link, sessions, body)
     except repository.CustomerConflict as err:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err)) from err
-    try:
-        for event in linking.events:
-            async with asyncio.timeout(SIGNAL_TIMEOUT_SECONDS):
-                await signal_stripe_event(temporal, settings.task_queue, body.account_id, event)
-    except TEMPORAL_UNAVAILABLE as err:
-        logger.warning("replay to %s not accepted: %r", body.account_id, err)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"{body.customer_id} is linked to {body.account_id}, but its events were not "
-            "replayed: Temporal is unreachable; repeat the call",
-        ) from err
+    not_replayed = (
+        f"{body.customer_id} is linked to {body.account_id}, but Temporal did not confirm the "
+        "replay of its events: repeat the call"
+    )
+    for event in linking.events:
+        async with temporal_call(
+            gate, SIGNAL_TIMEOUT_SECONDS, if_unconfirmed=not_replayed, if_not_sent=not_replayed
+        ):
+            await signal_stripe_event(temporal, settings.task_queue, body.account_id, event)
     event_ids = [event.event_id for event in linking.events]
     if linking.newly_linked or event_ids:
         await run_in_threadpool(_finish_link, sessions, body, linking.previous_customer, event_ids)
@@ -452,14 +436,6 @@ def _finish_link(
             before={"stripe_customer_id": previous_customer},
             after={"stripe_customer_id": body.customer_id, "replayed_event_ids": event_ids},
         )
-
-
-def _refusal(err: WorkflowUpdateFailedError) -> str:
-    # The failure's own message ("the account is not locked"), without the error type prefix.
-    cause = err.cause
-    if isinstance(cause, FailureError) and cause.message:
-        return cause.message
-    return str(cause)
 
 
 def _unprocessable(reason: str) -> HTTPException:

@@ -17,10 +17,16 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 from stripe.params import CustomerCreateParams
-from temporalio.client import WorkflowUpdateFailedError
 
-from api.deps import AccountIdPath, AppTokenDep, SessionFactoryDep, SettingsDep, TemporalClientDep
-from api.routes.webhooks import TEMPORAL_UNAVAILABLE
+from api.deps import (
+    AccountIdPath,
+    AppTokenDep,
+    SessionFactoryDep,
+    SettingsDep,
+    TemporalClientDep,
+    TemporalGateDep,
+)
+from api.edge import MAY_STILL_APPLY, RETRY_AFTER_SECONDS, TemporalGate, temporal_call
 from api.schemas import CustomerContact, EntitlementsAnswer
 from core.config import Settings
 from core.stripe_client import make_stripe_client
@@ -38,6 +44,10 @@ from workflows.starter import update_account
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["billing"])
+
+# A customer waits on the page: beyond this the app hears 503 (the change may still apply, as
+# Temporal keeps an update it accepted until a worker runs it).
+UPDATE_TIMEOUT_SECONDS = 15
 
 
 class PlanRequest(BaseModel):
@@ -81,7 +91,7 @@ def _stripe_failures() -> Iterator[None]:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             detail="Stripe is unavailable; retry later",
-            headers={"Retry-After": "30"},
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from err
     except stripe.InvalidRequestError as err:
         if err.code == "resource_missing":
@@ -287,22 +297,16 @@ def open_portal(
 async def _update(
     settings: Settings,
     temporal: Any,
+    gate: TemporalGate,
     account_id: str,
     update: str,
     argument: object,
     result_type: type[Any],
 ) -> Any:
-    try:
+    async with temporal_call(gate, UPDATE_TIMEOUT_SECONDS, if_unconfirmed=MAY_STILL_APPLY):
         return await update_account(
             temporal, settings.task_queue, account_id, update, argument, result_type
         )
-    except WorkflowUpdateFailedError as err:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err.cause or err)) from err
-    except TEMPORAL_UNAVAILABLE as err:
-        logger.warning("Temporal did not take %s for %s: %r", update, account_id, err)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, detail="billing is unavailable; retry later"
-        ) from err
 
 
 def _current_subscription(sessions: sessionmaker[Session], account_id: str) -> Any:
@@ -324,6 +328,7 @@ async def change_plan(
     settings: SettingsDep,
     sessions: SessionFactoryDep,
     temporal: TemporalClientDep,
+    gate: TemporalGateDep,
 ) -> PlanChangeAnswer:
     """Upgrade now (prorated, charged at once) or downgrade at the end of the period."""
     catalog = default_catalog()
@@ -334,7 +339,7 @@ async def change_plan(
     except PlanChangeError as err:
         raise _unprocessable(str(err)) from err
     result: PlanChangeResult = await _update(
-        settings, temporal, account_id, "change_plan", change, PlanChangeResult
+        settings, temporal, gate, account_id, "change_plan", change, PlanChangeResult
     )
     return PlanChangeAnswer(
         kind=result.kind,
@@ -351,9 +356,10 @@ async def keep_current_plan(
     settings: SettingsDep,
     sessions: SessionFactoryDep,
     temporal: TemporalClientDep,
+    gate: TemporalGateDep,
 ) -> EntitlementsAnswer:
     """Call off a scheduled downgrade."""
-    await _update(settings, temporal, account_id, "cancel_plan_change", None, AccountState)
+    await _update(settings, temporal, gate, account_id, "cancel_plan_change", None, AccountState)
     return await run_in_threadpool(_entitlements, sessions, account_id)
 
 
@@ -364,6 +370,7 @@ async def cancel_subscription(
     settings: SettingsDep,
     sessions: SessionFactoryDep,
     temporal: TemporalClientDep,
+    gate: TemporalGateDep,
     body: CancelBody | None = None,
 ) -> EntitlementsAnswer:
     """Cancel at the end of the paid period (access stays until then); resumable.
@@ -376,7 +383,9 @@ async def cancel_subscription(
             "the operator action cancel_now (admin cancel-now ACCOUNT)"
         )
     request = CancelRequest(at_period_end=True)
-    await _update(settings, temporal, account_id, "cancel_subscription", request, AccountState)
+    await _update(
+        settings, temporal, gate, account_id, "cancel_subscription", request, AccountState
+    )
     return await run_in_threadpool(_entitlements, sessions, account_id)
 
 
@@ -387,7 +396,8 @@ async def resume_subscription(
     settings: SettingsDep,
     sessions: SessionFactoryDep,
     temporal: TemporalClientDep,
+    gate: TemporalGateDep,
 ) -> EntitlementsAnswer:
     """Undo a cancellation before the period ends, or resume a paused subscription."""
-    await _update(settings, temporal, account_id, "resume_subscription", None, AccountState)
+    await _update(settings, temporal, gate, account_id, "resume_subscription", None, AccountState)
     return await run_in_threadpool(_entitlements, sessions, account_id)

@@ -19,6 +19,8 @@ from core.codec import EncryptionCodec, PayloadDecryptionError
 from core.config import Settings
 
 MOUNT_PATH = "/codec"
+# Temporal's gRPC messages are at most 4 MiB: no batch of payloads the Web UI sends is larger.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 # The Web UI names the namespace; the keys are the same for every namespace here.
 UI_HEADERS = ["Authorization", "Content-Type", "X-Namespace"]
 

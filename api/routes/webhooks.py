@@ -6,9 +6,9 @@ Nothing is decided here. The answer is 2xx only once Temporal has durably accept
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import math
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -17,12 +17,11 @@ from fastapi.concurrency import run_in_threadpool
 # Imported by name: `stripe.X` goes through the package's lazy `__getattr__` (an import_module
 # call) on every access, i.e. on every webhook.
 from stripe import SignatureVerificationError, WebhookSignature
-from temporalio.service import RPCError
 
-from api.deps import SessionFactoryDep, SettingsDep, TemporalClientDep
+from api.deps import SessionFactoryDep, SettingsDep, TemporalClientDep, TemporalGateDep
+from api.edge import temporal_call
 from api.metrics import UNVERIFIED_EVENT_TYPE, WEBHOOK_EVENTS
 from api.webhook_routing import (
-    MalformedEvent,
     account_or_store_unroutable,
     check_event_shape,
     is_handled,
@@ -37,20 +36,21 @@ from workflows.starter import signal_stripe_event
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+PATH = "/webhooks/stripe"
 
-# A lazy client that cannot reach the server raises RuntimeError ("Failed client connect").
-TEMPORAL_UNAVAILABLE = (RPCError, RuntimeError, ConnectionError, TimeoutError)
 # Stripe abandons slow deliveries; answering 503 ourselves makes the retry explicit.
 SIGNAL_TIMEOUT_SECONDS = 10
+NOT_ACCEPTED = "Temporal did not confirm the event; it may still be delivered, and Stripe retries"
 
 
-@router.post("/stripe")
+@router.post(PATH.removeprefix(router.prefix))
 async def receive_stripe_event(
     request: Request,
     settings: SettingsDep,
     # The session factory, not a session: rejected requests never touch the database.
     sessions: SessionFactoryDep,
     temporal: TemporalClientDep,
+    gate: TemporalGateDep,
 ) -> dict[str, str]:
     try:
         raw = await read_capped_body(request, settings.webhook_max_body_bytes)
@@ -76,15 +76,12 @@ async def receive_stripe_event(
 
     signal = signal_for(event, route)
     try:
-        async with asyncio.timeout(SIGNAL_TIMEOUT_SECONDS):
+        async with temporal_call(gate, SIGNAL_TIMEOUT_SECONDS, if_unconfirmed=NOT_ACCEPTED):
             await signal_stripe_event(temporal, settings.task_queue, account_id, signal)
-    except TEMPORAL_UNAVAILABLE as err:
+    except HTTPException:
         WEBHOOK_EVENTS.labels(event["type"], "unavailable").inc()
-        logger.warning("Temporal did not accept %s for %s: %r", event["id"], account_id, err)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="the event was not accepted; retry later",
-        ) from err
+        logger.warning("Temporal did not accept %s for %s", event["id"], account_id)
+        raise
     WEBHOOK_EVENTS.labels(event["type"], "accepted").inc()
     logger.info("signalled %s (%s) to account %s", event["id"], event["type"], account_id)
     return {"status": "accepted", "account_id": account_id}
@@ -113,6 +110,9 @@ def verified_event(raw: bytes, signature: str | None, settings: Settings) -> dic
     """The event, after checking Stripe's signature over the exact bytes received."""
     if not signature:
         raise _bad_request("missing Stripe-Signature header")
+    # Stripe's header is ASCII; the library's comparison fails on anything else.
+    if not signature.isascii():
+        raise _bad_request("invalid Stripe signature: the header is not ASCII")
     try:
         WebhookSignature.verify_header(
             raw,
@@ -125,11 +125,26 @@ def verified_event(raw: bytes, signature: str | None, settings: Settings) -> dic
     except UnicodeDecodeError as err:
         raise _bad_request("the body is not UTF-8") from err
     try:
-        return check_event_shape(json.loads(raw))
+        return check_event_shape(
+            json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        )
     except json.JSONDecodeError as err:
         raise _bad_request("the body is not JSON") from err
-    except MalformedEvent as err:
+    except RecursionError as err:
+        raise _bad_request("not a Stripe event: nested too deep") from err
+    except ValueError as err:  # `MalformedEvent`, a non-finite number, an integer too long
         raise _bad_request(f"not a Stripe event: {err}") from err
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is beyond a JSON number's range")
+    return number
 
 
 def _bad_request(reason: str) -> HTTPException:
