@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from types import MappingProxyType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -136,3 +137,19 @@ def configure_logging(settings: Settings) -> None:
         root.removeHandler(existing)
     root.addHandler(make_handler(settings.log_format))
     root.setLevel(settings.log_level)
+    # Warnings and uncaught exceptions would otherwise be written by the interpreter as plain
+    # text: with LOG_FORMAT=json every line on stderr must be one JSON object.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = lambda args: _log_uncaught(
+        args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback
+    )
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, traceback)
+        return
+    logging.getLogger("uncaught").critical("uncaught exception", exc_info=(kind, error, traceback))

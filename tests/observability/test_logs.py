@@ -6,6 +6,8 @@ import dataclasses
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
@@ -134,3 +136,26 @@ async def test_no_line_carries_a_secret_a_token_or_a_body(
     assert logged, "nothing was logged: the test would prove nothing"
     for secret in (WEBHOOK_SECRET, APP_TOKEN, ADMIN_TOKEN, BODY_MARKER, '"object": "subscription"'):
         assert secret not in logged
+
+
+def test_warnings_and_uncaught_exceptions_are_json_lines_too() -> None:
+    """The interpreter writes both as plain text unless logging takes them."""
+    program = (
+        "import threading, warnings\n"
+        "from core.config import Settings\n"
+        "from core.logging import configure_logging\n"
+        "configure_logging(Settings(_env_file=None, log_format='json'))\n"
+        "warnings.warn('a deprecated call')\n"
+        "thread = threading.Thread(target=lambda: 1 / 0)\n"
+        "thread.start(); thread.join()\n"
+        "raise RuntimeError('the process fails')\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert finished.returncode == 1
+    lines = [json.loads(line) for line in finished.stderr.splitlines()]
+    assert [line["logger"] for line in lines] == ["py.warnings", "uncaught", "uncaught"]
+    assert "ZeroDivisionError" in lines[1]["exception"]
+    assert "RuntimeError: the process fails" in lines[2]["exception"]
