@@ -23,22 +23,22 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from api.webhook_routing import (
+from db import reconciliation, repository
+from db.event_routing import account_or_store_unroutable
+from db.reconciliation import Cursor
+from domain.catalog import Catalog, CatalogError
+from domain.lifecycle import BillingState, Lifecycle, SubscriptionSnapshot, state_for_subscription
+from domain.operator_actions import OperatorRequest
+from domain.stripe_events import (
     HANDLED_EVENT_TYPES,
     MalformedEvent,
-    account_or_store_unroutable,
+    StripeEventSignal,
     check_event_shape,
     metadata_account_id,
     route_event,
     signal_for,
 )
-from db import reconciliation, repository
-from db.reconciliation import Cursor
-from domain.catalog import Catalog, CatalogError
-from domain.lifecycle import BillingState, Lifecycle, SubscriptionSnapshot, state_for_subscription
-from domain.operator_actions import OperatorRequest
 from domain.subscriptions import deciding_subscription, snapshot_from_stripe
-from workflows.account import StripeEventSignal
 from workflows.starter import run_operator_action, signal_stripe_event
 
 logger = logging.getLogger(__name__)

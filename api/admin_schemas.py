@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from api.deps import ACCOUNT_ID_PATTERN
 from api.schemas import EntitlementsAnswer
 from domain.catalog import FREE_PLAN, default_catalog
 from domain.lifecycle import BillingState
@@ -16,6 +15,7 @@ from domain.operator_actions import (
     OperatorRequest,
     check_operator_request,
 )
+from domain.stripe_events import ACCOUNT_ID_PATTERN
 from workflows.account import AccountState
 
 # Free text, but no control characters: PostgreSQL refuses NUL in text, and none belongs here.

@@ -15,13 +15,7 @@ from temporalio.client import Client
 from api.answer_cache import AnswerCache
 from api.edge import TemporalGate
 from core.config import Settings
-
-# Account ids are ours (the Dataface app's); this keeps them safe in URLs, ETags and
-# Temporal workflow ids.
-ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
-# Stripe's ids are ASCII and never longer than 255 characters (its documented promise), which
-# is also what the database columns holding them take.
-STRIPE_ID_PATTERN = r"^[A-Za-z0-9_]{1,255}$"
+from domain.stripe_events import ACCOUNT_ID_PATTERN
 
 bearer = HTTPBearer(auto_error=False)
 

@@ -19,10 +19,10 @@ import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from api.webhook_routing import metadata_account_id
 from db import reconciliation, repository
 from db.reconciliation import Cursor
 from domain.operator_actions import OperatorRequest
+from domain.stripe_events import metadata_account_id
 from workflows.starter import run_operator_action
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Any
 
 import stripe
 
-from api.webhook_routing import HANDLED_EVENT_TYPES
+from domain.stripe_events import HANDLED_EVENT_TYPES
 
 
 class AmbiguousWebhookEndpoint(Exception):

@@ -42,8 +42,6 @@ from api.admin_schemas import (
     WorkflowView,
 )
 from api.deps import (
-    ACCOUNT_ID_PATTERN,
-    STRIPE_ID_PATTERN,
     AccountIdPath,
     SessionDep,
     SessionFactoryDep,
@@ -57,6 +55,7 @@ from api.schemas import EntitlementsAnswer
 from db import admin_queries, repository
 from db.models import OperatorAction
 from domain.operator_actions import ACTIONS, InvalidOperatorRequest
+from domain.stripe_events import ACCOUNT_ID_PATTERN, STRIPE_ID_PATTERN
 from workflows.account import AccountBillingWorkflow, StripeEventSignal, workflow_id_for
 from workflows.starter import run_operator_action, signal_stripe_event
 

@@ -21,15 +21,10 @@ from stripe import SignatureVerificationError, WebhookSignature
 from api.deps import SessionFactoryDep, SettingsDep, TemporalClientDep, TemporalGateDep
 from api.edge import temporal_call
 from api.metrics import UNVERIFIED_EVENT_TYPE, WEBHOOK_EVENTS
-from api.webhook_routing import (
-    account_or_store_unroutable,
-    check_event_shape,
-    is_handled,
-    route_event,
-    signal_for,
-)
 from core.config import Settings
 from core.logging import bind_log_context
+from db.event_routing import account_or_store_unroutable
+from domain.stripe_events import check_event_shape, is_handled, route_event, signal_for
 from workflows.account import workflow_id_for
 from workflows.starter import signal_stripe_event
 

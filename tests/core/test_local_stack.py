@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
-from api.webhook_routing import HANDLED_EVENT_TYPES
 from core.config import Settings
 from core.local_stack import LocalPorts, start_stripe_simulator
 from core.stripe_client import make_stripe_client
+from domain.stripe_events import HANDLED_EVENT_TYPES
 
 
 def test_the_simulator_gets_the_catalog_and_an_endpoint_whose_secret_the_api_is_given() -> None:

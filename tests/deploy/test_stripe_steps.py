@@ -11,8 +11,8 @@ import pytest
 import stripe
 
 import cli
-from api.webhook_routing import HANDLED_EVENT_TYPES
 from core.config import Settings, get_settings
+from domain.stripe_events import HANDLED_EVENT_TYPES
 from stripe_sim.server import SimulatorServer
 from tests.stripe_sim.conftest import Receiver, receiver  # noqa: F401 (the fixture)
 

@@ -18,8 +18,8 @@ from uuid import uuid4
 import pytest
 import stripe
 
-from api.webhook_routing import is_handled
 from domain.catalog import default_catalog
+from domain.stripe_events import is_handled
 from tests.conftest import wait_for
 from tests.e2e.stack import Stack
 from workflows.account import AccountBillingWorkflow, workflow_id_for

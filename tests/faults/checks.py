@@ -24,12 +24,12 @@ import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.webhook_routing import HANDLED_EVENT_TYPES
 from db import repository
 from db.models import EmailDelivery, StripeEvent
 from db.outbox import DeliveryStatus
 from domain.catalog import default_catalog
 from domain.lifecycle import BillingState, SubscriptionSnapshot, state_for_subscription
+from domain.stripe_events import HANDLED_EVENT_TYPES
 from domain.subscriptions import deciding_subscription, snapshot_from_stripe
 from notifications.message import KEY_HEADER
 from tests.conftest import wait_for

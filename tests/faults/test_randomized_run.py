@@ -25,7 +25,7 @@ from uuid import uuid4
 
 import stripe
 
-from api.webhook_routing import HANDLED_EVENT_TYPES
+from domain.stripe_events import HANDLED_EVENT_TYPES
 from tests.conftest import wait_for
 from tests.e2e.stack import Stack
 from tests.faults.conftest import assert_stack_converged, change_price, new_account

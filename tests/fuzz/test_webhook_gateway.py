@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.webhook_routing import HANDLED_EVENT_TYPES
+from domain.stripe_events import HANDLED_EVENT_TYPES
 from tests.fuzz.conftest import MAX_BODY_BYTES, FuzzApp
 from tests.signing import stripe_signature
 

@@ -8,9 +8,9 @@ from uuid import uuid4
 from sqlalchemy import func, select
 
 from activities.reconciliation import EVENTS_CURSOR
-from api.webhook_routing import HANDLED_EVENT_TYPES
 from db import reconciliation
 from db.models import StripeEvent, UnroutableEvent
+from domain.stripe_events import HANDLED_EVENT_TYPES
 from tests.conftest import wait_for
 from tests.e2e.stack import Stack
 from tests.reliability.conftest import new_account, set_dropping, subscribe

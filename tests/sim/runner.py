@@ -32,7 +32,6 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from api.webhook_routing import is_handled, route_event, signal_for
 from db import repository
 from db.models import StripeEvent, UnroutableEvent
 from domain.lifecycle import Purchase
@@ -44,6 +43,7 @@ from domain.plan_changes import (
     classify_change,
     purchase_for,
 )
+from domain.stripe_events import is_handled, route_event, signal_for
 from notifications.message import message_id_for
 from tests.sim.faults import Faults, wrap_activities
 from tests.sim.oracle import (

@@ -15,20 +15,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import SendEmailInput
     from domain.catalog import DunningPolicy
     from domain.lifecycle import Lifecycle
+    from domain.stripe_events import StripeEventSignal
 
 WORKFLOW_ID_PREFIX = "billing-account-"
 
 
 def workflow_id_for(account_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{account_id}"
-
-
-@dataclass
-class StripeEventSignal:
-    event_id: str
-    event_type: str
-    created: int
-    customer_id: str | None = None
 
 
 @dataclass

@@ -1,10 +1,12 @@
+"""Routing is the pure part of the gateway: which account an event is about."""
+
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
 
-from api.webhook_routing import (
+from domain.stripe_events import (
     HANDLED_EVENT_TYPES,
     EventRoute,
     MalformedEvent,

@@ -1,24 +1,23 @@
-"""Which account a verified Stripe event is about: a mapping, no decisions.
+"""Which Stripe events the service takes, whether one is shaped like Stripe's, and which
+account it is about: a mapping, no decisions, no I/O.
 
 What the event means for the account is decided by the account workflow from the re-fetched
-subscription; the gateway (and the events reconciliation, which replays what Stripe lists)
-only needs to know where to send it.
+subscription; the gateway, the events reconciliation (which replays what Stripe lists) and the
+backfill only need to know where to send it.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from api.deps import ACCOUNT_ID_PATTERN, STRIPE_ID_PATTERN
-from db import repository
-from workflows.account import StripeEventSignal
-
-logger = logging.getLogger(__name__)
+# Account ids are ours (the Dataface app's); this keeps them safe in URLs, ETags and
+# Temporal workflow ids.
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+# Stripe's ids are ASCII and never longer than 255 characters (its documented promise), which
+# is also what the database columns holding them take.
+STRIPE_ID_PATTERN = r"^[A-Za-z0-9_]{1,255}$"
 
 HANDLED_EVENT_TYPES = frozenset(
     {
@@ -60,6 +59,17 @@ UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 class MalformedEvent(ValueError):
     """Validly signed, but not shaped like a Stripe event."""
+
+
+@dataclass
+class StripeEventSignal:
+    """What an account's workflow is told of a Stripe event: enough to dedupe it and to know
+    the customer; the event's content is never applied (the workflow re-fetches)."""
+
+    event_id: str
+    event_type: str
+    created: int
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,25 +148,6 @@ def metadata_account_id(obj: dict[str, Any]) -> str | None:
     """The account our checkout wrote into a Stripe object's metadata, if it is a valid id."""
     account_id = _path(obj, "metadata", "account_id")
     return account_id if _is_account_id(account_id) else None
-
-
-def account_or_store_unroutable(
-    sessions: sessionmaker[Session], event: dict[str, Any], route: EventRoute
-) -> str | None:
-    """The account the event belongs to (named by the event, else the customer's link); None
-    once it is stored for operators instead. Blocking: it reads the database."""
-    if route.account_id is not None:
-        return route.account_id
-    with sessions.begin() as session:
-        if route.customer_id is not None:
-            account_id = repository.account_for_customer(session, route.customer_id)
-            if account_id is not None:
-                return account_id
-        repository.store_unroutable_event(
-            session, event["id"], event["type"], route.customer_id, event
-        )
-    logger.warning("stored unroutable event %s (%s)", event["id"], event["type"])
-    return None
 
 
 def signal_for(event: dict[str, Any], route: EventRoute) -> StripeEventSignal:

@@ -1,0 +1,84 @@
+"""Imports between the top-level packages only point down the layers (the README's layout
+table): read from the source with `ast`, no import executed.
+
+`NOT_YET_MOVED` lists the arrows that still point up, module by module, until the composition
+leaves `core/` and the reconciliation activities stop starting workflows themselves (issue 25):
+a new upward arrow fails here, and so does a fixed one still listed.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Lowest first; a package may import only from the layers below its own.
+LAYERS: list[set[str]] = [
+    {"core", "domain"},
+    {"db", "notifications", "stripe_sim", "entitlements_client"},
+    {"activities"},
+    {"workflows"},
+    {"api", "worker"},
+    {"cli"},
+]
+LAYER_OF = {package: rank for rank, layer in enumerate(LAYERS) for package in layer}
+
+NOT_YET_MOVED = {
+    ("activities/reconciliation.py", "workflows"),
+    ("core/backfill.py", "db"),
+    ("core/backfill.py", "domain"),
+    ("core/backfill.py", "workflows"),
+    ("core/catalog_sync.py", "domain"),
+    ("core/local_stack.py", "api"),
+    ("core/local_stack.py", "db"),
+    ("core/local_stack.py", "domain"),
+    ("core/local_stack.py", "stripe_sim"),
+    ("core/local_stack.py", "worker"),
+    ("core/local_stack.py", "workflows"),
+    ("core/logging.py", "workflows"),
+    ("core/schedules.py", "workflows"),
+    ("core/webhook_endpoint.py", "domain"),
+}
+
+
+def _imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return {name.split(".")[0] for name in names} & set(LAYER_OF)
+
+
+def _package_of(path: Path) -> str:
+    relative = path.relative_to(ROOT)
+    return relative.parts[0].removesuffix(".py")
+
+
+def upward_imports() -> set[tuple[str, str]]:
+    found = set()
+    for package in LAYER_OF:
+        target = ROOT / package
+        paths = sorted(target.rglob("*.py")) if target.is_dir() else [ROOT / f"{package}.py"]
+        for path in paths:
+            for imported in _imported_packages(path) - {package}:
+                if LAYER_OF[imported] >= LAYER_OF[package]:
+                    found.add((str(path.relative_to(ROOT)), imported))
+    return found
+
+
+def test_every_top_level_package_has_a_layer() -> None:
+    ours = {
+        path.name.removesuffix(".py")
+        for path in ROOT.iterdir()
+        if (path.is_dir() and (path / "__init__.py").exists())
+        or (path.suffix == ".py" and path.name != "conftest.py")
+    }
+    assert ours - {"tests", "bench"} == set(LAYER_OF)
+
+
+def test_imports_point_down_the_layers() -> None:
+    assert upward_imports() == NOT_YET_MOVED
