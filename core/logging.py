@@ -23,7 +23,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.config import Settings
-from workflows.account import WORKFLOW_ID_PREFIX
+from core.workflow_ids import WORKFLOW_ID_PREFIX
 
 CONTEXT_FIELDS = ("account_id", "stripe_event_id", "workflow_id")
 TEMPORAL_EXTRAS = ("temporal_activity", "temporal_workflow")

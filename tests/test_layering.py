@@ -36,7 +36,6 @@ NOT_YET_MOVED = {
     ("core/local_stack.py", "stripe_sim"),
     ("core/local_stack.py", "worker"),
     ("core/local_stack.py", "workflows"),
-    ("core/logging.py", "workflows"),
     ("core/schedules.py", "workflows"),
     ("core/webhook_endpoint.py", "domain"),
 }

@@ -4,8 +4,8 @@ takes and gives (`messages`), and what operators see of it in the Web UI (`visib
 Callers import from here; the modules say where each part is defined.
 """
 
+from core.workflow_ids import WORKFLOW_ID_PREFIX, workflow_id_for
 from workflows.account.messages import (
-    WORKFLOW_ID_PREFIX,
     AccountState,
     AccountWorkflowInput,
     CancelRequest,
@@ -13,7 +13,6 @@ from workflows.account.messages import (
     PlanChangeResult,
     StripeEventSignal,
     UnsentEmail,
-    workflow_id_for,
 )
 from workflows.account.visibility import (
     ACCOUNT_ID,

@@ -17,12 +17,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.lifecycle import Lifecycle
     from domain.stripe_events import StripeEventSignal
 
-WORKFLOW_ID_PREFIX = "billing-account-"
-
-
-def workflow_id_for(account_id: str) -> str:
-    return f"{WORKFLOW_ID_PREFIX}{account_id}"
-
 
 @dataclass
 class UnsentEmail:
