@@ -17,7 +17,7 @@ from stripe_sim.__main__ import serve as serve_simulator
 
 
 def _run_local(args: argparse.Namespace) -> None:
-    from core.local_stack import LocalPorts, run_local_stack
+    from ops.local_stack import LocalPorts, run_local_stack
 
     ports = LocalPorts(api=args.port, temporal=args.temporal_port, temporal_ui=args.ui_port)
     data_dir = Path(args.data_dir)
@@ -47,8 +47,8 @@ def _migrate(args: argparse.Namespace) -> None:
 
 
 def _setup_temporal(args: argparse.Namespace) -> None:
-    from core.schedules import ensure_schedules
     from core.temporal import connect, register_search_attributes
+    from ops.schedules import ensure_schedules
     from workflows.account import SEARCH_ATTRIBUTES
 
     async def setup() -> None:
@@ -61,10 +61,10 @@ def _setup_temporal(args: argparse.Namespace) -> None:
 
 
 def _backfill(args: argparse.Namespace) -> None:
-    from core.backfill import run_backfill
     from core.stripe_client import make_stripe_client
     from core.temporal import connect
     from db.engine import make_engine, make_session_factory
+    from ops.backfill import run_backfill
 
     async def backfill() -> None:
         settings = get_settings()
@@ -84,9 +84,9 @@ def _backfill(args: argparse.Namespace) -> None:
 
 
 def _catalog(args: argparse.Namespace) -> None:
-    from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
     from core.stripe_client import make_stripe_client
     from domain.catalog import default_catalog
+    from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
 
     client = make_stripe_client(get_settings())
     catalog = default_catalog()
@@ -105,7 +105,7 @@ def _catalog(args: argparse.Namespace) -> None:
 
 def _webhook_endpoint(args: argparse.Namespace) -> None:
     from core.stripe_client import make_stripe_client
-    from core.webhook_endpoint import AmbiguousWebhookEndpoint, ensure_webhook_endpoint
+    from ops.webhook_endpoint import AmbiguousWebhookEndpoint, ensure_webhook_endpoint
 
     try:
         ensured = ensure_webhook_endpoint(make_stripe_client(get_settings()), args.url)

@@ -26,14 +26,14 @@ import psycopg
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
 
-from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
-from core.local_stack import DEV_SERVER_TUNING, search_attribute_flags
-from core.mail_sink import MailSink
 from core.stripe_client import make_stripe_client
 from core.temporal import installed_binary
 from db.engine import migrate
 from domain.catalog import default_catalog
+from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
+from ops.local_stack import DEV_SERVER_TUNING, search_attribute_flags
+from ops.mail_sink import MailSink
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -3,7 +3,7 @@
 `EventsReconciliationWorkflow` replays the events Stripe lists after a stored cursor;
 `SubscriptionSweepWorkflow` compares every Stripe subscription with the stored lifecycle and
 asks the accounts that differ to resync. Each run is bounded and simply finishes: the
-schedule (`core.schedules`) starts the next one, and the cursor says where it resumes.
+schedule (`ops.schedules`) starts the next one, and the cursor says where it resumes.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from temporalio.testing import ActivityEnvironment
 from activities.failures import classify_failures
 from activities.stripe_changes import ChangeSubscriptionInput, StripeChangeActivities
 from activities.stripe_sync import FetchSubscriptionInput, StripeSyncActivities
-from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from domain.catalog import default_catalog
 from domain.lifecycle import Purchase
+from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from stripe_sim.server import SimulatorServer
 
 TEAM = Purchase(plan="team", interval="month", seats=3, lookup_key="team_monthly_per_seat")

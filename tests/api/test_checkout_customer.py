@@ -13,11 +13,11 @@ import pytest
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
 from core.stripe_client import make_stripe_client
 from db import repository
 from domain.catalog import default_catalog
+from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from stripe_sim.server import SimulatorServer
 from tests.api.conftest import APP_TOKEN, ClientFactory, RecordingTemporal
 

@@ -30,10 +30,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
 from core.payloads import DATA_CONVERTER
 from domain.catalog import default_catalog
+from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
 from tests.conftest import wait_for

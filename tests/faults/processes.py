@@ -25,13 +25,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
-from core.local_stack import DEV_SERVER_TUNING
 from core.payloads import DATA_CONVERTER
 from core.stripe_client import make_stripe_client
 from core.temporal import installed_binary, register_search_attributes
 from domain.catalog import default_catalog
+from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
+from ops.local_stack import DEV_SERVER_TUNING
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
 from tests.conftest import wait_for

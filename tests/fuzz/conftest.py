@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.main import create_app
-from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
 from core.stripe_client import make_stripe_client
 from db.engine import make_engine, make_session_factory, migrate
 from db.models import Base
 from domain.catalog import default_catalog
+from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from stripe_sim.server import SimulatorServer
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, WEBHOOK_SECRET, RecordingTemporal
 from tests.fixtures_db import fresh_database

@@ -18,11 +18,11 @@ from activities.notifications import (
     NotificationActivities,
     SendEmailInput,
 )
-from core.mail_sink import MailSink
 from core.smtp import SmtpSender
 from db import outbox
 from db.outbox import DeliveryRecord, DeliveryStatus
 from notifications.message import KEY_HEADER
+from ops.mail_sink import MailSink
 from tests.conftest import wait_for
 from tests.notifications.conftest import PORTAL_URL, FakeStripe, make_activities, smtp_settings
 from tests.smtp_server import SmtpRecorder, free_port

@@ -7,9 +7,9 @@ import io
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from core import backfill
-from core.backfill import BackfillSummary, run_backfill
 from db import repository
+from ops import backfill
+from ops.backfill import BackfillSummary, run_backfill
 from tests.e2e.stack import Stack
 from tests.reliability.conftest import new_account, set_dropping, subscribe
 from workflows.account import workflow_id_for

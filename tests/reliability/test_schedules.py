@@ -12,8 +12,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.config import Settings
 from core.payloads import DATA_CONVERTER
-from core.schedules import EVENTS_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensure_schedules
 from core.temporal import installed_binary
+from ops.schedules import EVENTS_SCHEDULE_ID, SWEEP_SCHEDULE_ID, ensure_schedules
 from tests.conftest import wait_for
 
 

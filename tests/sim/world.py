@@ -20,13 +20,13 @@ import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
 from core.payloads import DATA_CONVERTER
 from core.smtp import SmtpSender
 from core.temporal import installed_binary, register_search_attributes
 from db.engine import make_engine, make_session_factory
 from domain.catalog import Catalog, default_catalog
+from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
 from tests.smtp_server import SmtpRecorder

@@ -17,15 +17,15 @@ import uvicorn
 from temporalio.client import Client
 
 from api.main import create_app
-from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
-from core.mail_sink import MailSink
-from core.schedules import ensure_schedules
 from core.stripe_client import make_stripe_client
 from core.temporal import connect, installed_binary
-from core.webhook_endpoint import ensure_webhook_endpoint
 from db.engine import make_engine, make_session_factory, migrate
 from domain.catalog import default_catalog
+from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
+from ops.mail_sink import MailSink
+from ops.schedules import ensure_schedules
+from ops.webhook_endpoint import ensure_webhook_endpoint
 from worker import build_worker, worker_connections
 from workflows.account import SEARCH_ATTRIBUTES
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import stripe
 
-from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from domain.catalog import Catalog, parse_catalog
+from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from stripe_sim.server import SimulatorServer
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from core.config import Settings
-from core.local_stack import LocalPorts, start_stripe_simulator
 from core.stripe_client import make_stripe_client
 from domain.stripe_events import HANDLED_EVENT_TYPES
+from ops.local_stack import LocalPorts, start_stripe_simulator
 
 
 def test_the_simulator_gets_the_catalog_and_an_endpoint_whose_secret_the_api_is_given() -> None:
