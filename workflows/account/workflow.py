@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities, SendEmailInput
     from activities.stripe_changes import (
         CancellationInput,
-        ChangeOutcome,
         ChangeSubscriptionInput,
         StripeChangeActivities,
         SubscriptionCallInput,
@@ -178,7 +177,7 @@ class AccountBillingWorkflow:
             return PlanChangeResult(kind=change.kind, applied=True, state=self.state())
         if self._state.lifecycle.pending_change is not None:
             await self._apply(CancelPlanChange(), cause="customer:upgrade")
-        outcome: ChangeOutcome = await self._change_stripe(
+        outcome = await self._change_in_stripe(
             StripeChangeActivities.change_subscription,
             ChangeSubscriptionInput(
                 subscription_id=subscription.subscription_id,
@@ -187,7 +186,6 @@ class AccountBillingWorkflow:
                 idempotency_key=self._idempotency_key(),
             ),
         )
-        await self._sync_with_stripe()
         return PlanChangeResult(
             kind=change.kind,
             applied=outcome.applied,
@@ -222,16 +220,15 @@ class AccountBillingWorkflow:
         subscription = self._state.lifecycle.subscription
         assert subscription is not None  # checked by the validator
         if request.at_period_end:
-            await self._change_stripe(
+            await self._change_in_stripe(
                 StripeChangeActivities.set_cancel_at_period_end,
                 CancellationInput(subscription.subscription_id, self._idempotency_key(), True),
             )
         else:
-            await self._change_stripe(
+            await self._change_in_stripe(
                 StripeChangeActivities.cancel_subscription_now,
                 SubscriptionCallInput(subscription.subscription_id, self._idempotency_key()),
             )
-        await self._sync_with_stripe()
         return self.state()
 
     @cancel_subscription.validator
@@ -251,16 +248,15 @@ class AccountBillingWorkflow:
         assert lifecycle.subscription is not None  # checked by the validator
         subscription_id = lifecycle.subscription.subscription_id
         if lifecycle.state is BillingState.CANCELING:
-            await self._change_stripe(
+            await self._change_in_stripe(
                 StripeChangeActivities.set_cancel_at_period_end,
                 CancellationInput(subscription_id, self._idempotency_key(), False),
             )
         else:
-            await self._change_stripe(
+            await self._change_in_stripe(
                 StripeChangeActivities.resume_paused_subscription,
                 SubscriptionCallInput(subscription_id, self._idempotency_key()),
             )
-        await self._sync_with_stripe()
         return self.state()
 
     @resume_subscription.validator
@@ -309,16 +305,17 @@ class AccountBillingWorkflow:
     async def _stripe_operator_action(self, action: str) -> None:
         subscription = self._state.lifecycle.subscription
         if action == "cancel_now" and subscription is not None:
-            await self._change_stripe(
+            await self._change_in_stripe(
                 StripeChangeActivities.cancel_subscription_now,
                 SubscriptionCallInput(subscription.subscription_id, self._idempotency_key()),
             )
         elif action == "retry_invoice" and subscription is not None:
-            await self._change_stripe(
+            await self._change_in_stripe(
                 StripeChangeActivities.pay_open_invoice,
                 SubscriptionCallInput(subscription.subscription_id, self._idempotency_key()),
             )
-        await self._sync_with_stripe()
+        else:  # resync
+            await self._sync_with_stripe()
 
     @workflow.query(name="state")
     def state(self) -> AccountState:
@@ -733,13 +730,15 @@ class AccountBillingWorkflow:
         except InvalidTransition as err:
             raise ApplicationError(str(err), type="InvalidTransition") from err
 
-    async def _change_stripe(
+    async def _change_in_stripe(
         self, activity: MethodSyncSingleParam[Any, ParamT, ResultT], argument: ParamT
     ) -> ResultT:
-        """A Stripe change an update waits on: retried within UPDATE_STRIPE_BUDGET, then the
-        update fails with the failure's class (Stripe's refusal, or the outage)."""
+        """A Stripe change an update waits on, then the sync that applies what Stripe shows
+        now (by the handler itself: see `_sync_with_stripe`). The change is retried within
+        UPDATE_STRIPE_BUDGET; then the update fails with the failure's class (Stripe's refusal,
+        or the outage)."""
         try:
-            return await workflow.execute_activity_method(
+            result = await workflow.execute_activity_method(
                 activity,
                 argument,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
@@ -754,6 +753,8 @@ class AccountBillingWorkflow:
             raise ApplicationError(
                 f"Stripe did not make the change: {cause}", type=_failure_kind(cause)
             ) from err
+        await self._sync_with_stripe()
+        return result
 
     @overload
     async def _call(
