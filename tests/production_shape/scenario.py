@@ -246,7 +246,7 @@ async def api_down(turn: Turn) -> None:
     seen = len(stack.answers)
     await turn.moves()
     await wait_for(
-        lambda: any(a.api == 1 and a.status is None for a in stack.answers.since(seen)),
+        lambda: any(a.api == 1 and a.failure == "ConnectError" for a in stack.answers.since(seen)),
         within=30,
         what="a delivery to find the API down",
     )

