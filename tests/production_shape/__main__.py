@@ -21,8 +21,8 @@ from db.engine import make_engine, make_session_factory
 from tests.fixtures_db import fresh_database
 from tests.production_shape.scenario import FaultOutcome, run_scenario
 from tests.production_shape.stack import (
+    errors_but_503,
     production_stack,
-    server_errors_but_503,
     unavailable_without_retry_after,
 )
 
@@ -34,10 +34,18 @@ async def run(accounts: int, run_dir: Path, within: float) -> int:
             async with production_stack(run_dir, url, make_session_factory(engine)) as stack:
 
                 def report(outcome: FaultOutcome) -> None:
-                    print(f"{outcome.fault:40} converged in {outcome.seconds_to_converge:6.1f} s")
+                    print(
+                        f"{outcome.fault:36} matched Stripe in "
+                        f"{outcome.seconds_to_match_stripe:6.1f} s, emails settled in "
+                        f"{outcome.seconds_to_converge:6.1f} s"
+                    )
 
                 await run_scenario(stack, accounts, uuid4().hex[:6], report, within)
                 answers = stack.answers.since(0)
+                print(
+                    f"{len(stack.may_arrive_twice)} email(s) sent by an attempt a fault cut "
+                    "short after the SMTP server took it (may arrive twice, as documented)"
+                )
                 for label in stack.one_shot_aborts:
                     print(f"{label} aborted while exiting (temporalio/sdk-python#300), ran again")
         finally:
@@ -46,12 +54,15 @@ async def run(accounts: int, run_dir: Path, within: float) -> int:
     print("API answers by phase and status (or why there was none):")
     for (phase, status), number in sorted(statuses.items(), key=str):
         print(f"  {phase:45} {status!s:14} x{number}")
-    errors = server_errors_but_503(answers)
-    print(f"{len(errors)} answers were 5xx other than 503")
+    errors = errors_but_503(answers)
+    print(f"{len(errors)} requests got a 5xx other than 503, or no answer from a running API")
     silent = unavailable_without_retry_after(answers)
     print(f"{len(silent)} answers were 503 without Retry-After")
     for answer in [*errors, *silent][:20]:
-        print(f"  API {answer.api + 1}: {answer.status} on {answer.path} ({answer.phase})")
+        print(
+            f"  API {answer.api + 1}: {answer.status or answer.failure} on {answer.path} "
+            f"({answer.phase})"
+        )
     return 1 if errors else 0
 
 

@@ -121,9 +121,8 @@ class Lifecycles:
             params={
                 "customer": account.customer_id,
                 "items": [{"price": self._price_id(lookup_key), "quantity": seats}],
+                # allow_incomplete (the default): a failing card leaves it incomplete.
                 "metadata": {"account_id": account.account_id},
-                # A failing card leaves it incomplete instead of refusing the create.
-                "payment_behavior": "default_incomplete",
             }
         )
         account.subscription_id = str(subscription.id)
@@ -145,6 +144,9 @@ class Lifecycles:
 @dataclass(frozen=True)
 class FaultOutcome:
     fault: str
+    # Until every event is taken in and every entitlement equals Stripe's truth.
+    seconds_to_match_stripe: float
+    # Until, besides, every email is settled (sent once, none pending).
     seconds_to_converge: float
 
 
@@ -163,6 +165,7 @@ async def worker_killed(turn: Turn) -> None:
     stack = turn.stack
     await turn.moves()
     stack.workers[0].kill()
+    await asyncio.to_thread(stack.note_emails_cut_short)
     await stack.workers[0].start()
 
 
@@ -219,6 +222,7 @@ async def database_refusing(turn: Turn) -> None:
     await wait_for(apis_not_ready, within=30, what="every API to see the database gone")
     await stack.deliveries_done()
     await stack.read_entitlements(turn.read_while_down)
+    await asyncio.to_thread(stack.note_emails_cut_short)
     stack.database.restore()
 
 
@@ -280,8 +284,10 @@ async def run_scenario(
     outcomes = []
 
     async def converge(fault: str, since: float) -> None:
+        await stack.accounts_match_stripe(lifecycles.by_customer(), within=within)
+        matched = time.monotonic() - since
         await stack.assert_converged(lifecycles.by_customer(), within=within)
-        outcome = FaultOutcome(fault, time.monotonic() - since)
+        outcome = FaultOutcome(fault, matched, time.monotonic() - since)
         outcomes.append(outcome)
         report(outcome)
 

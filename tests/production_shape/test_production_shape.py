@@ -18,8 +18,8 @@ from tests.fixtures_db import fresh_database
 from tests.production_shape.scenario import FAULTS, FaultOutcome, run_scenario
 from tests.production_shape.stack import (
     Answer,
+    errors_but_503,
     production_stack,
-    server_errors_but_503,
     unavailable_without_retry_after,
 )
 
@@ -57,7 +57,10 @@ async def ci_run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]
 
 def test_the_stack_converges_after_every_fault(ci_run: Run) -> None:
     for outcome in ci_run.outcomes:
-        print(f"{outcome.fault}: converged in {outcome.seconds_to_converge:.1f} s")
+        print(
+            f"{outcome.fault}: matched Stripe in {outcome.seconds_to_match_stripe:.1f} s, "
+            f"emails settled in {outcome.seconds_to_converge:.1f} s"
+        )
     assert [o.fault for o in ci_run.outcomes] == [
         "accounts opening",
         *(fault.__name__.replace("_", " ") for fault in FAULTS),
@@ -66,17 +69,19 @@ def test_the_stack_converges_after_every_fault(ci_run: Run) -> None:
 
 def test_the_apis_answer_no_server_error_but_503(ci_run: Run) -> None:
     assert {a.api for a in ci_run.answers if a.status is not None} == {0, 1}
-    errors = server_errors_but_503(ci_run.answers)
+    errors = errors_but_503(ci_run.answers)
     # Known, being fixed apart (issue 24, the edge): a read the API's cache cannot answer goes
-    # to the database, and the database's refusal escapes as a 500.
+    # to the database, and the database's refusal escapes as a 500; uvicorn then closes the
+    # connection, and the next read sent on it gets no answer at all.
     read_while_database_refuses = [
         a for a in errors if a.phase == "database refusing" and a.path.endswith("/entitlements")
     ]
     assert [a for a in errors if a not in read_while_database_refuses] == []
     if read_while_database_refuses:
         pytest.xfail(
-            f"{len(read_while_database_refuses)} entitlement reads answered 500 while the "
-            "database refused connections (api/routes/entitlements.py, _select_answer)"
+            f"{len(read_while_database_refuses)} entitlement reads answered 500 (or, on the "
+            "connection closed after one, nothing) while the database refused connections "
+            "(api/routes/entitlements.py, _select_answer)"
         )
 
 
