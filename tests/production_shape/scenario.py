@@ -176,10 +176,12 @@ async def temporal_killed(turn: Turn) -> None:
     stack.temporal.kill()
     seen = len(stack.answers)
     await turn.moves()
+    # Down until Stripe has been refused more than once: the gateway holds each delivery up
+    # to its signal timeout (10 s) before answering 503.
     await wait_for(
-        lambda: any(a.status == 503 for a in stack.answers.since(seen)),
-        within=60,
-        what="a webhook answered 503 while Temporal is down",
+        lambda: sum(a.status == 503 for a in stack.answers.since(seen)) >= 2,
+        within=90,
+        what="webhooks answered 503 while Temporal is down",
     )
     await stack.read_entitlements(turn.read_while_down)
     await stack.temporal.start()

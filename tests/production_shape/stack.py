@@ -47,8 +47,9 @@ from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
 from tests.conftest import wait_for
 from tests.faults.checks import Accounts, assert_converged, entitlement_drifts, lost_events
+from tests.faults.processes import service_environment
 from tests.faults.tcp_proxy import TcpProxy
-from tests.production_shape.compose import ROOT, BillingService, StandIns, billing_services
+from tests.production_shape.compose import BillingService, StandIns, billing_services
 from tests.smtp_server import SmtpRecorder, free_port
 
 # How many of each long-running billing service run (compose runs one of each).
@@ -174,11 +175,8 @@ class ServiceProcess:
 
     def _spawn(self) -> None:
         assert self._process is None, f"{self.label} is running"
-        environment = _without_service_settings(os.environ)
+        environment = service_environment()
         environment.update(self.service.environment_on(self.port))
-        # The worktree's code, not whatever the venv's editable install points at.
-        environment["PYTHONPATH"] = str(ROOT)
-        environment["PYTHONUNBUFFERED"] = "1"
         with self._log_file.open("ab") as log:
             # cwd: the run's folder, so a developer's `.env` cannot leak in.
             self._process = subprocess.Popen(
@@ -213,12 +211,6 @@ class ServiceProcess:
 
     def log_tail(self) -> str:
         return self._log_file.read_text(errors="replace")[-3000:]
-
-
-def _without_service_settings(environment: os._Environ[str]) -> dict[str, str]:
-    """This process's environment without any variable the service reads as a setting."""
-    ours = {name.upper() for name in Settings.model_fields}
-    return {name: value for name, value in environment.items() if name.upper() not in ours}
 
 
 class TemporalDevServer:
