@@ -49,7 +49,8 @@ class Lifecycles:
     _numbers: count[int] = field(default_factory=count)
     _price_ids: dict[str, str] = field(default_factory=dict)
 
-    def by_customer(self) -> dict[str, str]:
+    def customers(self) -> dict[str, str]:
+        """Each account's Stripe customer."""
         return {a.account_id: a.customer_id for a in self.accounts}
 
     def open_account(self) -> Account:
@@ -286,9 +287,9 @@ async def run_scenario(
     outcomes = []
 
     async def converge(fault: str, since: float) -> None:
-        await stack.accounts_match_stripe(lifecycles.by_customer(), within=within)
+        await stack.accounts_match_stripe(lifecycles.customers(), within=within)
         matched = time.monotonic() - since
-        await stack.assert_converged(lifecycles.by_customer(), within=within)
+        await stack.assert_converged(lifecycles.customers(), within=within)
         outcome = FaultOutcome(fault, matched, time.monotonic() - since)
         outcomes.append(outcome)
         report(outcome)

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -279,7 +280,7 @@ class WebhookBalancer:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="balancer")
 
-    def deliver(self, path: str, body: bytes, headers: object) -> tuple[int, bytes]:
+    def deliver(self, path: str, body: bytes, headers: HTTPMessage) -> tuple[int, bytes]:
         with self._lock:
             if self.fan_out:
                 targets = list(range(len(self._api_urls)))
@@ -289,7 +290,7 @@ class WebhookBalancer:
         forwarded = {
             name: value
             for name in ("Content-Type", "Stripe-Signature", "User-Agent")
-            if (value := headers.get(name)) is not None  # type: ignore[attr-defined]
+            if (value := headers.get(name)) is not None
         }
         best: tuple[int, bytes] = (502, b'{"error": "no API reachable"}')
         for api in targets:
