@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 import cli
 from core.config import Settings
+from tests.production_shape.compose import INTERPOLATION, interpolate
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -36,7 +37,6 @@ MUST_BE_SET = {
     "SMTP_PORT",
     "LOG_FORMAT",
 }
-INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 
 def env_example() -> dict[str, str]:
@@ -46,20 +46,6 @@ def env_example() -> dict[str, str]:
             name, _, value = line.partition("=")
             values[name.strip()] = value.strip()
     return values
-
-
-def interpolate(text: str, env: dict[str, str]) -> str:
-    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}`, as `docker compose` would."""
-
-    def value(match: re.Match[str]) -> str:
-        name, op, arg = match["name"], match["op"], match["arg"]
-        if env.get(name):
-            return env[name]
-        if op and op.endswith("?"):
-            raise AssertionError(f"${{{name}}} is required: {arg}")
-        return arg or ""
-
-    return INTERPOLATION.sub(value, text).replace("$$", "$")
 
 
 def environment(service: str) -> dict[str, str]:

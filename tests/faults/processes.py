@@ -42,6 +42,7 @@ from tests.smtp_server import SmtpRecorder, free_port
 from workflows.account import SEARCH_ATTRIBUTES
 
 WORKER_READY_LINE = "worker polling task queue"
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 class DevServer:
@@ -134,10 +135,21 @@ class WorkerProcess:
         return self._log_file.read_text(errors="replace") if self._log_file.exists() else ""
 
 
-def _worker_environment(settings: Settings) -> dict[str, str]:
-    """This process's environment without any of the service's settings, plus the worker's."""
+def service_environment() -> dict[str, str]:
+    """The environment for a process of the service: this one's without any of the service's
+    settings (the caller sets those), importing this checkout's code (not whatever the venv's
+    editable install points at: a worktree's tests would run another tree's worker), output
+    unbuffered."""
     ours = {name.upper() for name in Settings.model_fields}
     environment = {k: v for k, v in os.environ.items() if k.upper() not in ours}
+    environment["PYTHONPATH"] = str(CHECKOUT)
+    environment["PYTHONUNBUFFERED"] = "1"
+    return environment
+
+
+def _worker_environment(settings: Settings) -> dict[str, str]:
+    """The worker's settings on `service_environment`."""
+    environment = service_environment()
     environment.update(
         DATABASE_URL=settings.database_url,
         TEMPORAL_ADDRESS=settings.temporal_address,
@@ -145,7 +157,6 @@ def _worker_environment(settings: Settings) -> dict[str, str]:
         STRIPE_SIMULATOR_URL=settings.stripe_simulator_url,
         SMTP_HOST=settings.smtp_host,
         SMTP_PORT=str(settings.smtp_port),
-        PYTHONUNBUFFERED="1",
     )
     return environment
 
