@@ -36,14 +36,14 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from core.config import Settings
-from core.local_stack import LocalPorts, connect_when_up, start_temporal_dev_server
 from core.stripe_client import make_stripe_client
 from db.models import EmailDelivery
 from db.outbox import DeliveryStatus
 from domain.catalog import default_catalog
 from notifications.message import KEY_HEADER
+from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
+from ops.local_stack import LocalPorts, connect_when_up, start_temporal_dev_server
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
 from tests.conftest import wait_for

@@ -73,35 +73,14 @@ def test_the_stack_converges_after_every_fault(ci_run: Run) -> None:
 
 def test_the_apis_answer_no_server_error_but_503(ci_run: Run) -> None:
     assert {a.api for a in ci_run.answers if a.status is not None} == {0, 1}
-    errors = errors_but_503(ci_run.answers)
-    # Known, being fixed apart (issue 24, the edge): a read the API's cache cannot answer goes
-    # to the database, and the database's refusal escapes as a 500; uvicorn then closes the
-    # connection, and the next read sent on it gets no answer at all.
-    read_while_database_refuses = [
-        a for a in errors if a.phase == "database refusing" and a.path.endswith("/entitlements")
-    ]
-    assert [a for a in errors if a not in read_while_database_refuses] == []
-    if read_while_database_refuses:
-        pytest.xfail(
-            f"{len(read_while_database_refuses)} entitlement reads answered 500 (or, on the "
-            "connection closed after one, nothing) while the database refused connections "
-            "(api/routes/entitlements.py, _select_answer)"
-        )
+    assert errors_but_503(ci_run.answers) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the webhook's 503 while Temporal is unreachable has no Retry-After "
-    "(api/routes/webhooks.py); invariant 11 asks for one",
-)
 def test_every_503_says_when_to_retry(ci_run: Run) -> None:
     assert unavailable_without_retry_after(ci_run.answers) == []
 
 
 def test_the_one_shots_exit_cleanly(ci_run: Run) -> None:
-    if ci_run.one_shot_aborts:
-        pytest.xfail(
-            f"{', '.join(ci_run.one_shot_aborts)} aborted (SIGABRT) while the interpreter "
-            "finalized, work done: the Temporal SDK's runtime thread (temporalio/sdk-python#300)"
-            "; compose would not start the worker"
-        )
+    # They used to abort (SIGABRT) now and then while the interpreter finalized, their work
+    # done, and compose would then not start the worker (`cli._exit_without_finalizing`).
+    assert ci_run.one_shot_aborts == []
