@@ -55,7 +55,9 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         )
         # Lazy: the API starts (and serves entitlements) while Temporal is still down; the
         # webhook answers 503 until it is reachable.
-        app.state.temporal_client = temporal_client or await temporal.connect(settings, lazy=True)
+        app.state.temporal_client = temporal_client or await temporal.connect(
+            settings, lazy=True, retry=temporal.ANSWERING_RETRY
+        )
         app.state.temporal_gate = TemporalGate(app.state.temporal_client)
         try:
             yield

@@ -15,7 +15,7 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client
+from temporalio.client import Client, RetryConfig
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 from temporalio.runtime import (
     LogForwardingConfig,
@@ -30,13 +30,22 @@ from core.codec import EncryptionCodec, codec_from_spec
 from core.config import Settings
 from core.payloads import DATA_CONVERTER
 
+# A caller waiting on an answer (the API) retries an unreachable server this long, not the
+# SDK's 10 s: Stripe and the app are told 503 with Retry-After and ask again later.
+ANSWERING_RETRY = RetryConfig(max_elapsed_time_millis=2_000, max_retries=4)
+
 
 async def connect(
-    settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None
+    settings: Settings,
+    *,
+    lazy: bool = False,
+    runtime: Runtime | None = None,
+    retry: RetryConfig | None = None,
 ) -> Client:
     """A client for the configured namespace: mTLS or an API key when set, and the payload
     codec when keys are set (every client and worker must agree on it, or histories written
-    by one cannot be read by the other). Without a `runtime`, the process's shared one."""
+    by one cannot be read by the other). Without a `runtime`, the process's shared one;
+    without `retry`, the SDK's retries of an unreachable server (about 10 s)."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.temporal_address,
@@ -46,6 +55,7 @@ async def connect(
         data_converter=data_converter(settings),
         lazy=lazy,
         runtime=runtime or shared_runtime(),
+        retry_config=retry,
     )
 
 

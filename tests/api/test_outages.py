@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import edge
 from api.main import create_app
 from api.routes import admin, billing, webhooks
+from core import temporal
 from core.config import Settings
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory, closed_port, post_event
 
@@ -289,3 +290,18 @@ async def test_a_signal_timing_out_on_a_silent_server_closes_the_gate(
     assert_retry_later(second)
     # The second was answered by the gate: the probe found the server silent.
     assert temporal.attempts == 1
+
+
+async def test_the_apis_temporal_client_retries_an_unreachable_server_briefly(
+    settings: Settings,
+) -> None:
+    """The SDK retries an unreachable server for 10 s by default: the first request after
+    Temporal went down took 6-10 s to get its 503 (the gate answers the rest at once)."""
+    unreachable = settings.model_copy(update={"temporal_address": f"127.0.0.1:{closed_port()}"})
+    app = create_app(unreachable)
+    async with app.router.lifespan_context(app):
+        retry = app.state.temporal_client.service_client.config.retry_config
+
+    assert retry == temporal.ANSWERING_RETRY
+    assert retry.max_elapsed_time_millis is not None
+    assert retry.max_elapsed_time_millis <= 2_000
