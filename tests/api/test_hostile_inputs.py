@@ -4,10 +4,8 @@ whose body encodes and says what is wrong, and changes nothing."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
-from uuid import uuid4
 
 import httpx
 import pytest
@@ -17,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.config import Settings
 from db.models import UnroutableEvent
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory, RecordingTemporal, sign
+from tests.api.test_webhooks import subscription_event
 
 pytestmark = pytest.mark.db
 
@@ -26,22 +25,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 def unroutable_event(**fields: Any) -> dict[str, Any]:
     """Names no account and a customer nobody linked: stored for operators if accepted."""
-    event: dict[str, Any] = {
-        "id": f"evt_{uuid4().hex[:12]}",
-        "object": "event",
-        "type": "customer.subscription.updated",
-        "created": int(time.time()),
-        "data": {
-            "object": {
-                "id": f"sub_{uuid4().hex[:12]}",
-                "object": "subscription",
-                "customer": f"cus_{uuid4().hex[:12]}",
-                "metadata": {},
-            }
-        },
-    }
-    event.update(fields)
-    return event
+    return {**subscription_event(), **fields}
 
 
 def stored_unroutable(sessions: sessionmaker[Session]) -> int:

@@ -6,7 +6,6 @@ Temporal unreachable, the database refusing connections. Always a prompt 503 wit
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from api.routes import admin, billing, webhooks
 from core import temporal
 from core.config import Settings
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory, closed_port, post_event
+from tests.api.test_webhooks import subscription_event
 
 pytestmark = pytest.mark.db
 
@@ -123,8 +123,8 @@ async def test_once_temporal_refused_a_connection_requests_answer_without_trying
 ) -> None:
     temporal = UnreachableTemporal()
     async with make_client(temporal_client=temporal) as client:
-        first = await post_event(client, _event(account()))
-        second = await post_event(client, _event(account()))
+        first = await post_event(client, subscription_event(account_id=account()))
+        second = await post_event(client, subscription_event(account_id=account()))
         update = await client.post(f"/v1/accounts/{account()}/resume", headers=APP)
 
     for response in (first, second, update):
@@ -178,27 +178,10 @@ async def test_without_its_database_the_webhook_customer_lookup_is_a_503_saying_
 ) -> None:
     async with api_without_database(settings) as client:
         # No account in the metadata: the gateway must look the customer up.
-        response = await post_event(client, _event(None))
+        response = await post_event(client, subscription_event())
 
     assert_retry_later(response)
     assert "database is unavailable" in response.json()["detail"]
-
-
-def _event(account_id: str | None) -> dict[str, Any]:
-    return {
-        "id": f"evt_{uuid4().hex[:12]}",
-        "object": "event",
-        "type": "customer.subscription.updated",
-        "created": int(time.time()),
-        "data": {
-            "object": {
-                "id": f"sub_{uuid4().hex[:12]}",
-                "object": "subscription",
-                "customer": f"cus_{uuid4().hex[:12]}",
-                "metadata": {"account_id": account_id} if account_id else {},
-            }
-        },
-    }
 
 
 @dataclass
@@ -282,9 +265,9 @@ async def test_a_signal_timing_out_on_a_silent_server_closes_the_gate(
     monkeypatch.setattr(webhooks, "SIGNAL_TIMEOUT_SECONDS", 0.05)
     temporal = SilentTemporal()
     async with make_client(temporal_client=temporal) as client, asyncio.timeout(HANG):
-        first = await post_event(client, _event(account()))
+        first = await post_event(client, subscription_event(account_id=account()))
         await temporal.service_client.probed.wait()
-        second = await post_event(client, _event(account()))
+        second = await post_event(client, subscription_event(account_id=account()))
 
     assert_retry_later(first)
     assert_retry_later(second)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -34,6 +33,7 @@ from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from ops.local_stack import DEV_SERVER_TUNING
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
+from tests.child_process import ChildProcess
 from tests.conftest import wait_for
 from tests.e2e.stack import APP_TOKEN, ApiServer
 from tests.faults.checks import Accounts, assert_converged
@@ -76,8 +76,10 @@ class DevServer:
             self.env = None
 
 
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """The production worker in its own process; its output goes to `log_file`."""
+
+    label = "the worker"
 
     def __init__(self, settings: Settings, log_file: Path) -> None:
         self._environment = _worker_environment(settings)
@@ -108,24 +110,6 @@ class WorkerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no cleanup, activities in flight are simply gone."""
-        assert self._process is not None
-        os.kill(self._process.pid, signal.SIGKILL)
-        self._process.wait(timeout=10)
-        self._process = None
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=10)
-        self._process = None
 
     @property
     def running(self) -> bool:

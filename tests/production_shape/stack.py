@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import random
 import signal
 import subprocess
@@ -46,6 +45,7 @@ from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from ops.local_stack import LocalPorts, connect_when_up, start_temporal_dev_server
 from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
+from tests.child_process import ChildProcess
 from tests.conftest import wait_for
 from tests.faults.checks import Accounts, assert_converged, entitlement_drifts, lost_events
 from tests.faults.processes import service_environment
@@ -135,7 +135,7 @@ class OneShotFailed(AssertionError):
         )
 
 
-class ServiceProcess:
+class ServiceProcess(ChildProcess):
     """One billing service (one replica) as a process; output to `<label>.log`."""
 
     def __init__(
@@ -192,31 +192,15 @@ class ServiceProcess:
         assert self._process is not None
         return self._process.poll() is not None
 
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, whatever it had in flight is simply gone."""
-        assert self._process is not None, f"{self.label} is not running"
-        os.kill(self._process.pid, signal.SIGKILL)
-        self._process.wait(timeout=10)
-        self._process = None
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=10)
-        self._process = None
-
     def log_tail(self) -> str:
         return self._log_file.read_text(errors="replace")[-3000:]
 
 
-class TemporalDevServer:
+class TemporalDevServer(ChildProcess):
     """The dev server as a process on a database file: SIGKILL it, start it again on the same
     port and file, and it comes back with every workflow it had."""
+
+    label = "the dev server"
 
     def __init__(self, data_dir: Path) -> None:
         self._data_dir = data_dir
@@ -230,18 +214,6 @@ class TemporalDevServer:
         await connect_when_up(
             Settings(_env_file=None, temporal_address=self.address), self._process
         )
-
-    def kill(self) -> None:
-        assert self._process is not None, "the dev server is not running"
-        os.kill(self._process.pid, signal.SIGKILL)
-        self._process.wait(timeout=10)
-        self._process = None
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=30)
-            self._process = None
 
 
 class WebhookBalancer:
