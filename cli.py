@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from api import admin_cli
+from admin_client import cli as admin_cli
 from core.config import describe_settings_errors, get_settings
 from core.logging import configure_logging
 from stripe_sim.__main__ import add_simulator_arguments

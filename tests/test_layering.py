@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first; a package may import only from the layers below its own.
 LAYERS: list[set[str]] = [
     {"core", "domain"},
-    {"db", "notifications", "stripe_sim", "entitlements_client"},
+    {"db", "notifications", "stripe_sim", "entitlements_client", "admin_client"},
     {"activities"},
     {"workflows"},
     {"api", "worker"},

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 import cli
-from api.admin_cli import ACTION_VERBS, main_async
+from admin_client.cli import ACTION_VERBS, main_async
 from domain.operator_actions import ACTIONS
 from tests.workflows.harness import Harness
 

@@ -1,6 +1,6 @@
 """`dataface-billing admin <verb>`: the operator console on the command line.
 
-A thin layer over the admin API (`api.admin_client`): parse, call, print. Readable text by
+A thin layer over the admin API (`admin_client.client`): parse, call, print. Readable text by
 default, the API's JSON with `--json`. Any refusal exits non-zero with the API's message.
 """
 
@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from api.admin_client import DEFAULT_URL, AdminApiError, AdminClient
+from admin_client.client import DEFAULT_URL, AdminApiError, AdminClient
 
 # Exit codes: 1 the API refused or failed; 2 the command line itself is wrong (argparse's).
 EXIT_API_ERROR = 1
