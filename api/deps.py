@@ -15,6 +15,7 @@ from temporalio.client import Client
 from api.answer_cache import AnswerCache
 from api.edge import TemporalGate
 from core.config import Settings
+from domain.catalog import Catalog
 from domain.stripe_events import ACCOUNT_ID_PATTERN
 
 bearer = HTTPBearer(auto_error=False)
@@ -51,6 +52,11 @@ def get_session(
         yield session
 
 
+async def get_catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
 async def get_temporal_client(request: Request) -> Client:
     client: Client = request.app.state.temporal_client
     return client
@@ -62,6 +68,7 @@ async def get_temporal_gate(request: Request) -> TemporalGate:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 AnswerCacheDep = Annotated[AnswerCache, Depends(get_answer_cache)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]

@@ -18,6 +18,7 @@ from core import temporal
 from core.config import Settings, get_settings
 from core.logging import LogContextMiddleware
 from db.engine import MAX_POOLED_CONNECTIONS, make_engine, make_session_factory
+from domain.catalog import default_catalog
 
 
 def create_app(settings: Settings | None = None, temporal_client: Client | None = None) -> FastAPI:
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
             kept_connections=MAX_POOLED_CONNECTIONS,
         )
         app.state.settings = settings
+        app.state.catalog = default_catalog()
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
         app.state.database_metrics = metrics.database_metrics(app.state.session_factory)

@@ -21,6 +21,7 @@ from stripe.params import CustomerCreateParams
 from api.deps import (
     AccountIdPath,
     AppTokenDep,
+    CatalogDep,
     SessionFactoryDep,
     SettingsDep,
     TemporalClientDep,
@@ -31,7 +32,7 @@ from api.schemas import CustomerContact, EntitlementsAnswer
 from core.config import Settings
 from core.stripe_client import make_stripe_client
 from db import repository
-from domain.catalog import default_catalog
+from domain.catalog import Catalog
 from domain.lifecycle import BillingState, Purchase
 from domain.plan_changes import PlanChangeError, classify_change, purchase_for
 from workflows.account import (
@@ -129,6 +130,7 @@ def start_checkout(
     _: AppTokenDep,
     settings: SettingsDep,
     sessions: SessionFactoryDep,
+    catalog: CatalogDep,
 ) -> CheckoutAnswer:
     """A Stripe Checkout page for a first subscription; 409 when the account already has one.
 
@@ -139,7 +141,6 @@ def start_checkout(
     `email` and `name`, when given, go on the Stripe customer the account's first checkout
     creates; without an email, the one typed into Checkout is set on the customer.
     """
-    catalog = default_catalog()
     try:
         purchase = purchase_for(catalog, body.plan, body.interval, body.seats)
     except PlanChangeError as err:
@@ -163,7 +164,7 @@ def start_checkout(
                 return reused
             attempt = stored.attempt + 1
         return _create_checkout(
-            client, sessions, settings, account_id, customer_id, purchase, attempt
+            client, sessions, settings, catalog, account_id, customer_id, purchase, attempt
         )
 
 
@@ -209,12 +210,12 @@ def _create_checkout(
     client: stripe.StripeClient,
     sessions: sessionmaker[Session],
     settings: Settings,
+    catalog: Catalog,
     account_id: str,
     customer_id: str,
     purchase: Purchase,
     attempt: int,
 ) -> CheckoutAnswer:
-    catalog = default_catalog()
     [price] = client.v1.prices.list(
         params={"lookup_keys": [purchase.lookup_key], "active": True}
     ).data
@@ -329,9 +330,9 @@ async def change_plan(
     sessions: SessionFactoryDep,
     temporal: TemporalClientDep,
     gate: TemporalGateDep,
+    catalog: CatalogDep,
 ) -> PlanChangeAnswer:
     """Upgrade now (prorated, charged at once) or downgrade at the end of the period."""
-    catalog = default_catalog()
     try:
         purchase = purchase_for(catalog, body.plan, body.interval, body.seats)
         current = await run_in_threadpool(_current_subscription, sessions, account_id)
