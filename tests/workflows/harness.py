@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -28,7 +29,7 @@ from temporalio.worker import Worker
 
 from activities.account_store import AccountStoreActivities, WriteEntitlementsInput
 from activities.notifications import NotificationActivities
-from activities.stripe_changes import CancellationInput
+from activities.stripe_changes import CancellationInput, ChangeOutcome, ChangeSubscriptionInput
 from activities.stripe_sync import FetchSubscriptionInput, SubscriptionFetch
 from core.config import Settings
 from core.smtp import SmtpSender
@@ -106,6 +107,21 @@ class FakeStripe:
         if self.before_change_answers is not None:
             await self.before_change_answers()
 
+    @activity.defn(name="change_subscription")
+    def change_subscription(self, request: ChangeSubscriptionInput) -> ChangeOutcome:
+        [customer_id] = [
+            customer_id
+            for customer_id, sub in self.subscriptions.items()
+            if sub is not None and sub.subscription_id == request.subscription_id
+        ]
+        sub = self.subscriptions[customer_id]
+        assert sub is not None
+        purchase = request.purchase
+        self.subscriptions[customer_id] = replace(
+            sub, plan=purchase.plan, interval=purchase.interval, seats=purchase.seats
+        )
+        return ChangeOutcome(applied=True)
+
     @activity.defn(name="fetch_current_subscription")
     def fetch_current_subscription(self, request: FetchSubscriptionInput) -> SubscriptionFetch:
         self.fetches += 1
@@ -135,11 +151,17 @@ class EntitlementWrites:
     database_down: bool = False
     # Each step of the account begins with one local attempt (then the regular activity).
     local_attempts: int = 0
+    # While set, a write waits until it is released (`open`): a test holds a handler there.
+    held: threading.Event | None = None
+    waiting: threading.Event = field(default_factory=threading.Event)
 
     @activity.defn(name="write_entitlements")
     def write_entitlements(self, request: WriteEntitlementsInput) -> bool:
         if activity.info().is_local:
             self.local_attempts += 1
+        if self.held is not None:
+            self.waiting.set()
+            self.held.wait(timeout=30)
         if self.database_down:
             raise ConnectionError("the database is down")
         return self.store.write_entitlements(request)
@@ -306,6 +328,7 @@ async def running_harness(
             activities=[
                 fake.fetch_current_subscription,
                 fake.set_cancel_at_period_end,
+                fake.change_subscription,
                 store.load_account_state,
                 store.link_customer,
                 writes.write_entitlements,

@@ -4,18 +4,21 @@ conflicting event can hold its workflow, and every failure shows as its sync err
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import timedelta
 
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateStage
 from temporalio.testing import ActivityEnvironment
 
 from activities.account_store import AccountStoreActivities, WriteEntitlementsInput
 from db import outbox
 from domain.catalog import default_catalog
 from domain.lifecycle import BillingState, Lifecycle
+from domain.plan_changes import ChangeKind, PlanChange, purchase_for
 from tests.conftest import wait_for
 from workflows.account import (
     BILLING_SYNC_ERROR,
+    AccountBillingWorkflow,
     AccountState,
     CancelRequest,
 )
@@ -211,3 +214,42 @@ async def test_a_version_written_by_a_lost_workflow_task_is_written_after_not_dr
     await harness.send(account, customer)
     record = await harness.wait_for_entitlements(account, state="active", version=3)
     assert record.plan == "team"
+
+
+async def test_two_upgrades_at_once_while_a_downgrade_is_scheduled_both_answer(
+    harness: Harness,
+) -> None:
+    """The simulation, seed 2964: each upgrade cancels the scheduled downgrade first. The
+    second saw it still scheduled, waited for the lock, then cancelled nothing: an
+    InvalidTransition in a handler fails the workflow task on every retry, and the account
+    froze (no event applied again, neither update answered)."""
+    account, _ = await harness.subscribe(plan="team", seats=3)
+    handle = harness.handle(account)
+    catalog = default_catalog()
+    downgrade = PlanChange(ChangeKind.DOWNGRADE, purchase_for(catalog, "pro", "month", 1))
+    await handle.execute_update(AccountBillingWorkflow.change_plan, downgrade)
+
+    harness.writes.held = threading.Event()
+    first = await handle.start_update(
+        AccountBillingWorkflow.change_plan,
+        PlanChange(ChangeKind.UPGRADE, purchase_for(catalog, "team", "month", 4)),
+        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+    )
+    # The first upgrade holds the lock, writing the downgrade's cancellation.
+    await wait_for(harness.writes.waiting.is_set, what="the downgrade's cancellation to write")
+    second = await handle.start_update(
+        AccountBillingWorkflow.change_plan,
+        PlanChange(ChangeKind.UPGRADE, purchase_for(catalog, "team", "month", 5)),
+        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+    )
+    held, harness.writes.held = harness.writes.held, None
+    held.set()
+
+    answers = await asyncio.wait_for(
+        asyncio.gather(first.result(), second.result()), ANSWER_WITHIN_SECONDS
+    )
+    assert [answer.applied for answer in answers] == [True, True]
+    state = await harness.state(account)
+    assert state.lifecycle.pending_change is None
+    assert state.lifecycle.subscription is not None
+    assert state.lifecycle.subscription.seats == 5

@@ -175,8 +175,7 @@ class AccountBillingWorkflow:
                 cause="customer:downgrade",
             )
             return PlanChangeResult(kind=change.kind, applied=True, state=self.state())
-        if self._state.lifecycle.pending_change is not None:
-            await self._apply(CancelPlanChange(), cause="customer:upgrade")
+        await self._cancel_pending_change(cause="customer:upgrade")
         outcome = await self._change_in_stripe(
             StripeChangeActivities.change_subscription,
             ChangeSubscriptionInput(
@@ -491,8 +490,7 @@ class AccountBillingWorkflow:
         except ActivityError as err:
             # Refused, or Stripe out past the renewal: the customer renews on the old plan.
             self._note_sync_error("the scheduled plan change was not made", err)
-            if self._state.lifecycle.pending_change == change:  # not cancelled meanwhile
-                await self._apply(CancelPlanChange(), cause="scheduled_change_refused")
+            await self._cancel_pending_change(cause="scheduled_change_refused", only=change)
             return
         # Stripe now shows the new plan; the sync applies it and clears the pending change.
         await self._sync_with_stripe()
@@ -582,6 +580,17 @@ class AccountBillingWorkflow:
             self._note_sync_error(f"cannot link customer {customer_id}", err)
             return
         self._state.customer_id = customer_id
+
+    async def _cancel_pending_change(self, cause: str, only: PendingChange | None = None) -> None:
+        """Cancel the scheduled plan change, if there still is one (and it is `only`, when
+        given). Checked under the lock: another handler may have cancelled it while this one
+        waited for the lock, and cancelling nothing is an InvalidTransition, which in a
+        handler fails the workflow task on every retry (the simulation, seed 2964: two
+        upgrades at once froze the account)."""
+        async with self._lock:
+            pending = self._state.lifecycle.pending_change
+            if pending is not None and (only is None or pending == only):
+                await self._transition(CancelPlanChange(), cause)
 
     async def _apply(self, event: LifecycleInput, cause: str) -> None:
         """Move the lifecycle by `event` under the lock."""
