@@ -93,13 +93,17 @@ class FakeStripe:
         assert (method, path) == ("get", f"/v1/customers/{customer_id}"), (method, path)
         return SimpleNamespace(data={"id": customer_id, "email": f"{customer_id}@example.com"})
 
-    @activity.defn(name="set_cancel_at_period_end")
-    async def set_cancel_at_period_end(self, request: CancellationInput) -> None:
+    def _customer_of(self, subscription_id: str) -> str:
         [customer_id] = [
             customer_id
             for customer_id, sub in self.subscriptions.items()
-            if sub is not None and sub.subscription_id == request.subscription_id
+            if sub is not None and sub.subscription_id == subscription_id
         ]
+        return customer_id
+
+    @activity.defn(name="set_cancel_at_period_end")
+    async def set_cancel_at_period_end(self, request: CancellationInput) -> None:
+        customer_id = self._customer_of(request.subscription_id)
         sub = self.subscriptions[customer_id]
         assert sub is not None
         cancel_at = sub.current_period_end if request.at_period_end else None
@@ -109,11 +113,7 @@ class FakeStripe:
 
     @activity.defn(name="change_subscription")
     def change_subscription(self, request: ChangeSubscriptionInput) -> ChangeOutcome:
-        [customer_id] = [
-            customer_id
-            for customer_id, sub in self.subscriptions.items()
-            if sub is not None and sub.subscription_id == request.subscription_id
-        ]
+        customer_id = self._customer_of(request.subscription_id)
         sub = self.subscriptions[customer_id]
         assert sub is not None
         purchase = request.purchase
