@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -161,6 +161,11 @@ def _customer_of(obj: Mapping[str, Any]) -> str | None:
         return str(obj["id"])
     customer = obj.get("customer")
     return customer if isinstance(customer, str) else None
+
+
+async def wall_clock() -> datetime:
+    """`now` for stacks whose Stripe runs on real time (no test clock)."""
+    return datetime.now(UTC)
 
 
 async def assert_converged(

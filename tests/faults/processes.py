@@ -15,7 +15,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -36,7 +35,7 @@ from stripe_sim.settings import SimulatorSettings
 from tests.child_process import ChildProcess
 from tests.conftest import wait_for
 from tests.e2e.stack import APP_TOKEN, ApiServer
-from tests.faults.checks import Accounts, assert_converged
+from tests.faults.checks import Accounts, assert_converged, wall_clock
 from tests.faults.tcp_proxy import TcpProxy
 from tests.smtp_server import SmtpRecorder, free_port
 from workflows.account import SEARCH_ATTRIBUTES
@@ -169,9 +168,6 @@ class ProcessStack:
 
     async def assert_converged(self, accounts: Accounts, within: float = 90) -> None:
         await self.deliveries_done()
-
-        async def wall_clock() -> datetime:
-            return datetime.now(UTC)
 
         await assert_converged(
             self.sessions,

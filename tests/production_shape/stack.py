@@ -47,7 +47,13 @@ from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
 from tests.child_process import ChildProcess
 from tests.conftest import wait_for
-from tests.faults.checks import Accounts, assert_converged, entitlement_drifts, lost_events
+from tests.faults.checks import (
+    Accounts,
+    assert_converged,
+    entitlement_drifts,
+    lost_events,
+    wall_clock,
+)
 from tests.faults.processes import service_environment
 from tests.faults.tcp_proxy import TcpProxy
 from tests.production_shape.compose import BillingService, StandIns, billing_services
@@ -362,9 +368,6 @@ class ProductionStack:
     async def assert_converged(self, accounts: Accounts, within: float = 180) -> None:
         """Entitlements equal the simulator's truth, no event lost, every email once."""
         await self.deliveries_done()
-
-        async def wall_clock() -> datetime:
-            return datetime.now(UTC)
 
         await assert_converged(
             self.sessions,
