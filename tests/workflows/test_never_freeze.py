@@ -11,6 +11,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateStage
 from temporalio.testing import ActivityEnvironment
 
 from activities.account_store import AccountStoreActivities, WriteEntitlementsInput
+from core.workflow_ids import workflow_id_for
 from db import outbox
 from domain.catalog import default_catalog
 from domain.lifecycle import BillingState, Lifecycle
@@ -177,6 +178,37 @@ async def test_a_failed_write_waits_for_its_retry_instead_of_spinning(harness: H
     await harness.skip(timedelta(hours=1))
     await harness.wait_for_entitlements(account, state="past_due")
     assert (await harness.state(account)).sync_error is None
+
+
+async def test_a_long_outage_continues_as_new_instead_of_growing_one_history(
+    harness: Harness,
+) -> None:
+    """Failed steps add history without a Stripe event to count, and the time-skipping server
+    (like a server whose limits are high) never suggests continuing as new: one run grew to
+    ~4,000 events, too many to replay inside a workflow task (seed 3735 of the simulation)."""
+    limit = 40
+    account, customer = harness.new_account()
+    harness.stripe.subscriptions[customer] = subscription(customer, "active")
+    await harness.start(account, continue_as_new_past_history_length=limit)
+    await harness.wait_until_handled(account, await harness.send(account, customer))
+    first_run = await _run_id(harness, account)
+
+    harness.writes.database_down = True
+    harness.stripe.subscriptions[customer] = subscription(customer, "past_due")
+    await harness.send(account, customer, "invoice.payment_failed")
+    await harness.skip(timedelta(hours=12))
+    await _next_run(harness, account, first_run)
+
+    # The run closed at the first workflow task past its limit.
+    history = await harness.client.get_workflow_handle(
+        workflow_id_for(account), run_id=first_run
+    ).fetch_history()
+    assert limit <= len(history.events) <= limit + 15
+    # The failure and the event it could not store went with the new run.
+    assert (await harness.state(account)).sync_error_kind == "ConnectionError"
+    harness.writes.database_down = False
+    await harness.skip(timedelta(hours=2))
+    await harness.wait_for_entitlements(account, state="past_due")
 
 
 async def test_a_second_live_plan_subscription_is_shown_to_operators(harness: Harness) -> None:

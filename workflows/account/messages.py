@@ -79,3 +79,6 @@ class AccountWorkflowInput:
     pending_events: list[StripeEventSignal] = field(default_factory=list)
     # Test-only knob: continue-as-new after this many events so that path is exercised.
     continue_as_new_after_events: int | None = None
+    # Test-only knob: continue-as-new past this many history events (default
+    # HISTORY_EVENTS_PER_RUN), so a test reaches the bound without a thousand events.
+    continue_as_new_past_history_length: int | None = None

@@ -124,6 +124,15 @@ QUICK_STEPS_LOCAL_FIRST = "quick-steps-local-first"
 # Marks runs whose failed steps wait for their retry time (see `_backing_off`); older
 # histories replay with every wake-up trying the step again.
 FAILED_STEP_WAITS_FOR_ITS_RETRY = "failed-step-waits-for-its-retry"
+# Marks runs that continue as new past HISTORY_EVENTS_PER_RUN; older histories replay
+# continuing only when the server suggests it.
+CONTINUES_PAST_HISTORY_LIMIT = "continues-past-history-limit"
+# A run continues as new past this many history events, whatever the server suggests (the
+# time-skipping test server never does): a worker that lost the run from its cache replays
+# the whole history in one workflow task, which must fit well inside the task timeout. A long
+# outage with events arriving grew one run to ~4,000 events, whose replay took over a second
+# on a busy machine (seed 3735 of the simulation).
+HISTORY_EVENTS_PER_RUN = 1_000
 # A downgrade is made in Stripe this long before the period ends, so the renewal invoice
 # Stripe drafts at the boundary already bills the new price (no proration either way). Its
 # Stripe call gets the same budget: later, the renewal has billed the old price anyway.
@@ -142,6 +151,7 @@ class AccountBillingWorkflow:
         # `_backing_off`); events a failed step put back are not.
         self._event_arrived = bool(self._pending)
         self._failed_step_waits = False  # set by `run`
+        self._history_limit: int | None = None  # set by `run`
         # False until a first run has rebuilt its state from the database: updates wait.
         self._ready = input.state is not None
         # Ask Stripe even without a new event (a rebuilt run, a retry after a failure).
@@ -323,6 +333,10 @@ class AccountBillingWorkflow:
     @workflow.run
     async def run(self, input: AccountWorkflowInput) -> None:
         self._failed_step_waits = workflow.patched(FAILED_STEP_WAITS_FOR_ITS_RETRY)
+        if workflow.patched(CONTINUES_PAST_HISTORY_LIMIT):
+            self._history_limit = input.continue_as_new_past_history_length or (
+                HISTORY_EVENTS_PER_RUN
+            )
         if input.state is None:
             await self._rebuild_from_database()
         while True:
@@ -340,6 +354,9 @@ class AccountBillingWorkflow:
                         state=self.state(),
                         pending_events=self._pending,
                         continue_as_new_after_events=self._continue_as_new_after,
+                        continue_as_new_past_history_length=(
+                            input.continue_as_new_past_history_length
+                        ),
                     ),
                     # Only the attributes that hold a value: an unset one copied into the next
                     # run stays a null the client cannot decode on describe() (seen on the
@@ -449,7 +466,11 @@ class AccountBillingWorkflow:
             )
 
     def _should_continue_as_new(self) -> bool:
-        if workflow.info().is_continue_as_new_suggested():
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        history_limit = self._history_limit
+        if history_limit is not None and info.get_current_history_length() >= history_limit:
             return True
         limit = self._continue_as_new_after
         return limit is not None and self._events_this_run >= limit
