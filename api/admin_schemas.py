@@ -16,7 +16,7 @@ from domain.operator_actions import (
     check_operator_request,
 )
 from domain.stripe_events import ACCOUNT_ID_PATTERN
-from workflows.account import AccountState
+from workflows.account import AccountState, UpdatedAccount
 
 # Free text, but no control characters: PostgreSQL refuses NUL in text, and none belongs here.
 _PRINTABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
@@ -121,7 +121,7 @@ class WorkflowView(BaseModel):
     error: str | None = None
 
     @classmethod
-    def from_state(cls, status: str, state: AccountState) -> WorkflowView:
+    def from_state(cls, status: str, state: AccountState | UpdatedAccount) -> WorkflowView:
         sub = state.lifecycle.subscription
         return cls(
             status=status,

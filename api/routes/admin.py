@@ -174,7 +174,7 @@ async def run_action(
         account_id=account_id,
         action=result.action,
         entitlements=entitlements,
-        workflow=WorkflowView.from_state("running", result.state),
+        workflow=WorkflowView.from_state("running", result.account),
     )
 
 

@@ -36,9 +36,11 @@ from domain.catalog import Catalog
 from domain.lifecycle import BillingState, Purchase
 from domain.plan_changes import PlanChangeError, classify_change, purchase_for
 from workflows.account import (
-    AccountState,
     CancelRequest,
+    KeepPlanRequest,
     PlanChangeResult,
+    ResumeRequest,
+    UpdatedAccount,
 )
 from workflows.starter import update_account
 
@@ -360,7 +362,15 @@ async def keep_current_plan(
     gate: TemporalGateDep,
 ) -> EntitlementsAnswer:
     """Call off a scheduled downgrade."""
-    await _update(settings, temporal, gate, account_id, "cancel_plan_change", None, AccountState)
+    await _update(
+        settings,
+        temporal,
+        gate,
+        account_id,
+        "cancel_plan_change",
+        KeepPlanRequest(),
+        UpdatedAccount,
+    )
     return await run_in_threadpool(_entitlements, sessions, account_id)
 
 
@@ -385,7 +395,7 @@ async def cancel_subscription(
         )
     request = CancelRequest(at_period_end=True)
     await _update(
-        settings, temporal, gate, account_id, "cancel_subscription", request, AccountState
+        settings, temporal, gate, account_id, "cancel_subscription", request, UpdatedAccount
     )
     return await run_in_threadpool(_entitlements, sessions, account_id)
 
@@ -400,5 +410,13 @@ async def resume_subscription(
     gate: TemporalGateDep,
 ) -> EntitlementsAnswer:
     """Undo a cancellation before the period ends, or resume a paused subscription."""
-    await _update(settings, temporal, gate, account_id, "resume_subscription", None, AccountState)
+    await _update(
+        settings,
+        temporal,
+        gate,
+        account_id,
+        "resume_subscription",
+        ResumeRequest(),
+        UpdatedAccount,
+    )
     return await run_in_threadpool(_entitlements, sessions, account_id)

@@ -61,6 +61,8 @@ from workflows.account import (
     AccountBillingWorkflow,
     AccountWorkflowInput,
     CancelRequest,
+    KeepPlanRequest,
+    ResumeRequest,
     StripeEventSignal,
     workflow_id_for,
 )
@@ -628,8 +630,12 @@ async def _cancel_subscription(run: SeedRun, index: int, step: Step) -> None:
     )
 
 
-async def _no_argument(run: SeedRun, index: int, step: Step) -> None:
-    run._update(index, step.kind)
+async def _resume(run: SeedRun, index: int, step: Step) -> None:
+    run._update(index, "resume_subscription", ResumeRequest())
+
+
+async def _keep_plan(run: SeedRun, index: int, step: Step) -> None:
+    run._update(index, "cancel_plan_change", KeepPlanRequest())
 
 
 async def _operator_action(run: SeedRun, index: int, step: Step) -> None:
@@ -650,8 +656,8 @@ async def _operator_action(run: SeedRun, index: int, step: Step) -> None:
 UPDATES = {
     "change_plan": _change_plan,
     "cancel_subscription": _cancel_subscription,
-    "resume_subscription": _no_argument,
-    "cancel_plan_change": _no_argument,
+    "resume_subscription": _resume,
+    "cancel_plan_change": _keep_plan,
     "operator_action": _operator_action,
 }
 

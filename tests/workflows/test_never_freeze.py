@@ -20,8 +20,8 @@ from tests.conftest import wait_for
 from workflows.account import (
     BILLING_SYNC_ERROR,
     AccountBillingWorkflow,
-    AccountState,
     CancelRequest,
+    UpdatedAccount,
 )
 
 from .harness import Harness, subscription
@@ -59,7 +59,7 @@ async def test_an_update_whose_webhook_reaches_continue_as_new_first_still_retur
 
     harness.stripe.before_change_answers = webhook_before_the_answer
     update = harness.handle(account).execute_update(
-        "cancel_subscription", CancelRequest(at_period_end=True), result_type=AccountState
+        "cancel_subscription", CancelRequest(at_period_end=True), result_type=UpdatedAccount
     )
     state = await asyncio.wait_for(update, ANSWER_WITHIN_SECONDS)
 

@@ -105,7 +105,7 @@ async def test_resync_applies_stripe_without_any_event(harness: Harness) -> None
 
     result = await act(harness, account, "resync")
 
-    assert result.state.lifecycle.subscription.plan == "team"  # type: ignore[attr-defined]
+    assert result.account.lifecycle.subscription.plan == "team"  # type: ignore[attr-defined]
     record = harness.entitlements(account)
     assert record is not None and (record.plan, record.seats) == ("team", 3)
 
@@ -146,7 +146,7 @@ async def test_an_action_that_starts_a_new_run_waits_for_its_rebuild(harness: Ha
     result = await act(harness, account, "lock")
 
     # Applied on top of the stored state (active, version 1), not on an empty account.
-    assert result.state.lifecycle.state == "active"  # type: ignore[attr-defined]
+    assert result.account.lifecycle.state == "active"  # type: ignore[attr-defined]
     locked = harness.entitlements(account)
     assert locked is not None
     assert (locked.version, locked.billing_state, locked.effective_state) == (2, "active", "locked")

@@ -18,7 +18,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from core.payloads import DATA_CONVERTER
-from workflows.account import AccountBillingWorkflow
+from domain.catalog import default_catalog
+from domain.operator_actions import OperatorRequest
+from domain.plan_changes import ChangeKind, PlanChange, purchase_for
+from workflows.account import (
+    AccountBillingWorkflow,
+    CancelRequest,
+    KeepPlanRequest,
+    ResumeRequest,
+)
 
 from .harness import running_harness, subscription
 
@@ -54,3 +62,29 @@ async def test_full_lifecycle_history_replays(
     await _replayer().replay_workflow(history)
     if os.environ.get("RECORD_HISTORIES"):  # run once per released workflow version
         (HISTORIES / f"full_lifecycle_{date.today():%Y%m%d}.json").write_text(history.to_json())
+
+
+async def test_customer_changes_history_replays(
+    workflow_env: WorkflowEnvironment, session_factory: sessionmaker[Session]
+) -> None:
+    """Every update, so that a recorded history holds each one's arguments and answer (the
+    first recording holds `cancel_plan_change` and `resume_subscription` without one)."""
+    async with running_harness(workflow_env, session_factory) as h:
+        account, _ = await h.subscribe(plan="team", seats=3)
+        handle = h.handle(account)
+        downgrade = PlanChange(
+            ChangeKind.DOWNGRADE, purchase_for(default_catalog(), "pro", "month", 1)
+        )
+        await handle.execute_update(AccountBillingWorkflow.change_plan, downgrade)
+        await handle.execute_update(AccountBillingWorkflow.cancel_plan_change, KeepPlanRequest())
+        await handle.execute_update(
+            AccountBillingWorkflow.cancel_subscription, CancelRequest(at_period_end=True)
+        )
+        await handle.execute_update(AccountBillingWorkflow.resume_subscription, ResumeRequest())
+        resync = OperatorRequest(action="resync", actor="ops@dataface", reason="replay test")
+        await handle.execute_update(AccountBillingWorkflow.operator_action, resync)
+        history = await handle.fetch_history()
+
+    await _replayer().replay_workflow(history)
+    if os.environ.get("RECORD_HISTORIES"):
+        (HISTORIES / f"customer_changes_{date.today():%Y%m%d}.json").write_text(history.to_json())

@@ -9,10 +9,13 @@ from workflows.account.messages import (
     AccountState,
     AccountWorkflowInput,
     CancelRequest,
+    KeepPlanRequest,
     OperatorResult,
     PlanChangeResult,
+    ResumeRequest,
     StripeEventSignal,
     UnsentEmail,
+    UpdatedAccount,
 )
 from workflows.account.visibility import (
     ACCOUNT_ID,
@@ -38,9 +41,12 @@ __all__ = [
     "AccountState",
     "AccountWorkflowInput",
     "CancelRequest",
+    "KeepPlanRequest",
     "OperatorResult",
     "PlanChangeResult",
+    "ResumeRequest",
     "StripeEventSignal",
     "UnsentEmail",
+    "UpdatedAccount",
     "workflow_id_for",
 ]

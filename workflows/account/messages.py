@@ -50,6 +50,25 @@ class AccountState:
     # Emails whose last attempt failed, waiting for their next one.
     emails_to_retry: list[UnsentEmail] = field(default_factory=list)
 
+    def summary(self) -> UpdatedAccount:
+        return UpdatedAccount(
+            customer_id=self.customer_id,
+            lifecycle=self.lifecycle,
+            entitlement_version=self.entitlement_version,
+            sync_error=self.sync_error,
+        )
+
+
+@dataclass
+class UpdatedAccount:
+    """The account as an update left it, for the caller. Small on purpose: every update's
+    answer is written into the history, and the whole state carries up to 1,000 event ids."""
+
+    customer_id: str | None
+    lifecycle: Lifecycle
+    entitlement_version: int
+    sync_error: str | None = None
+
 
 @dataclass
 class PlanChangeResult:
@@ -57,8 +76,23 @@ class PlanChangeResult:
     # False when an upgrade's payment failed: the account stays on its plan, and
     # `open_invoice_url` is where the customer can pay (or fix the card).
     applied: bool
-    state: AccountState
+    account: UpdatedAccount
     open_invoice_url: str | None = None
+
+
+# Every update takes one dataclass, so that a field can be added later without changing its
+# signature (runs started before keep working). The two below carry nothing yet; updates
+# recorded before they existed arrive without one.
+
+
+@dataclass
+class KeepPlanRequest:
+    """Call off the scheduled plan change."""
+
+
+@dataclass
+class ResumeRequest:
+    """Undo a cancellation at period end, or resume a paused subscription."""
 
 
 @dataclass
@@ -69,7 +103,7 @@ class CancelRequest:
 @dataclass
 class OperatorResult:
     action: str
-    state: AccountState
+    account: UpdatedAccount
 
 
 @dataclass

@@ -79,10 +79,13 @@ from workflows.account.messages import (
     AccountState,
     AccountWorkflowInput,
     CancelRequest,
+    KeepPlanRequest,
     OperatorResult,
     PlanChangeResult,
+    ResumeRequest,
     StripeEventSignal,
     UnsentEmail,
+    UpdatedAccount,
 )
 from workflows.account.visibility import publish_for_operators
 from workflows.retry import PATIENT_RETRY, SINGLE_ATTEMPT, backoff
@@ -184,7 +187,7 @@ class AccountBillingWorkflow:
                 SchedulePlanChange(PendingChange(change.purchase, effective_at)),
                 cause="customer:downgrade",
             )
-            return PlanChangeResult(kind=change.kind, applied=True, state=self.state())
+            return PlanChangeResult(kind=change.kind, applied=True, account=self._state.summary())
         await self._cancel_pending_change(cause="customer:upgrade")
         outcome = await self._change_in_stripe(
             StripeChangeActivities.change_subscription,
@@ -198,7 +201,7 @@ class AccountBillingWorkflow:
         return PlanChangeResult(
             kind=change.kind,
             applied=outcome.applied,
-            state=self.state(),
+            account=self._state.summary(),
             open_invoice_url=outcome.open_invoice_url,
         )
 
@@ -211,20 +214,20 @@ class AccountBillingWorkflow:
             raise ValueError(f"the plan cannot be changed while the account is {lifecycle.state}")
 
     @workflow.update(name="cancel_plan_change")
-    async def cancel_plan_change(self) -> AccountState:
-        await self._when_ready(self._check_cancel_plan_change)
+    async def cancel_plan_change(self, request: KeepPlanRequest | None = None) -> UpdatedAccount:
+        await self._when_ready(self._check_cancel_plan_change, request)
         await self._apply_or_refuse(CancelPlanChange(), cause="customer:keep_plan")
-        return self.state()
+        return self._state.summary()
 
     @cancel_plan_change.validator
-    def _check_cancel_plan_change(self) -> None:
+    def _check_cancel_plan_change(self, request: KeepPlanRequest | None = None) -> None:
         if not self._ready:
             return  # checked by the handler once the state is rebuilt
         if self._state.lifecycle.pending_change is None:
             raise ValueError("no plan change is scheduled")
 
     @workflow.update(name="cancel_subscription")
-    async def cancel_subscription(self, request: CancelRequest) -> AccountState:
+    async def cancel_subscription(self, request: CancelRequest) -> UpdatedAccount:
         await self._when_ready(self._check_cancel_subscription, request)
         subscription = self._state.lifecycle.subscription
         assert subscription is not None  # checked by the validator
@@ -238,7 +241,7 @@ class AccountBillingWorkflow:
                 StripeChangeActivities.cancel_subscription_now,
                 SubscriptionCallInput(subscription.subscription_id, self._idempotency_key()),
             )
-        return self.state()
+        return self._state.summary()
 
     @cancel_subscription.validator
     def _check_cancel_subscription(self, request: CancelRequest) -> None:
@@ -251,8 +254,8 @@ class AccountBillingWorkflow:
             raise ValueError(f"cannot cancel at period end while the account is {lifecycle.state}")
 
     @workflow.update(name="resume_subscription")
-    async def resume_subscription(self) -> AccountState:
-        await self._when_ready(self._check_resume_subscription)
+    async def resume_subscription(self, request: ResumeRequest | None = None) -> UpdatedAccount:
+        await self._when_ready(self._check_resume_subscription, request)
         lifecycle = self._state.lifecycle
         assert lifecycle.subscription is not None  # checked by the validator
         subscription_id = lifecycle.subscription.subscription_id
@@ -266,10 +269,10 @@ class AccountBillingWorkflow:
                 StripeChangeActivities.resume_paused_subscription,
                 SubscriptionCallInput(subscription_id, self._idempotency_key()),
             )
-        return self.state()
+        return self._state.summary()
 
     @resume_subscription.validator
-    def _check_resume_subscription(self) -> None:
+    def _check_resume_subscription(self, request: ResumeRequest | None = None) -> None:
         if not self._ready:
             return  # checked by the handler once the state is rebuilt
         state = self._state.lifecycle.state
@@ -297,7 +300,7 @@ class AccountBillingWorkflow:
                 after=self._state.lifecycle,
             ),
         )
-        return OperatorResult(action=request.action, state=self.state())
+        return OperatorResult(action=request.action, account=self._state.summary())
 
     @operator_action.validator
     def _check_operator_action(self, request: OperatorRequest) -> None:
