@@ -31,6 +31,7 @@ from db.engine import make_engine, make_session_factory
 from domain.catalog import Catalog, default_catalog
 from workflows.account import AccountBillingWorkflow
 from workflows.reconciliation import EventsReconciliationWorkflow, SubscriptionSweepWorkflow
+from workflows.starter import AccountWorkflowStarter
 
 # Production runs the workflow code without the sandbox: per activation, entering it cost a
 # fifth of the worker's CPU (bench/, docs/benchmarks.md). Determinism is still checked, where
@@ -70,7 +71,7 @@ def build_activities(
     store = AccountStoreActivities(sessions, catalog)
     notifications = NotificationActivities(sessions, stripe_client, catalog, settings, mail)
     reconciliation = ReconciliationActivities(
-        client, stripe_client, sessions, catalog, settings.task_queue
+        AccountWorkflowStarter(client, settings.task_queue), stripe_client, sessions, catalog
     )
     return [
         stripe_sync.fetch_current_subscription,

@@ -28,7 +28,7 @@ from core import smtp
 from core.config import Settings
 from core.stripe_client import retrieve_customer
 from db import outbox, repository
-from db.outbox import DeliveryRecord
+from db.outbox import DeliveryRecord, DeliveryStatus
 from domain.catalog import Catalog
 from notifications.context import email_context
 from notifications.message import compose_message
@@ -113,12 +113,13 @@ class NotificationActivities:
         except EmailRenderError as err:
             reason = str(err)
             recorded = await self._db(
-                lambda session: outbox.mark_render_failed(
+                lambda session: outbox.mark_unsent(
                     session,
                     key=key,
                     account_id=request.account_id,
                     kind=request.kind,
-                    error=reason,
+                    status=DeliveryStatus.FAILED,
+                    reason=reason,
                 )
             )
             if recorded is None:
@@ -214,13 +215,24 @@ def _claim(
     if request.only_in_states:
         stale = _left_states(session, account_id, request.only_in_states)
         if stale is not None:
-            obsolete = outbox.mark_obsolete(
-                session, key=key, account_id=account_id, kind=kind, reason=stale
+            obsolete = outbox.mark_unsent(
+                session,
+                key=key,
+                account_id=account_id,
+                kind=kind,
+                status=DeliveryStatus.OBSOLETE,
+                reason=stale,
             )
             return ALREADY_SENT if obsolete is None else OBSOLETE
     if recipient is None:
-        nobody = outbox.mark_no_recipient(
-            session, key=key, account_id=account_id, kind=kind, subject=subject, reason=why_none
+        nobody = outbox.mark_unsent(
+            session,
+            key=key,
+            account_id=account_id,
+            kind=kind,
+            status=DeliveryStatus.NO_RECIPIENT,
+            reason=why_none,
+            subject=subject,
         )
         return ALREADY_SENT if nobody is None else NO_RECIPIENT
     claimed = outbox.begin_attempt(

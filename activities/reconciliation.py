@@ -15,12 +15,11 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
-from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from db import reconciliation, repository
@@ -39,7 +38,6 @@ from domain.stripe_events import (
     signal_for,
 )
 from domain.subscriptions import deciding_subscription, snapshot_from_stripe
-from workflows.starter import run_operator_action, signal_stripe_event
 
 logger = logging.getLogger(__name__)
 
@@ -111,20 +109,30 @@ class ResyncInput:
     update_id: str
 
 
+class AccountWorkflows(Protocol):
+    """Delivery to the account workflows, starting one where none runs. Passed in by the
+    composition (`workflows.starter.AccountWorkflowStarter`), as activities sit below the
+    workflows they feed."""
+
+    async def signal_stripe_event(self, account_id: str, event: StripeEventSignal) -> None: ...
+
+    async def run_operator_action(
+        self, account_id: str, request: OperatorRequest, *, update_id: str | None = None
+    ) -> object: ...
+
+
 class ReconciliationActivities:
     def __init__(
         self,
-        temporal: Client,
+        accounts: AccountWorkflows,
         stripe_client: stripe.StripeClient,
         sessions: sessionmaker[Session],
         catalog: Catalog,
-        task_queue: str,
     ) -> None:
-        self._temporal = temporal
+        self._accounts = accounts
         self._stripe = stripe_client
         self._sessions = sessions
         self._catalog = catalog
-        self._task_queue = task_queue
 
     @activity.defn
     async def reconcile_events_page(self, request: EventsPageInput) -> EventsPageResult:
@@ -182,7 +190,7 @@ class ReconciliationActivities:
         async def send(account_id: str, account_signals: list[StripeEventSignal]) -> None:
             async with slots:
                 for signal in account_signals:
-                    await signal_stripe_event(self._temporal, self._task_queue, account_id, signal)
+                    await self._accounts.signal_stripe_event(account_id, signal)
 
         # The first failure fails the attempt as is; its retry sends the page again.
         await asyncio.gather(*(send(account, queued) for account, queued in by_account.items()))
@@ -246,9 +254,7 @@ class ReconciliationActivities:
         """Link the customer if the account never learned it, then resync. A customer already
         linked to another account fails for good (operators sort that out)."""
         await asyncio.to_thread(self._link, request.account_id, request.customer_id)
-        await run_operator_action(
-            self._temporal,
-            self._task_queue,
+        await self._accounts.run_operator_action(
             request.account_id,
             OperatorRequest(action="resync", actor=RESYNC_ACTOR, reason=request.reason),
             update_id=request.update_id,

@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.orm import Session
@@ -110,10 +110,22 @@ def mark_failed(session: Session, key: str, error: str) -> None:
     )
 
 
-def mark_no_recipient(
-    session: Session, *, key: str, account_id: str, kind: str, subject: str, reason: str
+# The statuses an email ends in without being sent (each one's cause: `DeliveryStatus`).
+UnsentStatus = Literal[DeliveryStatus.NO_RECIPIENT, DeliveryStatus.OBSOLETE, DeliveryStatus.FAILED]
+
+
+def mark_unsent(
+    session: Session,
+    *,
+    key: str,
+    account_id: str,
+    kind: str,
+    status: UnsentStatus,
+    reason: str,
+    subject: str = "",
 ) -> DeliveryRecord | None:
-    """Nobody to send to: kept so operators see the email that could not go out.
+    """Keep the email, not sent, with why (`reason`, stored as its last error), so operators
+    see it; `subject` once the email was rendered.
 
     Returns None, changing nothing, when the key is already `sent`."""
     return _upsert_unsent(
@@ -123,47 +135,9 @@ def mark_no_recipient(
         kind=kind,
         recipient="",
         subject=subject,
-        status=DeliveryStatus.NO_RECIPIENT,
+        status=status,
         count_attempt=False,
         error=reason,
-    )
-
-
-def mark_obsolete(
-    session: Session, *, key: str, account_id: str, kind: str, reason: str
-) -> DeliveryRecord | None:
-    """No longer true when its turn came (the customer paid meanwhile): kept, not sent.
-
-    Returns None, changing nothing, when the key is already `sent`."""
-    return _upsert_unsent(
-        session,
-        key=key,
-        account_id=account_id,
-        kind=kind,
-        recipient="",
-        subject="",
-        status=DeliveryStatus.OBSOLETE,
-        count_attempt=False,
-        error=reason,
-    )
-
-
-def mark_render_failed(
-    session: Session, *, key: str, account_id: str, kind: str, error: str
-) -> DeliveryRecord | None:
-    """The email cannot be rendered (a template bug or missing data); kept for operators.
-
-    Returns None, changing nothing, when the key is already `sent`."""
-    return _upsert_unsent(
-        session,
-        key=key,
-        account_id=account_id,
-        kind=kind,
-        recipient="",
-        subject="",
-        status=DeliveryStatus.FAILED,
-        count_attempt=False,
-        error=error,
     )
 
 

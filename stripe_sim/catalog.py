@@ -11,7 +11,6 @@ from stripe_sim.listing import filter_created, paginate, search_result
 from stripe_sim.params import as_bool, as_dict, as_int, as_list, as_str, merge_metadata
 from stripe_sim.render import render_expanded
 from stripe_sim.router import Ctx, Router
-from stripe_sim.search import matches_query
 from stripe_sim.store import Obj, Store
 
 router = Router()
@@ -55,15 +54,7 @@ def create_product(ctx: Ctx) -> Obj:
 
 @router.route("GET", "/v1/products/search")
 def search_products(ctx: Ctx) -> Obj:
-    query = as_str(ctx.params, "query", required=True) or ""
-    found = [p for p in ctx.store.of_kind("product") if matches_query(p, query)]
-    return search_result(
-        ctx.store,
-        found,
-        ctx.params,
-        "/v1/products/search",
-        lambda o: render_expanded(ctx.store, o, None),
-    )
+    return search_result(ctx.store, "product", ctx.params, "/v1/products/search")
 
 
 @router.route("GET", "/v1/products/{prod_id}")
@@ -196,15 +187,7 @@ def create_price(ctx: Ctx) -> Obj:
 
 @router.route("GET", "/v1/prices/search")
 def search_prices(ctx: Ctx) -> Obj:
-    query = as_str(ctx.params, "query", required=True) or ""
-    found = [p for p in ctx.store.of_kind("price") if matches_query(p, query)]
-    return search_result(
-        ctx.store,
-        found,
-        ctx.params,
-        "/v1/prices/search",
-        lambda o: render_expanded(ctx.store, o, None),
-    )
+    return search_result(ctx.store, "price", ctx.params, "/v1/prices/search")
 
 
 @router.route("GET", "/v1/prices/{price_id}")

@@ -12,7 +12,6 @@ from stripe_sim.listing import filter_created, paginate, search_result
 from stripe_sim.params import as_dict, as_int, as_str, merge_metadata
 from stripe_sim.render import public, render_expanded
 from stripe_sim.router import Ctx, Router
-from stripe_sim.search import matches_query
 from stripe_sim.store import Obj, Store
 
 router = Router()
@@ -259,15 +258,7 @@ def create_customer(ctx: Ctx) -> Obj:
 
 @router.route("GET", "/v1/customers/search")
 def search_customers(ctx: Ctx) -> Obj:
-    query = as_str(ctx.params, "query", required=True) or ""
-    found = [c for c in ctx.store.of_kind("customer") if matches_query(c, query)]
-    return search_result(
-        ctx.store,
-        found,
-        ctx.params,
-        "/v1/customers/search",
-        lambda o: render_expanded(ctx.store, o, None),
-    )
+    return search_result(ctx.store, "customer", ctx.params, "/v1/customers/search")
 
 
 @router.route("GET", "/v1/customers/{cust_id}")

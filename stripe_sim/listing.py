@@ -1,5 +1,5 @@
 """Stripe list pagination: newest first, ``limit``, ``starting_after``, ``ending_before``,
-``created[gt|gte|lt|lte]`` filters, and the ``search_result`` shape of search endpoints."""
+``created[gt|gte|lt|lte]`` filters; and what search endpoints answer (``search_result``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from stripe_sim.errors import invalid
-from stripe_sim.params import as_int
-from stripe_sim.render import expand_list, list_object
+from stripe_sim.params import as_int, as_str
+from stripe_sim.render import expand_list, list_object, render_expanded
+from stripe_sim.search import matches_query
 from stripe_sim.store import Obj, Store
 
 
@@ -78,21 +79,19 @@ def paginate(
     return expand_list(store, listing, params.get("expand"))
 
 
-def search_result(
-    store: Store,
-    objs: list[Obj],
-    params: dict[str, Any],
-    url: str,
-    render: Callable[[Obj], Obj],
-) -> Obj:
+def search_result(store: Store, kind: str, params: dict[str, Any], url: str) -> Obj:
+    """What a search endpoint (``url``) answers: the objects of ``kind`` matching the
+    ``query`` param, newest first, ``limit`` of them from the ``page`` offset."""
+    query = as_str(params, "query", required=True) or ""
+    found = [o for o in store.of_kind(kind) if matches_query(o, query)]
     limit = as_int(params, "limit") or 10
-    ordered = store.newest_first(objs)
+    ordered = store.newest_first(found)
     start = as_int(params, "page") or 0
     page = ordered[start : start + limit]
     has_more = len(ordered) > start + limit
     result = {
         "object": "search_result",
-        "data": [render(o) for o in page],
+        "data": [render_expanded(store, o, None) for o in page],
         "has_more": has_more,
         "next_page": str(start + limit) if has_more else None,
         "url": url,

@@ -16,7 +16,6 @@ from stripe_sim.payments import Outcome
 from stripe_sim.periods import period_bounds
 from stripe_sim.render import render_expanded
 from stripe_sim.router import Ctx, Router
-from stripe_sim.search import matches_query
 from stripe_sim.store import Obj, Store
 
 router = Router()
@@ -281,15 +280,7 @@ def _apply_cancel_params(sub: Obj, params: dict[str, Any], at: int) -> None:
 # read ------------------------------------------------------------------------------------------
 @router.route("GET", "/v1/subscriptions/search")
 def search_subscriptions(ctx: Ctx) -> Obj:
-    query = as_str(ctx.params, "query", required=True) or ""
-    found = [s for s in ctx.store.of_kind("subscription") if matches_query(s, query)]
-    return search_result(
-        ctx.store,
-        found,
-        ctx.params,
-        "/v1/subscriptions/search",
-        lambda o: render_expanded(ctx.store, o, None),
-    )
+    return search_result(ctx.store, "subscription", ctx.params, "/v1/subscriptions/search")
 
 
 @router.route("GET", "/v1/subscriptions/{sub_id}")

@@ -1,9 +1,5 @@
 """Imports between the top-level packages only point down the layers (the README's layout
 table): read from the source with `ast`, no import executed.
-
-`NOT_YET_MOVED` lists the arrows that still point up, module by module, until the
-reconciliation activities stop starting workflows themselves (issue 25): a new upward arrow
-fails here, and so does a fixed one still listed.
 """
 
 from __future__ import annotations
@@ -24,10 +20,6 @@ LAYERS: list[set[str]] = [
     {"cli"},
 ]
 LAYER_OF = {package: rank for rank, layer in enumerate(LAYERS) for package in layer}
-
-NOT_YET_MOVED = {
-    ("activities/reconciliation.py", "workflows"),
-}
 
 
 def _imported_packages(path: Path) -> set[str]:
@@ -69,4 +61,4 @@ def test_every_top_level_package_has_a_layer() -> None:
 
 
 def test_imports_point_down_the_layers() -> None:
-    assert upward_imports() == NOT_YET_MOVED
+    assert upward_imports() == set()

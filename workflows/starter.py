@@ -89,3 +89,22 @@ async def run_operator_action(
         OperatorResult,
         update_id=update_id,
     )
+
+
+class AccountWorkflowStarter:
+    """`signal_stripe_event` and `run_operator_action` bound to one client and task queue:
+    what the reconciliation activities are given to reach the account workflows."""
+
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self._client = client
+        self._task_queue = task_queue
+
+    async def signal_stripe_event(self, account_id: str, event: StripeEventSignal) -> None:
+        await signal_stripe_event(self._client, self._task_queue, account_id, event)
+
+    async def run_operator_action(
+        self, account_id: str, request: OperatorRequest, *, update_id: str | None = None
+    ) -> OperatorResult:
+        return await run_operator_action(
+            self._client, self._task_queue, account_id, request, update_id=update_id
+        )

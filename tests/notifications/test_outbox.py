@@ -63,12 +63,15 @@ def test_a_sent_row_cannot_be_claimed_or_overwritten(
     with session_factory.begin() as session:
         assert claim(session, key, account) is None
         outbox.mark_failed(session, key, "late failure")
-        outbox.mark_no_recipient(
-            session, key=key, account_id=account, kind="payment_failed", subject="", reason="x"
-        )
-        outbox.mark_render_failed(
-            session, key=key, account_id=account, kind="payment_failed", error="y"
-        )
+        for status, reason in ((DeliveryStatus.NO_RECIPIENT, "x"), (DeliveryStatus.FAILED, "y")):
+            outbox.mark_unsent(
+                session,
+                key=key,
+                account_id=account,
+                kind="payment_failed",
+                status=status,
+                reason=reason,
+            )
     with session_factory() as session:
         row = outbox.get_delivery(session, key)
     assert row is not None
@@ -80,13 +83,14 @@ def test_no_recipient_is_recorded_without_an_attempt_and_can_be_retried(
 ) -> None:
     account, key = new_id("acct"), new_id("key")
     with session_factory.begin() as session:
-        outbox.mark_no_recipient(
+        outbox.mark_unsent(
             session,
             key=key,
             account_id=account,
             kind="trial_ending",
-            subject="Your trial ends",
+            status=DeliveryStatus.NO_RECIPIENT,
             reason="no email",
+            subject="Your trial ends",
         )
     with session_factory() as session:
         row = outbox.get_delivery(session, key)
