@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import uuid4
 
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import repository
 from db.models import EntitlementChange, StripeEvent, UnroutableEvent
 from domain.catalog import default_catalog
-from domain.entitlements import Access, Entitlements, Message, free_entitlements
+from domain.entitlements import Access, Entitlements, Message, ScheduledPlan, free_entitlements
 
 pytestmark = pytest.mark.db
 
@@ -145,6 +145,26 @@ def test_timestamps_round_trip_as_aware_utc(session_factory: sessionmaker[Sessio
     assert record.period_ends_at == PERIOD_END and record.period_ends_at.tzinfo is UTC
     assert record.updated_at.tzinfo is UTC
     assert abs(datetime.now(UTC) - record.updated_at) < timedelta(minutes=1)
+
+
+def test_the_record_holds_every_field_written(session_factory: sessionmaker[Session]) -> None:
+    account_id = new_id("acct")
+    written = pro(
+        cancel_at=PERIOD_END,
+        open_invoice_url="https://invoice.example/in_1",
+        pending_change=ScheduledPlan("free", "month", 1, PERIOD_END),
+    )
+    write(session_factory, account_id, 3, written)
+
+    with session_factory() as session:
+        record = repository.read_entitlements(session, account_id)
+
+    assert record is not None
+    assert (record.account_id, record.version) == (account_id, 3)
+    assert Entitlements(**{f.name: getattr(record, f.name) for f in fields(Entitlements)}) == (
+        written
+    )
+    assert isinstance(record.pending_change, ScheduledPlan)
 
 
 def test_naive_timestamps_are_refused(session_factory: sessionmaker[Session]) -> None:
