@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import TypeAdapter
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -221,6 +221,15 @@ def read_entitlements(session: Session, account_id: str) -> EntitlementRecord | 
         ),
         updated_at=row.updated_at,
     )
+
+
+def accounts_per_billing_state(session: Session) -> dict[str, int]:
+    """How many accounts have stored entitlements, per billing state; a state no account is
+    in is absent."""
+    rows = session.execute(
+        select(EntitlementRow.billing_state, func.count()).group_by(EntitlementRow.billing_state)
+    ).all()
+    return {state: count for state, count in rows}
 
 
 def stored_account(session: Session, account_id: str) -> StoredAccount | None:
