@@ -53,13 +53,13 @@ class CachedAnswer:
         return cls(
             answer.version,
             etag_for(answer.account_id, answer.version),
-            answer.model_dump_json().encode(),
+            answer.to_json(),
         )
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> CachedAnswer:
         """From a stored row or a change-log document (both are the answer's fields)."""
-        return cls.of(EntitlementsAnswer.model_validate(fields))
+        return cls.of(EntitlementsAnswer.from_fields(fields))
 
 
 def etag_for(account_id: str, version: int) -> str:

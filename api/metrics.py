@@ -27,13 +27,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import AdminTokenDep
-from db.models import EntitlementRow
+from db import repository
 
 HTTP_REQUESTS = Counter(
     "billing_http_requests",
@@ -80,12 +79,8 @@ class AccountsByStateCollector(Collector):
             labels=["billing_state"],
         )
         with self._sessions() as session:
-            counts = session.execute(
-                select(EntitlementRow.billing_state, func.count()).group_by(
-                    EntitlementRow.billing_state
-                )
-            ).all()
-        for state, count in counts:
+            counts = repository.accounts_per_billing_state(session)
+        for state, count in counts.items():
             gauge.add_metric([state], count)
         yield gauge
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
-from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, TypeAdapter
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from db.repository import EntitlementRecord
 from domain.catalog import default_catalog
-from domain.entitlements import Access, Message, free_entitlements
+from domain.entitlements import AccountEntitlements, ScheduledPlan, free_entitlements
 
 
 class CustomerContact(BaseModel):
@@ -31,43 +32,42 @@ class CustomerContact(BaseModel):
     )
 
 
-class ScheduledPlanAnswer(BaseModel):
+# The entitlement answers are pydantic dataclasses over the domain's, not models of their own:
+# a dataclass can extend a dataclass, so the field list (and the order of the JSON keys and
+# the OpenAPI properties) is the domain's alone.
+
+
+# A class of its own for the name generated clients know it by in the OpenAPI document.
+@pydantic_dataclass(frozen=True)
+class ScheduledPlanAnswer(ScheduledPlan):
     """A downgrade taking effect at `effective_at`, the end of the paid period."""
 
-    plan: str
-    interval: str
-    seats: int
-    effective_at: datetime
 
-
-class EntitlementsAnswer(BaseModel):
+@pydantic_dataclass(frozen=True)
+class EntitlementsAnswer(AccountEntitlements):
     """What an account may do right now. Datetimes are ISO 8601 in UTC."""
 
-    model_config = ConfigDict(from_attributes=True)
-
-    account_id: str
-    # Grows with every change; 0 for an account this service has never heard of.
-    version: int
-    billing_state: str
-    effective_state: str
-    plan: str
-    interval: str | None
-    access: Access
-    features: dict[str, bool]
-    limits: dict[str, int]
-    seats: int
-    message: Message | None
-    period_ends_at: datetime | None
-    grace_ends_at: datetime | None
-    trial_ends_at: datetime | None
-    cancel_at: datetime | None
-    open_invoice_url: str | None
+    # Declared again (it keeps its place and default) to be documented as ScheduledPlanAnswer.
     pending_change: ScheduledPlanAnswer | None = None
 
     @classmethod
-    def from_record(cls, record: EntitlementRecord) -> EntitlementsAnswer:
-        return cls.model_validate(record)
+    def from_record(cls, record: AccountEntitlements) -> EntitlementsAnswer:
+        # `asdict`: a pydantic dataclass takes a nested plan as a dict, not as another class's
+        # instance. A record's storage-only fields (`updated_at`) are ignored.
+        return cls.from_fields(asdict(record))
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> EntitlementsAnswer:
+        """From a stored row or a change-log document (both are the answer's fields)."""
+        return ENTITLEMENTS_ANSWER_JSON.validate_python(dict(fields))
 
     @classmethod
     def free_plan(cls, account_id: str) -> EntitlementsAnswer:
-        return cls(account_id=account_id, version=0, **asdict(free_entitlements(default_catalog())))
+        free = asdict(free_entitlements(default_catalog()))
+        return cls.from_fields({"account_id": account_id, "version": 0, **free})
+
+    def to_json(self) -> bytes:
+        return ENTITLEMENTS_ANSWER_JSON.dump_json(self)
+
+
+ENTITLEMENTS_ANSWER_JSON = TypeAdapter(EntitlementsAnswer)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import TypeAdapter
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -27,7 +27,7 @@ from db.models import (
     UnroutableEvent,
     utcnow,
 )
-from domain.entitlements import Access, Entitlements, Message, ScheduledPlan
+from domain.entitlements import Access, AccountEntitlements, Entitlements, Message, ScheduledPlan
 from domain.lifecycle import Lifecycle
 
 ENTITLEMENTS_JSON = TypeAdapter(Entitlements)
@@ -40,25 +40,10 @@ class CustomerConflict(Exception):
     """A Stripe customer and an account are each already linked elsewhere."""
 
 
-@dataclass(frozen=True)
-class EntitlementRecord:
-    account_id: str
-    version: int
-    billing_state: str
-    effective_state: str
-    plan: str
-    interval: str | None
-    access: Access
-    features: dict[str, bool]
-    limits: dict[str, int]
-    seats: int
-    message: Message | None
-    period_ends_at: datetime | None
-    grace_ends_at: datetime | None
-    trial_ends_at: datetime | None
-    cancel_at: datetime | None
-    open_invoice_url: str | None
-    pending_change: dict[str, Any] | None
+@dataclass(frozen=True, kw_only=True)
+class EntitlementRecord(AccountEntitlements):
+    """An account's stored entitlements, and when they were written."""
+
     updated_at: datetime
 
 
@@ -229,9 +214,22 @@ def read_entitlements(session: Session, account_id: str) -> EntitlementRecord | 
         trial_ends_at=row.trial_ends_at,
         cancel_at=row.cancel_at,
         open_invoice_url=row.open_invoice_url,
-        pending_change=row.pending_change,
+        pending_change=(
+            None
+            if row.pending_change is None
+            else SCHEDULED_PLAN_JSON.validate_python(row.pending_change)
+        ),
         updated_at=row.updated_at,
     )
+
+
+def accounts_per_billing_state(session: Session) -> dict[str, int]:
+    """How many accounts have stored entitlements, per billing state; a state no account is
+    in is absent."""
+    rows = session.execute(
+        select(EntitlementRow.billing_state, func.count()).group_by(EntitlementRow.billing_state)
+    ).all()
+    return {state: count for state, count in rows}
 
 
 def stored_account(session: Session, account_id: str) -> StoredAccount | None:

@@ -78,6 +78,24 @@ class Entitlements:
     pending_change: ScheduledPlan | None = None
 
 
+@dataclass(frozen=True)
+class AccountVersion:
+    account_id: str
+    # Grows with every change; 0 for an account this service has never heard of.
+    version: int
+
+
+@dataclass(frozen=True)
+class AccountEntitlements(Entitlements, AccountVersion):
+    """One account's entitlements at one version: what the database stores for it and what
+    the entitlement API answers (`db.repository.EntitlementRecord`, `api.schemas`).
+
+    `AccountVersion` is the second base so that `account_id` and `version` come first:
+    dataclass fields are ordered from the last base to the first, and the answer's JSON keys
+    follow them.
+    """
+
+
 def entitlements_for(lifecycle: Lifecycle, catalog: Catalog) -> Entitlements:
     access, plan_applies, message = STATE_ACCESS[lifecycle.state]
     sub = lifecycle.subscription

@@ -6,29 +6,19 @@ the app keeps working while Temporal or Stripe is down.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Header, Response, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Engine, Row, bindparam, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine
 
 from api.answer_cache import AnswerCache, CachedAnswer
 from api.deps import AccountIdPath, AnswerCacheDep, AppTokenDep, EngineDep
 from api.schemas import EntitlementsAnswer
-from db.models import EntitlementRow
+from db import entitlement_answers
 
 router = APIRouter(prefix="/v1/accounts", tags=["entitlements"])
 
 # Clients may cache, but must revalidate every time (cheap: a 304 has no body).
 CACHE_CONTROL = "no-cache"
-
-# The answer's columns only (not the workflow's `lifecycle` document), by primary key. Core on
-# a connection rather than the ORM on a session: no identity map or object to build per read.
-_ANSWER_COLUMNS = EntitlementRow.__table__.c
-STORED_ANSWER = select(*(_ANSWER_COLUMNS[name] for name in EntitlementsAnswer.model_fields)).where(
-    _ANSWER_COLUMNS.account_id == bindparam("account_id")
-)
 
 
 # `response_model` documents the answer; the route returns its stored bytes itself.
@@ -52,32 +42,14 @@ async def _answer_from_database(
 ) -> CachedAnswer:
     ticket = cache.fill_ticket()
     # All blocking work (connection checkout, query, return) in one trip to the threadpool.
-    row = await run_in_threadpool(stored_answer, engine, account_id)
+    stored = await run_in_threadpool(entitlement_answers.stored_answer, engine, account_id)
     answer = (
-        CachedAnswer.from_fields(row._asdict())
-        if row is not None
+        CachedAnswer.from_fields(stored)
+        if stored is not None
         else CachedAnswer.of(EntitlementsAnswer.free_plan(account_id))
     )
     cache.fill(account_id, answer, ticket)
     return answer
-
-
-def stored_answer(engine: Engine, account_id: str) -> Row[Any] | None:
-    try:
-        return _select_answer(engine, account_id)
-    except DBAPIError as err:
-        # The API's engine does not pre-ping: a pooled connection the server dropped (restart)
-        # fails on first use, which invalidates the pool; the retry gets a fresh connection.
-        if not err.connection_invalidated:
-            raise
-        return _select_answer(engine, account_id)
-
-
-def _select_answer(engine: Engine, account_id: str) -> Row[Any] | None:
-    # One SELECT needs no transaction around it: autocommit saves the BEGIN and ROLLBACK
-    # round trips.
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        return connection.execute(STORED_ANSWER, {"account_id": account_id}).one_or_none()
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:

@@ -12,9 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import answer_cache
 from api.answer_cache import AnswerCache, CachedAnswer, LogRead
-from api.routes.entitlements import stored_answer
 from core.config import Settings
-from db import feed, repository
+from db import entitlement_answers, feed, repository
 from domain.catalog import default_catalog
 from domain.entitlements import Access, Entitlements, Message, ScheduledPlan, free_entitlements
 from tests.api.conftest import ClientFactory
@@ -147,13 +146,13 @@ def test_the_stored_row_and_the_change_log_give_the_same_answer(
         cursor = feed.newest_cursor(session)
         repository.write_entitlements(session, account_id, 4, rich(), {}, "test", [])
 
-    row = stored_answer(engine, account_id)
+    stored = entitlement_answers.stored_answer(engine, account_id)
     with session_factory() as session:
         changes = feed.changes_after(session, cursor, 100)
     (change,) = [c for c in changes if c.account_id == account_id]
 
-    assert row is not None
-    assert CachedAnswer.from_fields(row._asdict()) == CachedAnswer.from_fields(change.entitlements)
+    assert stored is not None
+    assert CachedAnswer.from_fields(stored) == CachedAnswer.from_fields(change.entitlements)
 
 
 async def version_served(client: httpx.AsyncClient, account_id: str) -> int:

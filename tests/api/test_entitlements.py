@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import repository
 from domain.catalog import default_catalog
-from domain.entitlements import Entitlements, free_entitlements
+from domain.entitlements import AccountEntitlements, Entitlements, ScheduledPlan, free_entitlements
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory
 from tests.conftest import wait_for
 
@@ -87,6 +87,44 @@ async def test_stored_entitlements_are_answered(
     assert response.status_code == 200
     assert response.json() == repository.entitlement_document(account_id, 4, pro())
     assert response.json()["period_ends_at"] == "2027-01-31T12:30:00Z"
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["free", "stored"])
+async def test_the_answer_keys_come_in_the_entitlements_order(
+    client: httpx.AsyncClient, session_factory: sessionmaker[Session], stored: bool
+) -> None:
+    account_id = new_account()
+    if stored:
+        downgrade = ScheduledPlan("free", "month", 1, PERIOD_END)
+        with session_factory.begin() as session:
+            entitlements = replace(pro(), pending_change=downgrade)
+            repository.write_entitlements(session, account_id, 1, entitlements, {}, "test", [])
+
+    body = (await client.get(url(account_id), headers=AUTH)).json()
+
+    assert list(body) == [field.name for field in fields(AccountEntitlements)]
+    if stored:
+        assert list(body["pending_change"]) == [field.name for field in fields(ScheduledPlan)]
+
+
+async def test_the_openapi_names_of_the_answer(client: httpx.AsyncClient) -> None:
+    """Generated clients name their types after these."""
+    spec = (await client.get("/openapi.json")).json()
+
+    schemas = spec["components"]["schemas"]
+    ok = spec["paths"]["/v1/accounts/{account_id}/entitlements"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/EntitlementsAnswer"
+    }
+    answer = schemas["EntitlementsAnswer"]
+    assert list(answer["properties"]) == [field.name for field in fields(AccountEntitlements)]
+    assert answer["required"] == list(answer["properties"])[:-1]
+    assert {"$ref": "#/components/schemas/ScheduledPlanAnswer"} in answer["properties"][
+        "pending_change"
+    ]["anyOf"]
+    assert list(schemas["ScheduledPlanAnswer"]["properties"]) == [
+        field.name for field in fields(ScheduledPlan)
+    ]
 
 
 async def test_etag_revalidation(

@@ -1,18 +1,25 @@
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import uuid4
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import repository
+from db import entitlement_answers, repository
 from db.models import EntitlementChange, StripeEvent, UnroutableEvent
 from domain.catalog import default_catalog
-from domain.entitlements import Access, Entitlements, Message, free_entitlements
+from domain.entitlements import (
+    Access,
+    AccountEntitlements,
+    Entitlements,
+    Message,
+    ScheduledPlan,
+    free_entitlements,
+)
 
 pytestmark = pytest.mark.db
 
@@ -145,6 +152,53 @@ def test_timestamps_round_trip_as_aware_utc(session_factory: sessionmaker[Sessio
     assert record.period_ends_at == PERIOD_END and record.period_ends_at.tzinfo is UTC
     assert record.updated_at.tzinfo is UTC
     assert abs(datetime.now(UTC) - record.updated_at) < timedelta(minutes=1)
+
+
+def test_the_record_holds_every_field_written(session_factory: sessionmaker[Session]) -> None:
+    account_id = new_id("acct")
+    written = pro(
+        cancel_at=PERIOD_END,
+        open_invoice_url="https://invoice.example/in_1",
+        pending_change=ScheduledPlan("free", "month", 1, PERIOD_END),
+    )
+    write(session_factory, account_id, 3, written)
+
+    with session_factory() as session:
+        record = repository.read_entitlements(session, account_id)
+
+    assert record is not None
+    assert (record.account_id, record.version) == (account_id, 3)
+    assert Entitlements(**{f.name: getattr(record, f.name) for f in fields(Entitlements)}) == (
+        written
+    )
+    assert isinstance(record.pending_change, ScheduledPlan)
+
+
+def test_the_stored_answer_is_the_account_entitlements_fields(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    account_id = new_id("acct")
+    write(session_factory, account_id, 2, pro())
+
+    stored = entitlement_answers.stored_answer(engine, account_id)
+
+    assert stored is not None
+    assert list(stored) == [f.name for f in fields(AccountEntitlements)]
+    assert (stored["account_id"], stored["version"], stored["plan"]) == (account_id, 2, "pro")
+    assert entitlement_answers.stored_answer(engine, new_id("acct")) is None
+
+
+def test_accounts_are_counted_per_billing_state(session_factory: sessionmaker[Session]) -> None:
+    with session_factory() as session:
+        before = repository.accounts_per_billing_state(session)
+    for state in ("active", "active", "past_due"):
+        write(session_factory, new_id("acct"), 1, pro(billing_state=state))
+
+    with session_factory() as session:
+        after = repository.accounts_per_billing_state(session)
+
+    grown = {state: after[state] - before.get(state, 0) for state in after}
+    assert {state: n for state, n in grown.items() if n} == {"active": 2, "past_due": 1}
 
 
 def test_naive_timestamps_are_refused(session_factory: sessionmaker[Session]) -> None:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from domain.catalog import default_catalog
-from domain.entitlements import Access, Message, entitlements_for, free_entitlements
+from domain.entitlements import (
+    Access,
+    AccountEntitlements,
+    Entitlements,
+    Message,
+    entitlements_for,
+    free_entitlements,
+)
 from domain.lifecycle import BillingState, Comp, Lifecycle, Lock, SubscriptionSnapshot
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
@@ -152,3 +159,11 @@ def test_unknown_account_gets_the_free_plan() -> None:
     ent = free_entitlements(CATALOG)
     assert (ent.plan, ent.access, ent.billing_state) == ("free", Access.FULL, "free")
     assert ent.limits == CATALOG.plan("free").limits
+
+
+def test_an_accounts_entitlements_lead_with_the_account_and_version() -> None:
+    """The one field list the stored record and the API answer share; its order is the order
+    of the answer's JSON keys."""
+    names = [field.name for field in fields(AccountEntitlements)]
+
+    assert names == ["account_id", "version", *(field.name for field in fields(Entitlements))]
