@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from api.account_workflows import LiveWorkflow
 from api.schemas import EntitlementsAnswer
 from domain.catalog import FREE_PLAN, default_catalog
 from domain.lifecycle import BillingState
@@ -16,7 +18,6 @@ from domain.operator_actions import (
     check_operator_request,
 )
 from domain.stripe_events import ACCOUNT_ID_PATTERN
-from workflows.account import AccountState
 
 # Free text, but no control characters: PostgreSQL refuses NUL in text, and none belongs here.
 _PRINTABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
@@ -121,16 +122,9 @@ class WorkflowView(BaseModel):
     error: str | None = None
 
     @classmethod
-    def from_state(cls, status: str, state: AccountState) -> WorkflowView:
-        sub = state.lifecycle.subscription
-        return cls(
-            status=status,
-            billing_state=str(state.lifecycle.state),
-            plan=sub.plan if sub is not None else FREE_PLAN,
-            entitlement_version=state.entitlement_version,
-            customer_id=state.customer_id,
-            sync_error=state.sync_error,
-        )
+    def of(cls, live: LiveWorkflow) -> WorkflowView:
+        snapshot = asdict(live.snapshot) if live.snapshot is not None else {}
+        return cls(status=live.status, error=live.error, **snapshot)
 
 
 class AccountDetail(BaseModel):

@@ -8,18 +8,15 @@ them and writes the audit row itself.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.admin_schemas import (
     LISTABLE_STATES,
@@ -43,33 +40,23 @@ from api.admin_schemas import (
 )
 from api.deps import (
     AccountIdPath,
+    AccountWorkflowsDep,
     SessionDep,
     SessionFactoryDep,
-    SettingsDep,
-    TemporalClientDep,
-    TemporalGateDep,
     require_admin_token,
 )
-from api.edge import MAY_STILL_APPLY, temporal_call
 from api.schemas import EntitlementsAnswer
 from db import admin_queries, repository
 from db.models import OperatorAction
 from domain.operator_actions import ACTIONS, InvalidOperatorRequest
 from domain.stripe_events import ACCOUNT_ID_PATTERN, STRIPE_ID_PATTERN
-from workflows.account import AccountBillingWorkflow, StripeEventSignal, workflow_id_for
-from workflows.starter import run_operator_action, signal_stripe_event
+from workflows.account import StripeEventSignal
 
 logger = logging.getLogger(__name__)
 
 # On the router, not per route: an admin route added later cannot forget the token.
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_token)])
 
-# A resync waits for a Stripe fetch; beyond this the operator gets a 503 (the action may still
-# complete: `show` the account before repeating it).
-ACTION_TIMEOUT_SECONDS = 30
-SIGNAL_TIMEOUT_SECONDS = 10
-# The live view is optional: never hold a read up for long waiting on it.
-LIVE_VIEW_TIMEOUT = timedelta(seconds=2)
 HISTORY_LIMIT = 50
 LINK_ACTION = "link_customer"
 
@@ -79,13 +66,13 @@ LINK_ACTION = "link_customer"
 
 @router.get("/accounts/{account_id}", response_model=AccountDetail)
 async def read_account(
-    account_id: AccountIdPath, sessions: SessionFactoryDep, temporal: TemporalClientDep
+    account_id: AccountIdPath, sessions: SessionFactoryDep, workflows: AccountWorkflowsDep
 ) -> AccountDetail:
     """Everything the database knows about one account, and the workflow's view if it answers."""
     detail = await run_in_threadpool(account_detail, sessions, account_id)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown account {account_id}")
-    detail.workflow = await live_workflow(temporal, account_id)
+    detail.workflow = WorkflowView.of(await workflows.live_view(account_id))
     detail.warnings = warnings_for(detail)
     return detail
 
@@ -143,10 +130,8 @@ async def run_action(
     account_id: AccountIdPath,
     action: Annotated[str, Path(description=f"one of {', '.join(sorted(ACTIONS))}")],
     body: OperatorActionBody,
-    settings: SettingsDep,
     sessions: SessionFactoryDep,
-    temporal: TemporalClientDep,
-    gate: TemporalGateDep,
+    workflows: AccountWorkflowsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> OperatorActionAnswer:
     """Apply an operator action through the account workflow (started if no run exists).
@@ -159,32 +144,22 @@ async def run_action(
         request = body.to_request(action, datetime.now(UTC))
     except InvalidOperatorRequest as err:
         raise _unprocessable(str(err)) from err
-    # The workflow's validator (or the handler, if the state moved) refusing it is a 409.
-    async with temporal_call(gate, ACTION_TIMEOUT_SECONDS, if_unconfirmed=MAY_STILL_APPLY):
-        result = await run_operator_action(
-            temporal,
-            settings.task_queue,
-            account_id,
-            request,
-            update_id=f"admin-{action}-{idempotency_key}" if idempotency_key else None,
-        )
+    applied = await workflows.operator_action(account_id, request, idempotency_key=idempotency_key)
     # The update returns only once its entitlement write is done: the database is current.
     entitlements = await run_in_threadpool(_entitlements, sessions, account_id)
     return OperatorActionAnswer(
         account_id=account_id,
-        action=result.action,
+        action=applied.action,
         entitlements=entitlements,
-        workflow=WorkflowView.from_state("running", result.state),
+        workflow=WorkflowView.of(applied.workflow),
     )
 
 
 @router.post("/unroutable-events/link", response_model=LinkAnswer)
 async def link_customer_and_replay(
     body: LinkBody,
-    settings: SettingsDep,
     sessions: SessionFactoryDep,
-    temporal: TemporalClientDep,
-    gate: TemporalGateDep,
+    workflows: AccountWorkflowsDep,
 ) -> LinkAnswer:
     """Link a Stripe customer to an account, then replay its stored unroutable events.
 
@@ -201,10 +176,9 @@ async def link_customer_and_replay(
         "replay of its events: repeat the call"
     )
     for event in linking.events:
-        async with temporal_call(
-            gate, SIGNAL_TIMEOUT_SECONDS, if_unconfirmed=not_replayed, if_not_sent=not_replayed
-        ):
-            await signal_stripe_event(temporal, settings.task_queue, body.account_id, event)
+        await workflows.send_stripe_event(
+            body.account_id, event, if_unconfirmed=not_replayed, if_not_sent=not_replayed
+        )
     event_ids = [event.event_id for event in linking.events]
     if linking.newly_linked or event_ids:
         await run_in_threadpool(_finish_link, sessions, body, linking.previous_customer, event_ids)
@@ -255,26 +229,6 @@ def account_detail(sessions: sessionmaker[Session], account_id: str) -> AccountD
         )
 
 
-async def live_workflow(client: Client, account_id: str) -> WorkflowView:
-    """Temporal's view of the account's workflow, or why there is none. Never raises."""
-    handle = client.get_workflow_handle(workflow_id_for(account_id))
-    try:
-        async with asyncio.timeout(2 * LIVE_VIEW_TIMEOUT.total_seconds()):
-            description = await handle.describe(rpc_timeout=LIVE_VIEW_TIMEOUT)
-            execution_status = description.status
-            if execution_status is not WorkflowExecutionStatus.RUNNING:
-                name = execution_status.name.lower() if execution_status else "unknown"
-                return WorkflowView(status=name)
-            state = await handle.query(AccountBillingWorkflow.state, rpc_timeout=LIVE_VIEW_TIMEOUT)
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return WorkflowView(status="not_found")
-        return _unavailable(account_id, err)
-    except Exception as err:  # informative only: the database answer stands on its own
-        return _unavailable(account_id, err)
-    return WorkflowView.from_state("running", state)
-
-
 def warnings_for(detail: AccountDetail) -> list[str]:
     live = detail.workflow
     if live.status != "running":
@@ -290,11 +244,6 @@ def warnings_for(detail: AccountDetail) -> list[str]:
     if live.sync_error:
         warnings.append(f"the last Stripe sync failed: {live.sync_error}")
     return warnings
-
-
-def _unavailable(account_id: str, err: BaseException) -> WorkflowView:
-    logger.info("no live workflow view for %s: %r", account_id, err)
-    return WorkflowView(status="unavailable", error=str(err) or type(err).__name__)
 
 
 def overrides_from(lifecycle: dict[str, Any] | None) -> Overrides:

@@ -20,14 +20,13 @@ from stripe.params import CustomerCreateParams
 
 from api.deps import (
     AccountIdPath,
+    AccountWorkflowsDep,
     AppTokenDep,
     CatalogDep,
     SessionFactoryDep,
     SettingsDep,
-    TemporalClientDep,
-    TemporalGateDep,
 )
-from api.edge import MAY_STILL_APPLY, RETRY_AFTER_SECONDS, TemporalGate, temporal_call
+from api.edge import RETRY_AFTER_SECONDS
 from api.schemas import CustomerContact, EntitlementsAnswer
 from core.config import Settings
 from core.stripe_client import make_stripe_client
@@ -35,20 +34,10 @@ from db import repository
 from domain.catalog import Catalog
 from domain.lifecycle import BillingState, Purchase
 from domain.plan_changes import PlanChangeError, classify_change, purchase_for
-from workflows.account import (
-    AccountState,
-    CancelRequest,
-    PlanChangeResult,
-)
-from workflows.starter import update_account
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["billing"])
-
-# A customer waits on the page: beyond this the app hears 503 (the change may still apply, as
-# Temporal keeps an update it accepted until a worker runs it).
-UPDATE_TIMEOUT_SECONDS = 15
 
 
 class PlanRequest(BaseModel):
@@ -295,21 +284,6 @@ def open_portal(
     return PortalAnswer(url=portal.url)
 
 
-async def _update(
-    settings: Settings,
-    temporal: Any,
-    gate: TemporalGate,
-    account_id: str,
-    update: str,
-    argument: object,
-    result_type: type[Any],
-) -> Any:
-    async with temporal_call(gate, UPDATE_TIMEOUT_SECONDS, if_unconfirmed=MAY_STILL_APPLY):
-        return await update_account(
-            temporal, settings.task_queue, account_id, update, argument, result_type
-        )
-
-
 def _current_subscription(sessions: sessionmaker[Session], account_id: str) -> Any:
     with sessions() as session:
         lifecycle = repository.stored_lifecycle(session, account_id)
@@ -326,10 +300,8 @@ async def change_plan(
     account_id: AccountIdPath,
     body: PlanRequest,
     _: AppTokenDep,
-    settings: SettingsDep,
     sessions: SessionFactoryDep,
-    temporal: TemporalClientDep,
-    gate: TemporalGateDep,
+    workflows: AccountWorkflowsDep,
     catalog: CatalogDep,
 ) -> PlanChangeAnswer:
     """Upgrade now (prorated, charged at once) or downgrade at the end of the period."""
@@ -339,9 +311,7 @@ async def change_plan(
         change = classify_change(catalog, current, purchase)
     except PlanChangeError as err:
         raise _unprocessable(str(err)) from err
-    result: PlanChangeResult = await _update(
-        settings, temporal, gate, account_id, "change_plan", change, PlanChangeResult
-    )
+    result = await workflows.change_plan(account_id, change)
     return PlanChangeAnswer(
         kind=result.kind,
         applied=result.applied,
@@ -354,13 +324,11 @@ async def change_plan(
 async def keep_current_plan(
     account_id: AccountIdPath,
     _: AppTokenDep,
-    settings: SettingsDep,
     sessions: SessionFactoryDep,
-    temporal: TemporalClientDep,
-    gate: TemporalGateDep,
+    workflows: AccountWorkflowsDep,
 ) -> EntitlementsAnswer:
     """Call off a scheduled downgrade."""
-    await _update(settings, temporal, gate, account_id, "cancel_plan_change", None, AccountState)
+    await workflows.cancel_plan_change(account_id)
     return await run_in_threadpool(_entitlements, sessions, account_id)
 
 
@@ -368,10 +336,8 @@ async def keep_current_plan(
 async def cancel_subscription(
     account_id: AccountIdPath,
     _: AppTokenDep,
-    settings: SettingsDep,
     sessions: SessionFactoryDep,
-    temporal: TemporalClientDep,
-    gate: TemporalGateDep,
+    workflows: AccountWorkflowsDep,
     body: CancelBody | None = None,
 ) -> EntitlementsAnswer:
     """Cancel at the end of the paid period (access stays until then); resumable.
@@ -383,10 +349,7 @@ async def cancel_subscription(
             "the app cancels at the end of the paid period only; an immediate cancellation is "
             "the operator action cancel_now (admin cancel-now ACCOUNT)"
         )
-    request = CancelRequest(at_period_end=True)
-    await _update(
-        settings, temporal, gate, account_id, "cancel_subscription", request, AccountState
-    )
+    await workflows.cancel_subscription(account_id)
     return await run_in_threadpool(_entitlements, sessions, account_id)
 
 
@@ -394,11 +357,9 @@ async def cancel_subscription(
 async def resume_subscription(
     account_id: AccountIdPath,
     _: AppTokenDep,
-    settings: SettingsDep,
     sessions: SessionFactoryDep,
-    temporal: TemporalClientDep,
-    gate: TemporalGateDep,
+    workflows: AccountWorkflowsDep,
 ) -> EntitlementsAnswer:
     """Undo a cancellation before the period ends, or resume a paused subscription."""
-    await _update(settings, temporal, gate, account_id, "resume_subscription", None, AccountState)
+    await workflows.resume_subscription(account_id)
     return await run_in_threadpool(_entitlements, sessions, account_id)
