@@ -4,7 +4,8 @@ Every wait on something outside (Temporal, the database, Stripe) is bounded and 
 with `Retry-After`; bad input ends in a 4xx whose body always encodes. No route writes its own
 mapping from an outside failure to an HTTP answer: routes let the failure through, and the
 exception handlers here, which `create_app` registers, answer it (the workflow refusing an
-update: 409 with its reason; Temporal or the database out of reach: 503).
+update: 409 with its reason; Temporal, the database or Stripe out of reach: 503; Stripe
+refusing a call: 502).
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Imported by name: `stripe.X` goes through the package's lazy `__getattr__` on every access.
+from stripe import (
+    APIConnectionError,
+    APIError,
+    InvalidRequestError,
+    RateLimitError,
+    StripeError,
+)
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -53,6 +63,7 @@ MAY_STILL_APPLY = (
 )
 NOT_APPLIED = "billing cannot reach Temporal; nothing was changed; retry later"
 DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
+STRIPE_UNAVAILABLE = "Stripe is unavailable; retry later"
 # Probes of an unreachable Temporal: how long one may take and how often one runs.
 PROBE_TIMEOUT = timedelta(seconds=2)
 PROBE_EVERY_SECONDS = 1.0
@@ -182,6 +193,31 @@ async def update_refused(_: Request, exc: Exception) -> JSONResponse:
 async def temporal_unavailable(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TemporalUnavailable)
     return _answer(unavailable(exc.reason))
+
+
+# --- Stripe --------------------------------------------------------------------------------
+
+
+async def stripe_failed(_: Request, exc: Exception) -> JSONResponse:
+    """Stripe's errors as answers the app can act on: retry later (503), a conflict (Stripe
+    no longer knows the account's records), or Stripe refusing the call (502)."""
+    assert isinstance(exc, StripeError)
+    if isinstance(exc, APIConnectionError | RateLimitError | APIError):
+        logger.warning("Stripe unavailable: %r", exc)
+        return _answer(unavailable(STRIPE_UNAVAILABLE))
+    if isinstance(exc, InvalidRequestError):
+        if exc.code == "resource_missing":
+            return _answer(
+                HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    detail="Stripe no longer knows this account's billing records: "
+                    f"{exc.user_message}",
+                )
+            )
+        logger.error("Stripe refused a request: %r", exc)
+        return _answer(HTTPException(status.HTTP_502_BAD_GATEWAY, "Stripe refused the request"))
+    logger.error("Stripe call failed: %r", exc)
+    return _answer(HTTPException(status.HTTP_502_BAD_GATEWAY, "Stripe call failed"))
 
 
 # --- bodies --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from stripe import StripeError
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from api import edge, metrics
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     # What routes let through, answered here (`api.edge`): a route maps no outside failure.
     app.add_exception_handler(WorkflowUpdateFailedError, edge.update_refused)  # 409
     app.add_exception_handler(TemporalUnavailable, edge.temporal_unavailable)  # 503
+    app.add_exception_handler(StripeError, edge.stripe_failed)  # 503, 409 or 502
     for unreachable in edge.DATABASE_UNREACHABLE:
         app.add_exception_handler(unreachable, edge.database_unavailable)  # 503
     app.add_exception_handler(RequestValidationError, edge.validation_failed)  # 422 that encodes
