@@ -7,11 +7,10 @@ with Stripe's own events.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import stripe_pages
@@ -23,44 +22,21 @@ from api.deps import (
     SessionFactoryDep,
     SettingsDep,
 )
-from api.schemas import CustomerContact, EntitlementsAnswer
+from api.schemas import (
+    CancelSubscriptionRequest,
+    CheckoutAnswer,
+    CheckoutRequest,
+    EntitlementsAnswer,
+    PlanChangeAnswer,
+    PlanRequest,
+    PortalAnswer,
+)
 from core.stripe_client import make_stripe_client
 from db import repository
 from domain.lifecycle import BillingState
 from domain.plan_changes import PlanChangeError, classify_change, purchase_for
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["billing"])
-
-
-class PlanRequest(BaseModel):
-    plan: str = Field(examples=["team"])
-    interval: Literal["month", "year"] = "month"
-    seats: int = Field(1, ge=1)
-
-
-class CheckoutRequest(PlanRequest, CustomerContact):
-    pass
-
-
-class CheckoutAnswer(BaseModel):
-    url: str
-    session_id: str
-
-
-class PortalAnswer(BaseModel):
-    url: str
-
-
-class PlanChangeAnswer(BaseModel):
-    kind: str
-    applied: bool
-    open_invoice_url: str | None
-    entitlements: EntitlementsAnswer
-
-
-class CancelBody(BaseModel):
-    # Kept so that `false` is refused with a reason rather than silently ignored.
-    at_period_end: bool = True
 
 
 def _unprocessable(reason: str) -> HTTPException:
@@ -193,7 +169,7 @@ async def cancel_subscription(
     _: AppTokenDep,
     sessions: SessionFactoryDep,
     workflows: AccountWorkflowsDep,
-    body: CancelBody | None = None,
+    body: CancelSubscriptionRequest | None = None,
 ) -> EntitlementsAnswer:
     """Cancel at the end of the paid period (access stays until then); resumable.
 
