@@ -21,7 +21,7 @@ from api.main import create_app
 from core import temporal
 from core.config import Settings
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory, closed_port, post_event
-from tests.api.test_webhooks import subscription_event
+from tests.api.routes.test_webhooks import subscription_event
 
 pytestmark = pytest.mark.db
 
