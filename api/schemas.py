@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from api.account_workflows import LiveWorkflow
 from db.repository import EntitlementRecord
 from domain.catalog import FREE_PLAN, default_catalog
 from domain.entitlements import Access, Message, free_entitlements
@@ -25,6 +24,9 @@ from domain.operator_actions import (
     check_operator_request,
 )
 from domain.stripe_events import ACCOUNT_ID_PATTERN
+
+if TYPE_CHECKING:  # the models themselves need nothing of Temporal's
+    from api.account_workflows import LiveWorkflow
 
 
 class ScheduledPlanAnswer(BaseModel):
