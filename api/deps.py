@@ -10,10 +10,9 @@ from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client
 
+from api.account_workflows import AccountWorkflows
 from api.answer_cache import AnswerCache
-from api.edge import TemporalGate
 from core.config import Settings
 from domain.catalog import Catalog
 from domain.stripe_events import ACCOUNT_ID_PATTERN
@@ -57,14 +56,9 @@ async def get_catalog(request: Request) -> Catalog:
     return catalog
 
 
-async def get_temporal_client(request: Request) -> Client:
-    client: Client = request.app.state.temporal_client
-    return client
-
-
-async def get_temporal_gate(request: Request) -> TemporalGate:
-    gate: TemporalGate = request.app.state.temporal_gate
-    return gate
+async def get_account_workflows(request: Request) -> AccountWorkflows:
+    workflows: AccountWorkflows = request.app.state.account_workflows
+    return workflows
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -73,8 +67,7 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 AnswerCacheDep = Annotated[AnswerCache, Depends(get_answer_cache)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SessionDep = Annotated[Session, Depends(get_session)]
-TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
-TemporalGateDep = Annotated[TemporalGate, Depends(get_temporal_gate)]
+AccountWorkflowsDep = Annotated[AccountWorkflows, Depends(get_account_workflows)]
 CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 

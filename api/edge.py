@@ -2,7 +2,10 @@
 
 Every wait on something outside (Temporal, the database, Stripe) is bounded and ends in a 503
 with `Retry-After`; bad input ends in a 4xx whose body always encodes. No route writes its own
-mapping from an outside failure to an HTTP answer.
+mapping from an outside failure to an HTTP answer: routes let the failure through, and the
+exception handlers here, which `create_app` registers, answer it (the workflow refusing an
+update: 409 with its reason; Temporal, the database or Stripe out of reach: 503; Stripe
+refusing a call: 502).
 """
 
 from __future__ import annotations
@@ -15,13 +18,22 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, status
+from fastapi import HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Imported by name: `stripe.X` goes through the package's lazy `__getattr__` on every access.
+from stripe import (
+    APIConnectionError,
+    APIError,
+    InvalidRequestError,
+    RateLimitError,
+    StripeError,
+)
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -51,6 +63,7 @@ MAY_STILL_APPLY = (
 )
 NOT_APPLIED = "billing cannot reach Temporal; nothing was changed; retry later"
 DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
+STRIPE_UNAVAILABLE = "Stripe is unavailable; retry later"
 # Probes of an unreachable Temporal: how long one may take and how often one runs.
 PROBE_TIMEOUT = timedelta(seconds=2)
 PROBE_EVERY_SECONDS = 1.0
@@ -64,6 +77,15 @@ def unavailable(reason: str) -> HTTPException:
         detail=reason,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+class TemporalUnavailable(Exception):
+    """Temporal did not take a call, or did not confirm it within its bound; `reason` says
+    whether it may still take effect. Answered 503 with `Retry-After` (`temporal_unavailable`)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class TemporalGate:
@@ -85,7 +107,7 @@ class TemporalGate:
 
     def check(self, reason: str = NOT_APPLIED) -> None:
         if self._closed:
-            raise unavailable(reason)
+            raise TemporalUnavailable(reason)
 
     def observe(self, err: BaseException) -> None:
         if self._probe is not None and not self._probe.done():
@@ -137,22 +159,20 @@ def _timed_out(err: BaseException) -> bool:
 async def temporal_call(
     gate: TemporalGate, seconds: float, *, if_unconfirmed: str, if_not_sent: str = NOT_APPLIED
 ) -> AsyncIterator[None]:
-    """Bounds one call to Temporal: the workflow refusing it is a 409 with its reason; Temporal
-    not confirming it within `seconds` is a 503 saying `if_unconfirmed` (the call may still
-    take effect). While the gate knows Temporal is down, the 503 comes at once, before
-    anything is sent, and says `if_not_sent`."""
+    """Bounds one call to Temporal: not confirmed within `seconds` raises `TemporalUnavailable`
+    saying `if_unconfirmed` (the call may still take effect). While the gate knows Temporal is
+    down, it is raised at once, before anything is sent, saying `if_not_sent`. The workflow
+    refusing an update (`WorkflowUpdateFailedError`) passes through: that is a 409."""
     gate.check(if_not_sent)
     try:
         async with asyncio.timeout(seconds):
             yield
-    except WorkflowUpdateFailedError as err:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=refusal(err)) from err
     except TEMPORAL_UNAVAILABLE as err:
         gate.observe(err)
         logger.warning("Temporal did not confirm a call: %r", err)
         # Even a refused connection may follow a request that reached the server: only the
         # gate's own answer is sure nothing was sent.
-        raise unavailable(if_unconfirmed) from err
+        raise TemporalUnavailable(if_unconfirmed) from err
 
 
 def refusal(err: WorkflowUpdateFailedError) -> str:
@@ -161,6 +181,43 @@ def refusal(err: WorkflowUpdateFailedError) -> str:
     if isinstance(cause, FailureError) and cause.message:
         return cause.message
     return str(cause or err)
+
+
+async def update_refused(_: Request, exc: Exception) -> JSONResponse:
+    """The workflow refused the update (its validator, or the handler as the state moved):
+    a 409 with the workflow's reason."""
+    assert isinstance(exc, WorkflowUpdateFailedError)
+    return JSONResponse(status_code=status.HTTP_409_CONFLICT, content={"detail": refusal(exc)})
+
+
+async def temporal_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TemporalUnavailable)
+    return _answer(unavailable(exc.reason))
+
+
+# --- Stripe --------------------------------------------------------------------------------
+
+
+async def stripe_failed(_: Request, exc: Exception) -> JSONResponse:
+    """Stripe's errors as answers the app can act on: retry later (503), a conflict (Stripe
+    no longer knows the account's records), or Stripe refusing the call (502)."""
+    assert isinstance(exc, StripeError)
+    if isinstance(exc, APIConnectionError | RateLimitError | APIError):
+        logger.warning("Stripe unavailable: %r", exc)
+        return _answer(unavailable(STRIPE_UNAVAILABLE))
+    if isinstance(exc, InvalidRequestError):
+        if exc.code == "resource_missing":
+            return _answer(
+                HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    detail="Stripe no longer knows this account's billing records: "
+                    f"{exc.user_message}",
+                )
+            )
+        logger.error("Stripe refused a request: %r", exc)
+        return _answer(HTTPException(status.HTTP_502_BAD_GATEWAY, "Stripe refused the request"))
+    logger.error("Stripe call failed: %r", exc)
+    return _answer(HTTPException(status.HTTP_502_BAD_GATEWAY, "Stripe call failed"))
 
 
 # --- bodies --------------------------------------------------------------------------------
@@ -188,18 +245,18 @@ async def validation_failed(_: Request, exc: Exception) -> JSONResponse:
 
 async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
     logger.warning("database unavailable: %r", exc)
-    error = unavailable(DATABASE_UNAVAILABLE)
+    return _answer(unavailable(DATABASE_UNAVAILABLE))
+
+
+# Refused or dropped connections and an exhausted pool; a bad statement stays a 500 (a bug).
+DATABASE_UNREACHABLE = (OperationalError, InterfaceError, PoolTimeoutError)
+
+
+def _answer(error: HTTPException) -> JSONResponse:
+    """The response FastAPI gives for `error` when a route raises it."""
     return JSONResponse(
         status_code=error.status_code, content={"detail": error.detail}, headers=error.headers
     )
-
-
-def answer_failures(app: FastAPI) -> None:
-    """Installs the app-wide answers: an unencodable 422 and a database out of reach."""
-    app.add_exception_handler(RequestValidationError, validation_failed)
-    # Refused or dropped connections and an exhausted pool; a bad statement stays a 500 (a bug).
-    for unreachable in (OperationalError, InterfaceError, PoolTimeoutError):
-        app.add_exception_handler(unreachable, database_unavailable)
 
 
 class BodyLimit:

@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from temporalio.client import Client
+from fastapi.exceptions import RequestValidationError
+from stripe import StripeError
+from temporalio.client import Client, WorkflowUpdateFailedError
 
-from api import metrics
+from api import edge, metrics
+from api.account_workflows import AccountWorkflows
 from api.answer_cache import AnswerCache, keep_current
-from api.edge import BodyLimit, TemporalGate, answer_failures
+from api.edge import BodyLimit, TemporalGate, TemporalUnavailable
 from api.routes import admin, billing, codec, entitlements, feed, health, webhooks
 from core import temporal
 from core.config import Settings, get_settings
@@ -60,11 +63,14 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         app.state.temporal_client = temporal_client or await temporal.connect(
             settings, lazy=True, retry=temporal.ANSWERING_RETRY
         )
-        app.state.temporal_gate = TemporalGate(app.state.temporal_client)
+        gate = TemporalGate(app.state.temporal_client)
+        app.state.account_workflows = AccountWorkflows(
+            app.state.temporal_client, settings.task_queue, gate
+        )
         try:
             yield
         finally:
-            await app.state.temporal_gate.close()
+            await gate.close()
             if follower is not None:
                 follower.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -72,7 +78,13 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
             engine.dispose()
 
     app = FastAPI(title="Dataface Billing", lifespan=lifespan)
-    answer_failures(app)
+    # What routes let through, answered here (`api.edge`): a route maps no outside failure.
+    app.add_exception_handler(WorkflowUpdateFailedError, edge.update_refused)  # 409
+    app.add_exception_handler(TemporalUnavailable, edge.temporal_unavailable)  # 503
+    app.add_exception_handler(StripeError, edge.stripe_failed)  # 503, 409 or 502
+    for unreachable in edge.DATABASE_UNREACHABLE:
+        app.add_exception_handler(unreachable, edge.database_unavailable)  # 503
+    app.add_exception_handler(RequestValidationError, edge.validation_failed)  # 422 that encodes
     # Innermost, so the metrics and the log see the 413s too.
     app.add_middleware(
         BodyLimit,

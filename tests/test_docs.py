@@ -8,6 +8,8 @@ search attribute it filters on exists.
 `README.md`: every `dataface-billing` command in it parses (also when run through compose), and
 "Deploying" is the production sequence, one numbered step per command; what the Stripe steps
 do is tested against the simulator in `tests/deploy/test_stripe_steps.py`.
+Every source or test file the README, `docs/` and `tests/README.md` name (`api/edge.py`,
+`tests/api/test_outages.py::test_...`) exists, and so does the test it names.
 """
 
 from __future__ import annotations
@@ -375,3 +377,30 @@ def test_deploying_is_the_production_sequence_one_numbered_step_per_command() ->
         ["api", "worker"],
     ]
     assert "STRIPE_WEBHOOK_SECRET" in bodies[3]
+
+
+# A file named from the repository's root, as `api/edge.py` or `tests/x/test_y.py::test_z`.
+NAMED_FILE = re.compile(r"`((?:[a-z_]+/)+[a-z_]+\.py)(?:::([a-z_0-9]+))?`")
+
+
+def named_files() -> list[tuple[str, str, str | None]]:
+    docs = [README, *sorted(DOCS.glob("*.md")), ROOT / "tests" / "README.md"]
+    named = {
+        (doc.relative_to(ROOT).as_posix(), found[1], found[2])
+        for doc in docs
+        for found in NAMED_FILE.finditer(doc.read_text())
+    }
+    return sorted(named, key=lambda entry: (entry[0], entry[1], entry[2] or ""))
+
+
+@pytest.mark.parametrize(
+    ("doc", "path", "test"),
+    named_files(),
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_every_file_the_docs_name_exists(doc: str, path: str, test: str | None) -> None:
+    named = ROOT / path
+    assert named.is_file(), f"{doc} names {path}, which does not exist"
+    if test is not None:
+        defined = re.search(rf"^(async )?def {test}\(", named.read_text(), re.MULTILINE)
+        assert defined, f"{doc} names {path}::{test}, which is not a test there"

@@ -1,11 +1,15 @@
-"""Client-side entry into account workflows: used by the webhook gateway, tools and tests."""
+"""Client-side entry into account workflows: used by the API, the reconciliation, tools and
+tests. Updates are called by reference (`AccountBillingWorkflow.operator_action`), so a
+changed signature is a type error here rather than a failure at run time."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Awaitable
+from typing import TypeVar, cast
 
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.workflow import UpdateMethodMultiParam
 
 from domain.operator_actions import OperatorRequest
 from workflows.account import (
@@ -16,7 +20,8 @@ from workflows.account import (
     workflow_id_for,
 )
 
-T = TypeVar("T")
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 def _summary(account_id: str) -> str:
@@ -42,22 +47,17 @@ async def signal_stripe_event(
     )
 
 
-async def update_account(
-    client: Client,
-    task_queue: str,
-    account_id: str,
-    update: str,
-    argument: object,
-    result_type: type[T],
-    *,
-    update_id: str | None = None,
-) -> T:
-    """Run a workflow Update on the account, starting its workflow if no run exists
-    (update-with-start). A request the workflow's validator refuses raises
-    `temporalio.client.WorkflowUpdateFailedError` and leaves no trace in the history.
-    The same `update_id` sent again (a retry after a timeout) gets the first answer instead
-    of running twice, within the workflow's current run."""
-    start = WithStartWorkflowOperation(
+def start_if_missing(
+    account_id: str, task_queue: str
+) -> WithStartWorkflowOperation[AccountBillingWorkflow, None]:
+    """The start half of an update-with-start: the account's running workflow takes the
+    Update, or a new run is started for it (which rebuilds the account from the database and
+    Stripe). A request the workflow's validator refuses raises
+    `temporalio.client.WorkflowUpdateFailedError` and leaves no trace in the history; the
+    same update id sent again (a retry after a timeout) gets the first answer instead of
+    running twice, within the workflow's current run. One operation per call: it holds the
+    started workflow's handle."""
+    return WithStartWorkflowOperation(
         AccountBillingWorkflow.run,
         AccountWorkflowInput(account_id=account_id),
         id=workflow_id_for(account_id),
@@ -65,11 +65,29 @@ async def update_account(
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary=_summary(account_id),
     )
-    args = [] if argument is None else [argument]
-    result: T = await client.execute_update_with_start_workflow(
-        update, args=args, start_workflow_operation=start, result_type=result_type, id=update_id
+
+
+async def update_with_start(
+    client: Client,
+    task_queue: str,
+    account_id: str,
+    update: UpdateMethodMultiParam[[AccountBillingWorkflow, A], Awaitable[R]],
+    argument: A,
+    *,
+    update_id: str | None = None,
+) -> R:
+    """Runs `update` (an `AccountBillingWorkflow` method) on the account, starting its
+    workflow if no run exists; the answer is what the update returns."""
+    answer = await client.execute_update_with_start_workflow(
+        update,
+        args=[argument],
+        start_workflow_operation=start_if_missing(account_id, task_queue),
+        id=update_id,
     )
-    return result
+    # The SDK types a method decorated `@workflow.update(name=...)` as returning its
+    # coroutine, so the client's own overloads type the answer as one; `update`'s type says
+    # what it is.
+    return cast(R, answer)
 
 
 async def run_operator_action(
@@ -80,13 +98,12 @@ async def run_operator_action(
     *,
     update_id: str | None = None,
 ) -> OperatorResult:
-    return await update_account(
+    return await update_with_start(
         client,
         task_queue,
         account_id,
-        "operator_action",
+        AccountBillingWorkflow.operator_action,
         request,
-        OperatorResult,
         update_id=update_id,
     )
 

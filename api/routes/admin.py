@@ -8,68 +8,55 @@ them and writes the audit row itself.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
-from api.admin_schemas import (
-    LISTABLE_STATES,
-    AccountDetail,
-    AccountPage,
-    AccountSummary,
-    CompOut,
-    EmailOut,
-    EntitlementChangeOut,
-    LinkAnswer,
-    LinkBody,
-    LockOut,
-    OperatorActionAnswer,
-    OperatorActionBody,
-    OperatorActionOut,
-    Overrides,
-    StripeEventOut,
-    UnroutableEventList,
-    UnroutableEventOut,
-    WorkflowView,
-)
 from api.deps import (
     AccountIdPath,
+    AccountWorkflowsDep,
     SessionDep,
     SessionFactoryDep,
-    SettingsDep,
-    TemporalClientDep,
-    TemporalGateDep,
     require_admin_token,
 )
-from api.edge import MAY_STILL_APPLY, temporal_call
-from api.schemas import EntitlementsAnswer
+from api.schemas import (
+    LISTABLE_STATES,
+    AccountDetailAnswer,
+    AccountPageAnswer,
+    AccountSummaryAnswer,
+    AuditEntryAnswer,
+    CompAnswer,
+    EmailAnswer,
+    EntitlementChangeAnswer,
+    EntitlementsAnswer,
+    LinkAnswer,
+    LinkRequest,
+    LockAnswer,
+    OperatorActionAnswer,
+    OperatorActionRequest,
+    OverridesAnswer,
+    StripeEventAnswer,
+    UnroutableEventAnswer,
+    UnroutableEventListAnswer,
+    WorkflowViewAnswer,
+)
 from db import admin_queries, repository
 from db.models import OperatorAction
 from domain.operator_actions import ACTIONS, InvalidOperatorRequest
 from domain.stripe_events import ACCOUNT_ID_PATTERN, STRIPE_ID_PATTERN
-from workflows.account import AccountBillingWorkflow, StripeEventSignal, workflow_id_for
-from workflows.starter import run_operator_action, signal_stripe_event
+from workflows.account import StripeEventSignal
 
 logger = logging.getLogger(__name__)
 
 # On the router, not per route: an admin route added later cannot forget the token.
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_token)])
 
-# A resync waits for a Stripe fetch; beyond this the operator gets a 503 (the action may still
-# complete: `show` the account before repeating it).
-ACTION_TIMEOUT_SECONDS = 30
-SIGNAL_TIMEOUT_SECONDS = 10
-# The live view is optional: never hold a read up for long waiting on it.
-LIVE_VIEW_TIMEOUT = timedelta(seconds=2)
 HISTORY_LIMIT = 50
 LINK_ACTION = "link_customer"
 
@@ -77,20 +64,20 @@ LINK_ACTION = "link_customer"
 # --- reads -------------------------------------------------------------------------------
 
 
-@router.get("/accounts/{account_id}", response_model=AccountDetail)
+@router.get("/accounts/{account_id}", response_model=AccountDetailAnswer)
 async def read_account(
-    account_id: AccountIdPath, sessions: SessionFactoryDep, temporal: TemporalClientDep
-) -> AccountDetail:
+    account_id: AccountIdPath, sessions: SessionFactoryDep, workflows: AccountWorkflowsDep
+) -> AccountDetailAnswer:
     """Everything the database knows about one account, and the workflow's view if it answers."""
     detail = await run_in_threadpool(account_detail, sessions, account_id)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown account {account_id}")
-    detail.workflow = await live_workflow(temporal, account_id)
+    detail.workflow = WorkflowViewAnswer.of(await workflows.live_view(account_id))
     detail.warnings = warnings_for(detail)
     return detail
 
 
-@router.get("/accounts", response_model=AccountPage)
+@router.get("/accounts", response_model=AccountPageAnswer)
 def list_accounts(
     session: SessionDep,
     state: Annotated[
@@ -99,29 +86,29 @@ def list_accounts(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     after: Annotated[str | None, Query(pattern=ACCOUNT_ID_PATTERN)] = None,
-) -> AccountPage:
+) -> AccountPageAnswer:
     if state is not None and state not in LISTABLE_STATES:
         raise _unprocessable(f"unknown state {state!r}; one of: {', '.join(LISTABLE_STATES)}")
     # One more than asked for tells whether another page follows.
     rows = admin_queries.accounts(session, state=state, limit=limit + 1, after=after)
     page = [_summary(row) for row in rows[:limit]]
     next_after = page[-1].account_id if len(rows) > limit else None
-    return AccountPage(accounts=page, next_after=next_after)
+    return AccountPageAnswer(accounts=page, next_after=next_after)
 
 
-@router.get("/unroutable-events", response_model=UnroutableEventList)
+@router.get("/unroutable-events", response_model=UnroutableEventListAnswer)
 def list_unroutable_events(
     session: SessionDep,
     resolved: bool | None = None,
     customer_id: Annotated[str | None, Query(pattern=STRIPE_ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> UnroutableEventList:
+) -> UnroutableEventListAnswer:
     rows = admin_queries.unroutable_events(
         session, resolved=resolved, customer_id=customer_id, limit=limit
     )
-    return UnroutableEventList(
+    return UnroutableEventListAnswer(
         events=[
-            UnroutableEventOut(
+            UnroutableEventAnswer(
                 event_id=row.event_id,
                 event_type=row.event_type,
                 customer_id=row.customer_id,
@@ -142,11 +129,9 @@ def list_unroutable_events(
 async def run_action(
     account_id: AccountIdPath,
     action: Annotated[str, Path(description=f"one of {', '.join(sorted(ACTIONS))}")],
-    body: OperatorActionBody,
-    settings: SettingsDep,
+    body: OperatorActionRequest,
     sessions: SessionFactoryDep,
-    temporal: TemporalClientDep,
-    gate: TemporalGateDep,
+    workflows: AccountWorkflowsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> OperatorActionAnswer:
     """Apply an operator action through the account workflow (started if no run exists).
@@ -159,32 +144,22 @@ async def run_action(
         request = body.to_request(action, datetime.now(UTC))
     except InvalidOperatorRequest as err:
         raise _unprocessable(str(err)) from err
-    # The workflow's validator (or the handler, if the state moved) refusing it is a 409.
-    async with temporal_call(gate, ACTION_TIMEOUT_SECONDS, if_unconfirmed=MAY_STILL_APPLY):
-        result = await run_operator_action(
-            temporal,
-            settings.task_queue,
-            account_id,
-            request,
-            update_id=f"admin-{action}-{idempotency_key}" if idempotency_key else None,
-        )
+    applied = await workflows.operator_action(account_id, request, idempotency_key=idempotency_key)
     # The update returns only once its entitlement write is done: the database is current.
     entitlements = await run_in_threadpool(_entitlements, sessions, account_id)
     return OperatorActionAnswer(
         account_id=account_id,
-        action=result.action,
+        action=applied.action,
         entitlements=entitlements,
-        workflow=WorkflowView.from_state("running", result.account),
+        workflow=WorkflowViewAnswer.of(applied.workflow),
     )
 
 
 @router.post("/unroutable-events/link", response_model=LinkAnswer)
 async def link_customer_and_replay(
-    body: LinkBody,
-    settings: SettingsDep,
+    body: LinkRequest,
     sessions: SessionFactoryDep,
-    temporal: TemporalClientDep,
-    gate: TemporalGateDep,
+    workflows: AccountWorkflowsDep,
 ) -> LinkAnswer:
     """Link a Stripe customer to an account, then replay its stored unroutable events.
 
@@ -201,10 +176,9 @@ async def link_customer_and_replay(
         "replay of its events: repeat the call"
     )
     for event in linking.events:
-        async with temporal_call(
-            gate, SIGNAL_TIMEOUT_SECONDS, if_unconfirmed=not_replayed, if_not_sent=not_replayed
-        ):
-            await signal_stripe_event(temporal, settings.task_queue, body.account_id, event)
+        await workflows.send_stripe_event(
+            body.account_id, event, if_unconfirmed=not_replayed, if_not_sent=not_replayed
+        )
     event_ids = [event.event_id for event in linking.events]
     if linking.newly_linked or event_ids:
         await run_in_threadpool(_finish_link, sessions, body, linking.previous_customer, event_ids)
@@ -220,62 +194,42 @@ async def link_customer_and_replay(
 # --- helpers -----------------------------------------------------------------------------
 
 
-def account_detail(sessions: sessionmaker[Session], account_id: str) -> AccountDetail | None:
+def account_detail(sessions: sessionmaker[Session], account_id: str) -> AccountDetailAnswer | None:
     with sessions() as session:
         account = admin_queries.account(session, account_id)
         if account is None:
             return None
         row = admin_queries.entitlement_row(session, account_id)
         record = repository.read_entitlements(session, account_id)
-        return AccountDetail(
+        return AccountDetailAnswer(
             account_id=account_id,
             stripe_customer_id=account.stripe_customer_id,
             created_at=account.created_at,
             entitlements=_answer(account_id, record),
             overrides=overrides_from(row.lifecycle if row is not None else None),
             entitlement_changes=[
-                EntitlementChangeOut.model_validate(change)
+                EntitlementChangeAnswer.model_validate(change)
                 for change in admin_queries.recent_entitlement_changes(
                     session, account_id, HISTORY_LIMIT
                 )
             ],
             stripe_events=[
-                StripeEventOut.model_validate(event)
+                StripeEventAnswer.model_validate(event)
                 for event in admin_queries.recent_stripe_events(session, account_id, HISTORY_LIMIT)
             ],
             emails=[
-                EmailOut.model_validate(email)
+                EmailAnswer.model_validate(email)
                 for email in admin_queries.email_deliveries(session, account_id, HISTORY_LIMIT)
             ],
             operator_actions=[
                 _audit_entry(audit)
                 for audit in admin_queries.operator_actions(session, account_id, HISTORY_LIMIT)
             ],
-            workflow=WorkflowView(status="unknown"),
+            workflow=WorkflowViewAnswer(status="unknown"),
         )
 
 
-async def live_workflow(client: Client, account_id: str) -> WorkflowView:
-    """Temporal's view of the account's workflow, or why there is none. Never raises."""
-    handle = client.get_workflow_handle(workflow_id_for(account_id))
-    try:
-        async with asyncio.timeout(2 * LIVE_VIEW_TIMEOUT.total_seconds()):
-            description = await handle.describe(rpc_timeout=LIVE_VIEW_TIMEOUT)
-            execution_status = description.status
-            if execution_status is not WorkflowExecutionStatus.RUNNING:
-                name = execution_status.name.lower() if execution_status else "unknown"
-                return WorkflowView(status=name)
-            state = await handle.query(AccountBillingWorkflow.state, rpc_timeout=LIVE_VIEW_TIMEOUT)
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return WorkflowView(status="not_found")
-        return _unavailable(account_id, err)
-    except Exception as err:  # informative only: the database answer stands on its own
-        return _unavailable(account_id, err)
-    return WorkflowView.from_state("running", state)
-
-
-def warnings_for(detail: AccountDetail) -> list[str]:
+def warnings_for(detail: AccountDetailAnswer) -> list[str]:
     live = detail.workflow
     if live.status != "running":
         return []
@@ -292,18 +246,13 @@ def warnings_for(detail: AccountDetail) -> list[str]:
     return warnings
 
 
-def _unavailable(account_id: str, err: BaseException) -> WorkflowView:
-    logger.info("no live workflow view for %s: %r", account_id, err)
-    return WorkflowView(status="unavailable", error=str(err) or type(err).__name__)
-
-
-def overrides_from(lifecycle: dict[str, Any] | None) -> Overrides:
+def overrides_from(lifecycle: dict[str, Any] | None) -> OverridesAnswer:
     """The comp and lock in force, from the lifecycle stored beside the entitlements."""
     lifecycle = lifecycle or {}
     comp, lock = lifecycle.get("comp"), lifecycle.get("lock")
-    return Overrides(
-        comp=CompOut.model_validate(comp) if comp else None,
-        lock=LockOut.model_validate(lock) if lock else None,
+    return OverridesAnswer(
+        comp=CompAnswer.model_validate(comp) if comp else None,
+        lock=LockAnswer.model_validate(lock) if lock else None,
     )
 
 
@@ -329,8 +278,8 @@ def lifecycle_summary(document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _audit_entry(row: OperatorAction) -> OperatorActionOut:
-    return OperatorActionOut(
+def _audit_entry(row: OperatorAction) -> AuditEntryAnswer:
+    return AuditEntryAnswer(
         action=row.action,
         actor=row.actor,
         reason=row.reason,
@@ -341,11 +290,11 @@ def _audit_entry(row: OperatorAction) -> OperatorActionOut:
     )
 
 
-def _summary(listing: admin_queries.AccountListing) -> AccountSummary:
+def _summary(listing: admin_queries.AccountListing) -> AccountSummaryAnswer:
     account, row = listing.account, listing.entitlements
     if row is None:
         free = EntitlementsAnswer.free_plan(account.account_id)
-        return AccountSummary(
+        return AccountSummaryAnswer(
             account_id=account.account_id,
             stripe_customer_id=account.stripe_customer_id,
             version=0,
@@ -358,7 +307,7 @@ def _summary(listing: admin_queries.AccountListing) -> AccountSummary:
             period_ends_at=None,
             updated_at=account.updated_at,
         )
-    return AccountSummary(
+    return AccountSummaryAnswer(
         account_id=account.account_id,
         stripe_customer_id=account.stripe_customer_id,
         version=row.version,
@@ -391,7 +340,7 @@ class _Linking:
     events: list[StripeEventSignal]
 
 
-def _link(sessions: sessionmaker[Session], body: LinkBody) -> _Linking:
+def _link(sessions: sessionmaker[Session], body: LinkRequest) -> _Linking:
     # Committed before the replay: from here on, new deliveries for the customer route to the
     # account directly, so nothing can fall between the stored events and the live stream.
     with sessions.begin() as session:
@@ -414,7 +363,7 @@ def _link(sessions: sessionmaker[Session], body: LinkBody) -> _Linking:
 
 def _finish_link(
     sessions: sessionmaker[Session],
-    body: LinkBody,
+    body: LinkRequest,
     previous_customer: str | None,
     event_ids: list[str],
 ) -> None:

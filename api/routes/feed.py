@@ -13,17 +13,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.answer_cache import etag_for
 from api.deps import AppTokenDep, SessionFactoryDep
+from api.schemas import ChangesPageAnswer, FeedChangeAnswer
 from db import feed
 
 router = APIRouter(prefix="/v1/entitlements", tags=["entitlement feed"])
@@ -36,34 +35,6 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 # What an EventSource waits before reconnecting after the stream drops.
 STREAM_RETRY_MILLISECONDS = 1000
-
-
-class FeedChangeOut(BaseModel):
-    cursor: int
-    account_id: str
-    version: int
-    # The entitlement API's ETag for this version: a client can revalidate what it holds.
-    etag: str
-    # The full entitlement answer after the change, the entitlement API's shape.
-    entitlements: dict[str, Any]
-    changed_at: datetime
-
-    @classmethod
-    def from_change(cls, change: feed.FeedChange) -> FeedChangeOut:
-        return cls(
-            cursor=change.cursor,
-            account_id=change.account_id,
-            version=change.version,
-            etag=etag_for(change.account_id, change.version),
-            entitlements=change.entitlements,
-            changed_at=change.changed_at,
-        )
-
-
-class ChangesPage(BaseModel):
-    changes: list[FeedChangeOut]
-    # Pass as `after` next time: the last change's cursor, or the cursor asked with.
-    next_cursor: int
 
 
 def _starting_cursor(sessions: sessionmaker[Session], raw: str | None, source: str) -> int:
@@ -128,13 +99,26 @@ ChangesCursorDep = Annotated[int, Depends(changes_cursor)]
 StreamCursorDep = Annotated[int, Depends(stream_cursor)]
 
 
-def _read_changes(sessions: sessionmaker[Session], cursor: int, limit: int) -> list[FeedChangeOut]:
+def _read_changes(
+    sessions: sessionmaker[Session], cursor: int, limit: int
+) -> list[FeedChangeAnswer]:
     # A session per look: nothing is held between looks, and each one sees the newest commits.
     with sessions() as session:
-        return [FeedChangeOut.from_change(c) for c in feed.changes_after(session, cursor, limit)]
+        return [_answer(change) for change in feed.changes_after(session, cursor, limit)]
 
 
-@router.get("/changes", response_model=ChangesPage)
+def _answer(change: feed.FeedChange) -> FeedChangeAnswer:
+    return FeedChangeAnswer(
+        cursor=change.cursor,
+        account_id=change.account_id,
+        version=change.version,
+        etag=etag_for(change.account_id, change.version),
+        entitlements=change.entitlements,
+        changed_at=change.changed_at,
+    )
+
+
+@router.get("/changes", response_model=ChangesPageAnswer)
 async def read_changes(
     _: AppTokenDep,
     request: Request,
@@ -149,7 +133,7 @@ async def read_changes(
             description="Seconds to hold the request when there is nothing after the cursor.",
         ),
     ] = 0.0,
-) -> ChangesPage:
+) -> ChangesPageAnswer:
     """Changes after the cursor, oldest first; with `wait`, a long poll."""
     deadline = time.monotonic() + wait
     while True:
@@ -158,7 +142,7 @@ async def read_changes(
         if changes or remaining <= 0 or await request.is_disconnected():
             break
         await asyncio.sleep(min(POLL_INTERVAL_SECONDS, remaining))
-    return ChangesPage(changes=changes, next_cursor=changes[-1].cursor if changes else cursor)
+    return ChangesPageAnswer(changes=changes, next_cursor=changes[-1].cursor if changes else cursor)
 
 
 @router.get("/stream", response_class=EventSourceResponse)

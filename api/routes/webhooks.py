@@ -18,23 +18,20 @@ from fastapi.concurrency import run_in_threadpool
 # call) on every access, i.e. on every webhook.
 from stripe import SignatureVerificationError, WebhookSignature
 
-from api.deps import SessionFactoryDep, SettingsDep, TemporalClientDep, TemporalGateDep
-from api.edge import temporal_call
+from api.deps import AccountWorkflowsDep, SessionFactoryDep, SettingsDep
+from api.edge import TemporalUnavailable
 from api.metrics import UNVERIFIED_EVENT_TYPE, WEBHOOK_EVENTS
 from core.config import Settings
 from core.logging import bind_log_context
 from db.event_routing import account_or_store_unroutable
 from domain.stripe_events import check_event_shape, is_handled, route_event, signal_for
 from workflows.account import workflow_id_for
-from workflows.starter import signal_stripe_event
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 PATH = "/webhooks/stripe"
 
-# Stripe abandons slow deliveries; answering 503 ourselves makes the retry explicit.
-SIGNAL_TIMEOUT_SECONDS = 10
 NOT_ACCEPTED = "Temporal did not confirm the event; it may still be delivered, and Stripe retries"
 
 
@@ -44,8 +41,7 @@ async def receive_stripe_event(
     settings: SettingsDep,
     # The session factory, not a session: rejected requests never touch the database.
     sessions: SessionFactoryDep,
-    temporal: TemporalClientDep,
-    gate: TemporalGateDep,
+    workflows: AccountWorkflowsDep,
 ) -> dict[str, str]:
     try:
         raw = await read_capped_body(request, settings.webhook_max_body_bytes)
@@ -71,9 +67,8 @@ async def receive_stripe_event(
 
     signal = signal_for(event, route)
     try:
-        async with temporal_call(gate, SIGNAL_TIMEOUT_SECONDS, if_unconfirmed=NOT_ACCEPTED):
-            await signal_stripe_event(temporal, settings.task_queue, account_id, signal)
-    except HTTPException:
+        await workflows.send_stripe_event(account_id, signal, if_unconfirmed=NOT_ACCEPTED)
+    except TemporalUnavailable:
         WEBHOOK_EVENTS.labels(event["type"], "unavailable").inc()
         logger.warning("Temporal did not accept %s for %s", event["id"], account_id)
         raise

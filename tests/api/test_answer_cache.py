@@ -17,7 +17,7 @@ from db import entitlement_answers, feed, repository
 from domain.catalog import default_catalog
 from domain.entitlements import Access, Entitlements, Message, ScheduledPlan, free_entitlements
 from tests.api.conftest import ClientFactory
-from tests.api.test_entitlements import AUTH, new_account, store, url
+from tests.api.routes.test_entitlements import AUTH, new_account, store, url
 from tests.conftest import wait_for
 
 

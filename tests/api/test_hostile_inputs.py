@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.config import Settings
 from db.models import UnroutableEvent
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory, RecordingTemporal, sign
-from tests.api.test_webhooks import subscription_event
+from tests.api.routes.test_webhooks import subscription_event
 
 pytestmark = pytest.mark.db
 

@@ -16,13 +16,12 @@ import httpx
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import edge
+from api import account_workflows, edge
 from api.main import create_app
-from api.routes import admin, billing, webhooks
 from core import temporal
 from core.config import Settings
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, ClientFactory, closed_port, post_event
-from tests.api.test_webhooks import subscription_event
+from tests.api.routes.test_webhooks import subscription_event
 
 pytestmark = pytest.mark.db
 
@@ -90,7 +89,7 @@ async def test_a_self_serve_update_no_worker_runs_is_a_prompt_503_that_may_still
     path: str,
     body: Any,
 ) -> None:
-    monkeypatch.setattr(billing, "UPDATE_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(account_workflows, "UPDATE_TIMEOUT_SECONDS", 0.2)
     temporal = WorkerlessTemporal()
     async with make_client(temporal_client=temporal) as client, asyncio.timeout(HANG):
         response = await client.request(
@@ -106,7 +105,7 @@ async def test_a_self_serve_update_no_worker_runs_is_a_prompt_503_that_may_still
 async def test_an_operator_action_no_worker_runs_is_a_503_that_may_still_apply(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(admin, "ACTION_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(account_workflows, "ACTION_TIMEOUT_SECONDS", 0.2)
     async with make_client(temporal_client=WorkerlessTemporal()) as client, asyncio.timeout(HANG):
         response = await client.post(
             f"/admin/accounts/{account()}/actions/lock",
@@ -225,7 +224,7 @@ async def test_the_gate_reopens_once_a_probe_reaches_temporal(
 async def test_an_update_no_worker_runs_does_not_close_the_gate(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(billing, "UPDATE_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr(account_workflows, "UPDATE_TIMEOUT_SECONDS", 0.05)
     temporal = WorkerlessTemporal()
     async with make_client(temporal_client=temporal) as client:
         for _ in range(2):
@@ -262,7 +261,7 @@ class SilentTemporal:
 async def test_a_signal_timing_out_on_a_silent_server_closes_the_gate(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(webhooks, "SIGNAL_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr(account_workflows, "SIGNAL_TIMEOUT_SECONDS", 0.05)
     temporal = SilentTemporal()
     async with make_client(temporal_client=temporal) as client, asyncio.timeout(HANG):
         first = await post_event(client, subscription_event(account_id=account()))

@@ -16,8 +16,8 @@ from core.config import Settings
 from entitlements_client import EntitlementsClient, EntitlementsUnavailable
 from tests.conftest import wait_for
 from tests.entitlements_client.conftest import FakeClock, RecordingTransport
-from tests.feed.conftest import new_account, newest_cursor, write_change
-from tests.feed.live_api import LiveApi
+from tests.feed_changes import new_account, newest_cursor, write_change
+from tests.live_api import LiveApi
 from tests.signing import stripe_signature
 from tests.workflows.harness import Harness, running_harness, subscription
 

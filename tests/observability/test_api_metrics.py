@@ -22,7 +22,7 @@ from db import repository
 from domain.catalog import default_catalog
 from domain.entitlements import free_entitlements
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, post_event
-from tests.api.test_webhooks import subscription_event
+from tests.api.routes.test_webhooks import subscription_event
 
 pytestmark = pytest.mark.db
 

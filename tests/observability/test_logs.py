@@ -20,7 +20,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.notifications import SendEmailInput
 from core.logging import make_handler
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, WEBHOOK_SECRET, post_event
-from tests.api.test_webhooks import subscription_event
+from tests.api.routes.test_webhooks import subscription_event
 from tests.notifications.conftest import FakeStripe, make_activities
 from tests.smtp_server import SmtpRecorder
 from workflows.account import workflow_id_for

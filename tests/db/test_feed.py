@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import feed, repository
 from tests.conftest import wait_for
-from tests.feed.conftest import new_account, newest_cursor, paid, write_change
+from tests.feed_changes import new_account, newest_cursor, paid, write_change
 
 pytestmark = pytest.mark.db
 
