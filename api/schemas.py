@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from domain.catalog import FREE_PLAN, default_catalog
+from domain.catalog import FREE_PLAN, Catalog
 from domain.entitlements import (
     AccountEntitlements,
     ScheduledPlan,
@@ -64,9 +64,16 @@ class EntitlementsAnswer(AccountEntitlements):
         return ENTITLEMENTS_ANSWER_JSON.validate_python(dict(fields))
 
     @classmethod
-    def free_plan(cls, account_id: str) -> EntitlementsAnswer:
-        free = asdict(free_entitlements(default_catalog()))
+    def free_plan(cls, account_id: str, catalog: Catalog) -> EntitlementsAnswer:
+        """An account never written: the catalog's free plan, at version 0."""
+        free = asdict(free_entitlements(catalog))
         return cls.from_fields({"account_id": account_id, "version": 0, **free})
+
+    @classmethod
+    def stored_or_free(
+        cls, account_id: str, record: AccountEntitlements | None, catalog: Catalog
+    ) -> EntitlementsAnswer:
+        return cls.free_plan(account_id, catalog) if record is None else cls.from_record(record)
 
     def to_json(self) -> bytes:
         return ENTITLEMENTS_ANSWER_JSON.dump_json(self)
@@ -309,7 +316,7 @@ class OperatorActionRequest(BaseModel):
     plan: str | None = None
     until: AwareDatetime | None = None
 
-    def to_request(self, action: str, now: datetime) -> OperatorRequest:
+    def to_request(self, action: str, now: datetime, catalog: Catalog) -> OperatorRequest:
         """The request, checked as far as can be without the account's state.
 
         Raises `InvalidOperatorRequest` with a message for the operator.
@@ -323,7 +330,7 @@ class OperatorActionRequest(BaseModel):
         )
         check_operator_request(request)
         if self.plan is not None:
-            plans = default_catalog().plans
+            plans = catalog.plans
             if self.plan not in plans or self.plan == FREE_PLAN:
                 paid = ", ".join(sorted(p for p in plans if p != FREE_PLAN))
                 raise InvalidOperatorRequest(f"unknown plan {self.plan!r}; comp one of: {paid}")

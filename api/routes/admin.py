@@ -21,10 +21,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.deps import (
     AccountIdPath,
     AccountWorkflowsDep,
+    CatalogDep,
     SessionDep,
     SessionFactoryDep,
     require_admin_token,
 )
+from api.routes.entitlements import current_answer
 from api.schemas import (
     LISTABLE_STATES,
     AccountDetailAnswer,
@@ -48,6 +50,7 @@ from api.schemas import (
 )
 from db import admin_queries, repository
 from db.models import OperatorAction
+from domain.catalog import Catalog
 from domain.operator_actions import ACTIONS, InvalidOperatorRequest
 from domain.stripe_events import ACCOUNT_ID_PATTERN, STRIPE_ID_PATTERN
 from workflows.account import StripeEventSignal
@@ -66,10 +69,13 @@ LINK_ACTION = "link_customer"
 
 @router.get("/accounts/{account_id}", response_model=AccountDetailAnswer)
 async def read_account(
-    account_id: AccountIdPath, sessions: SessionFactoryDep, workflows: AccountWorkflowsDep
+    account_id: AccountIdPath,
+    sessions: SessionFactoryDep,
+    catalog: CatalogDep,
+    workflows: AccountWorkflowsDep,
 ) -> AccountDetailAnswer:
     """Everything the database knows about one account, and the workflow's view if it answers."""
-    detail = await run_in_threadpool(account_detail, sessions, account_id)
+    detail = await run_in_threadpool(account_detail, sessions, catalog, account_id)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown account {account_id}")
     detail.workflow = WorkflowViewAnswer.of(await workflows.live_view(account_id))
@@ -80,6 +86,7 @@ async def read_account(
 @router.get("/accounts", response_model=AccountPageAnswer)
 def list_accounts(
     session: SessionDep,
+    catalog: CatalogDep,
     state: Annotated[
         str | None,
         Query(description=f"a billing state or comped/locked: {', '.join(LISTABLE_STATES)}"),
@@ -91,7 +98,7 @@ def list_accounts(
         raise _unprocessable(f"unknown state {state!r}; one of: {', '.join(LISTABLE_STATES)}")
     # One more than asked for tells whether another page follows.
     rows = admin_queries.accounts(session, state=state, limit=limit + 1, after=after)
-    page = [_summary(row) for row in rows[:limit]]
+    page = [_summary(row, catalog) for row in rows[:limit]]
     next_after = page[-1].account_id if len(rows) > limit else None
     return AccountPageAnswer(accounts=page, next_after=next_after)
 
@@ -131,6 +138,7 @@ async def run_action(
     action: Annotated[str, Path(description=f"one of {', '.join(sorted(ACTIONS))}")],
     body: OperatorActionRequest,
     sessions: SessionFactoryDep,
+    catalog: CatalogDep,
     workflows: AccountWorkflowsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> OperatorActionAnswer:
@@ -141,12 +149,12 @@ async def run_action(
     if action not in ACTIONS:
         raise _unprocessable(f"unknown action {action!r}; one of: {', '.join(sorted(ACTIONS))}")
     try:
-        request = body.to_request(action, datetime.now(UTC))
+        request = body.to_request(action, datetime.now(UTC), catalog)
     except InvalidOperatorRequest as err:
         raise _unprocessable(str(err)) from err
     applied = await workflows.operator_action(account_id, request, idempotency_key=idempotency_key)
     # The update returns only once its entitlement write is done: the database is current.
-    entitlements = await run_in_threadpool(_entitlements, sessions, account_id)
+    entitlements = await run_in_threadpool(current_answer, sessions, catalog, account_id)
     return OperatorActionAnswer(
         account_id=account_id,
         action=applied.action,
@@ -194,7 +202,9 @@ async def link_customer_and_replay(
 # --- helpers -----------------------------------------------------------------------------
 
 
-def account_detail(sessions: sessionmaker[Session], account_id: str) -> AccountDetailAnswer | None:
+def account_detail(
+    sessions: sessionmaker[Session], catalog: Catalog, account_id: str
+) -> AccountDetailAnswer | None:
     with sessions() as session:
         account = admin_queries.account(session, account_id)
         if account is None:
@@ -205,7 +215,7 @@ def account_detail(sessions: sessionmaker[Session], account_id: str) -> AccountD
             account_id=account_id,
             stripe_customer_id=account.stripe_customer_id,
             created_at=account.created_at,
-            entitlements=_answer(account_id, record),
+            entitlements=EntitlementsAnswer.stored_or_free(account_id, record, catalog),
             overrides=overrides_from(row.lifecycle if row is not None else None),
             entitlement_changes=[
                 EntitlementChangeAnswer.model_validate(change)
@@ -290,10 +300,10 @@ def _audit_entry(row: OperatorAction) -> AuditEntryAnswer:
     )
 
 
-def _summary(listing: admin_queries.AccountListing) -> AccountSummaryAnswer:
+def _summary(listing: admin_queries.AccountListing, catalog: Catalog) -> AccountSummaryAnswer:
     account, row = listing.account, listing.entitlements
     if row is None:
-        free = EntitlementsAnswer.free_plan(account.account_id)
+        free = EntitlementsAnswer.free_plan(account.account_id, catalog)
         return AccountSummaryAnswer(
             account_id=account.account_id,
             stripe_customer_id=account.stripe_customer_id,
@@ -320,17 +330,6 @@ def _summary(listing: admin_queries.AccountListing) -> AccountSummaryAnswer:
         period_ends_at=row.period_ends_at,
         updated_at=row.updated_at,
     )
-
-
-def _answer(account_id: str, record: repository.EntitlementRecord | None) -> EntitlementsAnswer:
-    if record is None:
-        return EntitlementsAnswer.free_plan(account_id)
-    return EntitlementsAnswer.from_record(record)
-
-
-def _entitlements(sessions: sessionmaker[Session], account_id: str) -> EntitlementsAnswer:
-    with sessions() as session:
-        return _answer(account_id, repository.read_entitlements(session, account_id))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from api.deps import (
     SessionFactoryDep,
     SettingsDep,
 )
+from api.routes.entitlements import current_answer
 from api.schemas import (
     CancelSubscriptionRequest,
     CheckoutAnswer,
@@ -41,16 +42,6 @@ router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["billing"])
 
 def _unprocessable(reason: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=reason)
-
-
-def _entitlements(sessions: sessionmaker[Session], account_id: str) -> EntitlementsAnswer:
-    with sessions() as session:
-        record = repository.read_entitlements(session, account_id)
-    return (
-        EntitlementsAnswer.free_plan(account_id)
-        if record is None
-        else EntitlementsAnswer.from_record(record)
-    )
 
 
 @router.post("/checkout", status_code=status.HTTP_201_CREATED)
@@ -75,7 +66,7 @@ def start_checkout(
         purchase = purchase_for(catalog, body.plan, body.interval, body.seats)
     except PlanChangeError as err:
         raise _unprocessable(str(err)) from err
-    current = _entitlements(sessions, account_id)
+    current = current_answer(sessions, catalog, account_id)
     if current.billing_state != BillingState.FREE:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -147,7 +138,7 @@ async def change_plan(
         kind=result.kind,
         applied=result.applied,
         open_invoice_url=result.open_invoice_url,
-        entitlements=await run_in_threadpool(_entitlements, sessions, account_id),
+        entitlements=await run_in_threadpool(current_answer, sessions, catalog, account_id),
     )
 
 
@@ -156,11 +147,12 @@ async def keep_current_plan(
     account_id: AccountIdPath,
     _: AppTokenDep,
     sessions: SessionFactoryDep,
+    catalog: CatalogDep,
     workflows: AccountWorkflowsDep,
 ) -> EntitlementsAnswer:
     """Call off a scheduled downgrade."""
     await workflows.cancel_plan_change(account_id)
-    return await run_in_threadpool(_entitlements, sessions, account_id)
+    return await run_in_threadpool(current_answer, sessions, catalog, account_id)
 
 
 @router.post("/cancel")
@@ -168,6 +160,7 @@ async def cancel_subscription(
     account_id: AccountIdPath,
     _: AppTokenDep,
     sessions: SessionFactoryDep,
+    catalog: CatalogDep,
     workflows: AccountWorkflowsDep,
     body: CancelSubscriptionRequest | None = None,
 ) -> EntitlementsAnswer:
@@ -181,7 +174,7 @@ async def cancel_subscription(
             "the operator action cancel_now (admin cancel-now ACCOUNT)"
         )
     await workflows.cancel_subscription(account_id)
-    return await run_in_threadpool(_entitlements, sessions, account_id)
+    return await run_in_threadpool(current_answer, sessions, catalog, account_id)
 
 
 @router.post("/resume")
@@ -189,8 +182,9 @@ async def resume_subscription(
     account_id: AccountIdPath,
     _: AppTokenDep,
     sessions: SessionFactoryDep,
+    catalog: CatalogDep,
     workflows: AccountWorkflowsDep,
 ) -> EntitlementsAnswer:
     """Undo a cancellation before the period ends, or resume a paused subscription."""
     await workflows.resume_subscription(account_id)
-    return await run_in_threadpool(_entitlements, sessions, account_id)
+    return await run_in_threadpool(current_answer, sessions, catalog, account_id)

@@ -9,11 +9,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Header, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.answer_cache import AnswerCache, CachedAnswer
-from api.deps import AccountIdPath, AnswerCacheDep, AppTokenDep, EngineDep
+from api.deps import AccountIdPath, AnswerCacheDep, AppTokenDep, CatalogDep, EngineDep
 from api.schemas import EntitlementsAnswer
-from db import entitlement_answers
+from db import entitlement_answers, repository
+from domain.catalog import Catalog
 
 router = APIRouter(prefix="/v1/accounts", tags=["entitlements"])
 
@@ -27,10 +29,13 @@ async def read_entitlements(
     account_id: AccountIdPath,
     cache: AnswerCacheDep,
     engine: EngineDep,
+    catalog: CatalogDep,
     _: AppTokenDep,
     if_none_match: str | None = Header(default=None),
 ) -> Response:
-    answer = cache.get(account_id) or await _answer_from_database(cache, engine, account_id)
+    answer = cache.get(account_id) or await _answer_from_database(
+        cache, engine, catalog, account_id
+    )
     headers = {"ETag": answer.etag, "Cache-Control": CACHE_CONTROL}
     if if_none_match is not None and etag_matches(if_none_match, answer.etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
@@ -38,7 +43,7 @@ async def read_entitlements(
 
 
 async def _answer_from_database(
-    cache: AnswerCache, engine: Engine, account_id: str
+    cache: AnswerCache, engine: Engine, catalog: Catalog, account_id: str
 ) -> CachedAnswer:
     ticket = cache.fill_ticket()
     # All blocking work (connection checkout, query, return) in one trip to the threadpool.
@@ -46,7 +51,7 @@ async def _answer_from_database(
     answer = (
         CachedAnswer.from_fields(stored)
         if stored is not None
-        else CachedAnswer.of(EntitlementsAnswer.free_plan(account_id))
+        else CachedAnswer.of(EntitlementsAnswer.free_plan(account_id, catalog))
     )
     cache.fill(account_id, answer, ticket)
     return answer
@@ -56,3 +61,13 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
     # If-None-Match compares weakly (RFC 9110 §13.1.2): a W/ prefix still matches.
     candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
     return "*" in candidates or etag in candidates
+
+
+def current_answer(
+    sessions: sessionmaker[Session], catalog: Catalog, account_id: str
+) -> EntitlementsAnswer:
+    """The account's entitlements as the database holds them now (no cache): what the billing
+    and admin routes answer after a change they just made."""
+    with sessions() as session:
+        record = repository.read_entitlements(session, account_id)
+    return EntitlementsAnswer.stored_or_free(account_id, record, catalog)
