@@ -38,7 +38,9 @@ from stripe_sim.errors import StripeError, invalid
 from stripe_sim.formdata import decode
 from stripe_sim.pages import page_routes
 from stripe_sim.params import as_list
+from stripe_sim.request_schema import conform, load_table, route_key, undeclarable
 from stripe_sim.router import Ctx, Router
+from stripe_sim.router import Route as ApiRoute
 from stripe_sim.store import IdempotentResult, RequestInfo, Store
 from stripe_sim.webhooks import WebhookDispatcher
 
@@ -65,6 +67,7 @@ class Simulator:
         self.store = store
         self.engine = Engine(store)
         self.webhooks = WebhookDispatcher(store, store.settings)
+        self._schemas = route_schemas()
         self.app = Starlette(
             routes=[
                 *page_routes(self),
@@ -135,9 +138,9 @@ class Simulator:
                 raise invalid(f"Invalid Stripe API version: {version}")
             body = await request.body()
             raw = request.url.query if request.method != "POST" else body.decode()
-            params = decode(raw)
+            params = decode(raw, listify=False)
             if request.method == "POST" and request.url.query:
-                params = {**decode(request.url.query), **params}
+                params = {**decode(request.url.query, listify=False), **params}
             key = request.headers.get("idempotency-key") if request.method == "POST" else None
             fingerprint = hashlib.sha256(
                 f"{request.url.path}\n{json.dumps(params, sort_keys=True)}".encode()
@@ -151,7 +154,9 @@ class Simulator:
                         headers={**headers, "Idempotent-Replayed": "true"},
                         media_type="application/json",
                     )
-            status, payload = self._dispatch(request, params, request_id, key)
+            route, path_params = _match(request.method, request.url.path)
+            params = self._checked(route, request, params)
+            status, payload = self._execute(route, path_params, request, params, request_id, key)
         except StripeError as exc:
             status, payload = exc.status, exc.body(request_id)
             key = None
@@ -189,19 +194,30 @@ class Simulator:
             )
         return saved
 
-    def _dispatch(
-        self, request: Request, params: dict[str, Any], request_id: str, key: str | None
-    ) -> tuple[int, dict[str, Any]]:
-        path = request.url.path
-        handler, path_params = _match(request.method, path)
-        kind = expandable.kind_for_write(path) if request.method != "GET" else None
+    def _checked(self, route: ApiRoute, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+        """The params after Stripe's validation and the simulator's refusal of what it does
+        not implement (request_schema), and the up-front ``expand[]`` check of writes."""
+        where = f"{request.method} {request.url.path}"
+        params = conform(self._schemas[route], route.implements, params, where)
+        kind = expandable.kind_for_write(request.url.path) if request.method != "GET" else None
         if kind is not None:
             expandable.check(kind, [str(p) for p in as_list(params, "expand")])
+        return params
+
+    def _execute(
+        self,
+        route: ApiRoute,
+        path_params: dict[str, str],
+        request: Request,
+        params: dict[str, Any],
+        request_id: str,
+        key: str | None,
+    ) -> tuple[int, dict[str, Any]]:
         with self.store.lock:
-            ctx = Ctx(self.store, self.engine, request.method, path, params)
+            ctx = Ctx(self.store, self.engine, request.method, request.url.path, params)
             self.store.request = RequestInfo(request_id, key)
             try:
-                result = handler(ctx, **path_params)
+                result = route.handler(ctx, **path_params)
                 if request.method != "GET":
                     self.run_due_after_write(ctx.touched_clocks)
             finally:
@@ -213,7 +229,36 @@ def _settings_json(settings: Any) -> dict[str, Any]:
     return dataclasses.asdict(settings)
 
 
-def _match(method: str, path: str) -> tuple[Any, dict[str, str]]:
+def route_schemas() -> dict[ApiRoute, Any]:
+    """Each served route's schema from request_schema.json, after checking that the table
+    covers every route and that no route claims a parameter Stripe does not have."""
+    table = load_table()
+    schemas: dict[ApiRoute, Any] = {}
+    problems = []
+    for router in _ROUTERS:
+        for route in router.routes:
+            key = route_key(route.method, route.pattern)
+            if key not in table:
+                problems.append(f"{key}: not in request_schema.json")
+                continue
+            schemas[route] = table[key]["params"]
+            problems.extend(
+                f"{key}: implements {name}, which Stripe does not have there"
+                for name in undeclarable(schemas[route], route.implements)
+            )
+    if problems:
+        raise RuntimeError(
+            "; ".join(problems) + " (python -m stripe_sim.request_schema_gen rebuilds the table)"
+        )
+    return schemas
+
+
+def served_routes() -> list[tuple[str, str]]:
+    """Every (method, path pattern) of the Stripe API the simulator serves."""
+    return [(route.method, route.pattern) for router in _ROUTERS for route in router.routes]
+
+
+def _match(method: str, path: str) -> tuple[ApiRoute, dict[str, str]]:
     last_error: StripeError | None = None
     for router in _ROUTERS:
         try:
