@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import re
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -48,6 +50,8 @@ log = logging.getLogger("stripe_sim")
 
 # "2026-10-28.endive", optionally followed by beta flags ("; feature_beta=v1").
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?(;.*)?$")
+# Stripe keeps idempotency keys for at least 24 hours; a key older than that is new again.
+IDEMPOTENCY_KEY_SECONDS = 24 * 3600
 _ROUTERS: list[Router] = [
     catalog.router,
     customers.router,
@@ -132,6 +136,7 @@ class Simulator:
         request_id = self.store.new_id("req_", 14)
         version = request.headers.get("stripe-version") or self.store.settings.api_version
         headers = {"Request-Id": request_id, "Stripe-Version": version}
+        saving: IdempotencyRecord | None = None
         try:
             api_key = _api_key(request)
             if not _VERSION.match(version):
@@ -142,55 +147,72 @@ class Simulator:
             if request.method == "POST" and request.url.query:
                 params = {**decode(request.url.query, listify=False), **params}
             key = request.headers.get("idempotency-key") if request.method == "POST" else None
-            fingerprint = hashlib.sha256(
-                f"{request.url.path}\n{json.dumps(params, sort_keys=True)}".encode()
-            ).hexdigest()
+            record = None
             if key:
-                replay = self._replay(api_key, key, fingerprint)
+                headers["Idempotency-Key"] = key
+                record = IdempotencyRecord(f"{api_key}:{key}", key, request.url.path, params)
+                replay = self._replay(record)
                 if replay is not None:
+                    replayed = {
+                        "Idempotent-Replayed": "true",
+                        "Original-Request": replay.request_id,
+                    }
                     return Response(
                         replay.body,
                         replay.status,
-                        headers={**headers, "Idempotent-Replayed": "true"},
+                        headers={**headers, **replayed},
                         media_type="application/json",
                     )
+                headers["Original-Request"] = request_id
             route, path_params = _match(request.method, request.url.path)
             params = self._checked(route, request, params)
+            # Stripe saves the result once the endpoint started executing (errors included,
+            # 500s too); a request refused before that, by parameter validation, is not.
+            saving = record
             status, payload = self._execute(route, path_params, request, params, request_id, key)
         except StripeError as exc:
             status, payload = exc.status, exc.body(request_id)
-            key = None
         except Exception:  # a simulator bug must still answer in Stripe's shape
             log.exception("unhandled error in %s %s", request.method, request.url.path)
             status = 500
             payload = StripeError(
                 500, "api_error", "An unexpected error occurred in the Stripe simulator."
             ).body(request_id)
-            key = None
         # Stripe indents its answers; clients parse them, and without `indent` the json
         # module encodes in C: a fifth of the simulator's CPU under the benchmark's load.
         content = json.dumps(payload).encode()
-        # Stripe saves the result once the endpoint started executing: successes and card
-        # errors are replayed; parameter validation failures are not.
-        if key and (status < 400 or status == 402):
+        if saving is not None:
             with self.store.lock:
-                self.store.idempotency[f"{api_key}:{key}"] = IdempotentResult(
-                    fingerprint, status, content
+                self.store.idempotency[saving.scope] = IdempotentResult(
+                    saving.path, saving.fingerprint, status, content, request_id, time.time()
                 )
         return Response(content, status, headers=headers, media_type="application/json")
 
-    def _replay(self, api_key: str, key: str, fingerprint: str) -> IdempotentResult | None:
+    def _replay(self, record: IdempotencyRecord) -> IdempotentResult | None:
+        """The saved result for this key, if the same request was made with it before (and
+        less than 24 hours ago); Stripe's idempotency_error if the key was used otherwise."""
         with self.store.lock:
-            saved = self.store.idempotency.get(f"{api_key}:{key}")
+            saved = self.store.idempotency.get(record.scope)
+            if saved is not None and time.time() - saved.saved_at > IDEMPOTENCY_KEY_SECONDS:
+                del self.store.idempotency[record.scope]  # Stripe prunes keys after 24 hours
+                saved = None
         if saved is None:
             return None
-        if saved.fingerprint != fingerprint:
+        if saved.path != record.path:
+            raise StripeError(
+                400,
+                "idempotency_error",
+                "Keys for idempotent requests can only be used for the same endpoint they were "
+                f"first used for ('{record.path}' vs '{saved.path}'). Try using a key other "
+                f"than '{record.key}' if you meant to execute a different request.",
+            )
+        if saved.fingerprint != record.fingerprint:
             raise StripeError(
                 400,
                 "idempotency_error",
                 "Keys for idempotent requests can only be used with the same parameters they "
-                f"were first used with. Try using a key other than '{key}' if you meant to "
-                "execute a different request.",
+                f"were first used with. Try using a key other than '{record.key}' if you meant "
+                "to execute a different request.",
             )
         return saved
 
@@ -227,6 +249,21 @@ class Simulator:
 
 def _settings_json(settings: Any) -> dict[str, Any]:
     return dataclasses.asdict(settings)
+
+
+@dataclass
+class IdempotencyRecord:
+    """An ``Idempotency-Key`` request: where its result is saved, and what identifies it."""
+
+    scope: str
+    key: str
+    path: str
+    params: dict[str, Any]
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        canonical = json.dumps(self.params, sort_keys=True)
+        self.fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def route_schemas() -> dict[ApiRoute, Any]:
