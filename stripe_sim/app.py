@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime
 import hashlib
 import json
 import logging
@@ -49,7 +50,7 @@ from stripe_sim.webhooks import WebhookDispatcher
 log = logging.getLogger("stripe_sim")
 
 # "2026-10-28.endive", optionally followed by beta flags ("; feature_beta=v1").
-_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?(;.*)?$")
+_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2})(\.[a-z]+)?(; *[a-z0-9_]+=v\d+)*$")
 # Stripe keeps idempotency keys for at least 24 hours; a key older than that is new again.
 IDEMPOTENCY_KEY_SECONDS = 24 * 3600
 _ROUTERS: list[Router] = [
@@ -134,13 +135,12 @@ class Simulator:
 
     async def api(self, request: Request) -> Response:
         request_id = self.store.new_id("req_", 14)
-        version = request.headers.get("stripe-version") or self.store.settings.api_version
-        headers = {"Request-Id": request_id, "Stripe-Version": version}
+        pinned = self.store.settings.api_version
+        headers = {"Request-Id": request_id, "Stripe-Version": pinned}
         saving: IdempotencyRecord | None = None
         try:
             api_key = _api_key(request)
-            if not _VERSION.match(version):
-                raise invalid(f"Invalid Stripe API version: {version}")
+            check_api_version(request.headers.get("stripe-version"), pinned)
             body = await request.body()
             raw = request.url.query if request.method != "POST" else body.decode()
             params = decode(raw, listify=False)
@@ -264,6 +264,30 @@ class IdempotencyRecord:
     def __post_init__(self) -> None:
         canonical = json.dumps(self.params, sort_keys=True)
         self.fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_api_version(requested: str | None, pinned: str) -> None:
+    """Serve the pinned version (also when the request names none: the account's default
+    is the pinned version); refuse any other real version, which the simulator cannot
+    render, and answer nonsense as Stripe does."""
+    if requested is None or requested == pinned:
+        return
+    found = _VERSION.match(requested)
+    if found:
+        try:
+            datetime.date.fromisoformat(found.group(1))
+        except ValueError:
+            found = None
+    if not found:
+        raise invalid(f"Invalid Stripe API version: {requested}")
+    raise StripeError(
+        400,
+        "invalid_request_error",
+        f"The Stripe simulator renders API version {pinned} only (stripe-python's pinned "
+        f"version) and cannot answer in {requested}. Send Stripe-Version: {pinned}, or no "
+        "Stripe-Version header.",
+        code="api_version_not_implemented_by_simulator",
+    )
 
 
 def route_schemas() -> dict[ApiRoute, Any]:
