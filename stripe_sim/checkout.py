@@ -47,7 +47,8 @@ def _line_items(ctx: Ctx) -> list[dict[str, Any]]:
         "success_url",
         "cancel_url",
         "client_reference_id",
-        "expires_at",
+        # Not expires_at: sessions are not expired by time (only by /expire), so a chosen
+        # expiry would be a promise the simulator does not keep.
         "locale",  # kept and shown; the simulated page is in English whatever it says
         "metadata",
         "payment_method_collection=always",
@@ -112,7 +113,7 @@ def create_session(ctx: Ctx) -> Obj:
             "customer_creation": None if cust else "always",
             "customer_details": None,
             "customer_email": as_str(params, "customer_email"),
-            "expires_at": as_int(params, "expires_at") or now + 24 * 3600,
+            "expires_at": now + 24 * 3600,
             "invoice": None,
             "invoice_creation": None,
             "livemode": False,
