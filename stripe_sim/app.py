@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime
 import hashlib
 import json
 import logging
 import re
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -38,14 +41,18 @@ from stripe_sim.errors import StripeError, invalid
 from stripe_sim.formdata import decode
 from stripe_sim.pages import page_routes
 from stripe_sim.params import as_list
+from stripe_sim.request_schema import conform, load_table, route_key, undeclarable
 from stripe_sim.router import Ctx, Router
+from stripe_sim.router import Route as ApiRoute
 from stripe_sim.store import IdempotentResult, RequestInfo, Store
 from stripe_sim.webhooks import WebhookDispatcher
 
 log = logging.getLogger("stripe_sim")
 
 # "2026-10-28.endive", optionally followed by beta flags ("; feature_beta=v1").
-_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?(;.*)?$")
+_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2})(\.[a-z]+)?(; *[a-z0-9_]+=v\d+)*$")
+# Stripe keeps idempotency keys for at least 24 hours; a key older than that is new again.
+IDEMPOTENCY_KEY_SECONDS = 24 * 3600
 _ROUTERS: list[Router] = [
     catalog.router,
     customers.router,
@@ -65,6 +72,7 @@ class Simulator:
         self.store = store
         self.engine = Engine(store)
         self.webhooks = WebhookDispatcher(store, store.settings)
+        self._schemas = route_schemas()
         self.app = Starlette(
             routes=[
                 *page_routes(self),
@@ -127,81 +135,111 @@ class Simulator:
 
     async def api(self, request: Request) -> Response:
         request_id = self.store.new_id("req_", 14)
-        version = request.headers.get("stripe-version") or self.store.settings.api_version
-        headers = {"Request-Id": request_id, "Stripe-Version": version}
+        pinned = self.store.settings.api_version
+        headers = {"Request-Id": request_id, "Stripe-Version": pinned}
+        saving: IdempotencyRecord | None = None
         try:
             api_key = _api_key(request)
-            if not _VERSION.match(version):
-                raise invalid(f"Invalid Stripe API version: {version}")
+            check_api_version(request.headers.get("stripe-version"), pinned)
             body = await request.body()
             raw = request.url.query if request.method != "POST" else body.decode()
-            params = decode(raw)
+            params = decode(raw, listify=False)
             if request.method == "POST" and request.url.query:
-                params = {**decode(request.url.query), **params}
+                params = {**decode(request.url.query, listify=False), **params}
             key = request.headers.get("idempotency-key") if request.method == "POST" else None
-            fingerprint = hashlib.sha256(
-                f"{request.url.path}\n{json.dumps(params, sort_keys=True)}".encode()
-            ).hexdigest()
+            record = None
             if key:
-                replay = self._replay(api_key, key, fingerprint)
+                headers["Idempotency-Key"] = key
+                record = IdempotencyRecord(f"{api_key}:{key}", key, request.url.path, params)
+                replay = self._replay(record)
                 if replay is not None:
+                    replayed = {
+                        "Idempotent-Replayed": "true",
+                        "Original-Request": replay.request_id,
+                    }
                     return Response(
                         replay.body,
                         replay.status,
-                        headers={**headers, "Idempotent-Replayed": "true"},
+                        headers={**headers, **replayed},
                         media_type="application/json",
                     )
-            status, payload = self._dispatch(request, params, request_id, key)
+                headers["Original-Request"] = request_id
+            route, path_params = _match(request.method, request.url.path)
+            params = self._checked(route, request, params)
+            # Stripe saves the result once the endpoint started executing (errors included,
+            # 500s too); a request refused before that, by parameter validation, is not.
+            saving = record
+            status, payload = self._execute(route, path_params, request, params, request_id, key)
         except StripeError as exc:
             status, payload = exc.status, exc.body(request_id)
-            key = None
         except Exception:  # a simulator bug must still answer in Stripe's shape
             log.exception("unhandled error in %s %s", request.method, request.url.path)
             status = 500
             payload = StripeError(
                 500, "api_error", "An unexpected error occurred in the Stripe simulator."
             ).body(request_id)
-            key = None
         # Stripe indents its answers; clients parse them, and without `indent` the json
         # module encodes in C: a fifth of the simulator's CPU under the benchmark's load.
         content = json.dumps(payload).encode()
-        # Stripe saves the result once the endpoint started executing: successes and card
-        # errors are replayed; parameter validation failures are not.
-        if key and (status < 400 or status == 402):
+        if saving is not None:
             with self.store.lock:
-                self.store.idempotency[f"{api_key}:{key}"] = IdempotentResult(
-                    fingerprint, status, content
+                self.store.idempotency[saving.scope] = IdempotentResult(
+                    saving.path, saving.fingerprint, status, content, request_id, time.time()
                 )
         return Response(content, status, headers=headers, media_type="application/json")
 
-    def _replay(self, api_key: str, key: str, fingerprint: str) -> IdempotentResult | None:
+    def _replay(self, record: IdempotencyRecord) -> IdempotentResult | None:
+        """The saved result for this key, if the same request was made with it before (and
+        less than 24 hours ago); Stripe's idempotency_error if the key was used otherwise."""
         with self.store.lock:
-            saved = self.store.idempotency.get(f"{api_key}:{key}")
+            saved = self.store.idempotency.get(record.scope)
+            if saved is not None and time.time() - saved.saved_at > IDEMPOTENCY_KEY_SECONDS:
+                del self.store.idempotency[record.scope]  # Stripe prunes keys after 24 hours
+                saved = None
         if saved is None:
             return None
-        if saved.fingerprint != fingerprint:
+        if saved.path != record.path:
+            raise StripeError(
+                400,
+                "idempotency_error",
+                "Keys for idempotent requests can only be used for the same endpoint they were "
+                f"first used for ('{record.path}' vs '{saved.path}'). Try using a key other "
+                f"than '{record.key}' if you meant to execute a different request.",
+            )
+        if saved.fingerprint != record.fingerprint:
             raise StripeError(
                 400,
                 "idempotency_error",
                 "Keys for idempotent requests can only be used with the same parameters they "
-                f"were first used with. Try using a key other than '{key}' if you meant to "
-                "execute a different request.",
+                f"were first used with. Try using a key other than '{record.key}' if you meant "
+                "to execute a different request.",
             )
         return saved
 
-    def _dispatch(
-        self, request: Request, params: dict[str, Any], request_id: str, key: str | None
-    ) -> tuple[int, dict[str, Any]]:
-        path = request.url.path
-        handler, path_params = _match(request.method, path)
-        kind = expandable.kind_for_write(path) if request.method != "GET" else None
+    def _checked(self, route: ApiRoute, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+        """The params after Stripe's validation and the simulator's refusal of what it does
+        not implement (request_schema), and the up-front ``expand[]`` check of writes."""
+        where = f"{request.method} {request.url.path}"
+        params = conform(self._schemas[route], route.implements, params, where)
+        kind = expandable.kind_for_write(request.url.path) if request.method != "GET" else None
         if kind is not None:
             expandable.check(kind, [str(p) for p in as_list(params, "expand")])
+        return params
+
+    def _execute(
+        self,
+        route: ApiRoute,
+        path_params: dict[str, str],
+        request: Request,
+        params: dict[str, Any],
+        request_id: str,
+        key: str | None,
+    ) -> tuple[int, dict[str, Any]]:
         with self.store.lock:
-            ctx = Ctx(self.store, self.engine, request.method, path, params)
+            ctx = Ctx(self.store, self.engine, request.method, request.url.path, params)
             self.store.request = RequestInfo(request_id, key)
             try:
-                result = handler(ctx, **path_params)
+                result = route.handler(ctx, **path_params)
                 if request.method != "GET":
                     self.run_due_after_write(ctx.touched_clocks)
             finally:
@@ -213,7 +251,75 @@ def _settings_json(settings: Any) -> dict[str, Any]:
     return dataclasses.asdict(settings)
 
 
-def _match(method: str, path: str) -> tuple[Any, dict[str, str]]:
+@dataclass
+class IdempotencyRecord:
+    """An ``Idempotency-Key`` request: where its result is saved, and what identifies it."""
+
+    scope: str
+    key: str
+    path: str
+    params: dict[str, Any]
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        canonical = json.dumps(self.params, sort_keys=True)
+        self.fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_api_version(requested: str | None, pinned: str) -> None:
+    """Serve the pinned version (also when the request names none: the account's default
+    is the pinned version); refuse any other real version, which the simulator cannot
+    render, and answer nonsense as Stripe does."""
+    if requested is None or requested == pinned:
+        return
+    found = _VERSION.match(requested)
+    if found:
+        try:
+            datetime.date.fromisoformat(found.group(1))
+        except ValueError:
+            found = None
+    if not found:
+        raise invalid(f"Invalid Stripe API version: {requested}")
+    raise StripeError(
+        400,
+        "invalid_request_error",
+        f"The Stripe simulator renders API version {pinned} only (stripe-python's pinned "
+        f"version) and cannot answer in {requested}. Send Stripe-Version: {pinned}, or no "
+        "Stripe-Version header.",
+        code="api_version_not_implemented_by_simulator",
+    )
+
+
+def route_schemas() -> dict[ApiRoute, Any]:
+    """Each served route's schema from request_schema.json, after checking that the table
+    covers every route and that no route claims a parameter Stripe does not have."""
+    table = load_table()
+    schemas: dict[ApiRoute, Any] = {}
+    problems = []
+    for router in _ROUTERS:
+        for route in router.routes:
+            key = route_key(route.method, route.pattern)
+            if key not in table:
+                problems.append(f"{key}: not in request_schema.json")
+                continue
+            schemas[route] = table[key]["params"]
+            problems.extend(
+                f"{key}: implements {name}, which Stripe does not have there"
+                for name in undeclarable(schemas[route], route.implements)
+            )
+    if problems:
+        raise RuntimeError(
+            "; ".join(problems) + " (python -m stripe_sim.request_schema_gen rebuilds the table)"
+        )
+    return schemas
+
+
+def served_routes() -> list[tuple[str, str]]:
+    """Every (method, path pattern) of the Stripe API the simulator serves."""
+    return [(route.method, route.pattern) for router in _ROUTERS for route in router.routes]
+
+
+def _match(method: str, path: str) -> tuple[ApiRoute, dict[str, str]]:
     last_error: StripeError | None = None
     for router in _ROUTERS:
         try:

@@ -7,18 +7,30 @@ from typing import Any
 from stripe_sim import objects
 from stripe_sim.errors import invalid
 from stripe_sim.events import emit, tracked
-from stripe_sim.listing import filter_created, paginate, search_result
+from stripe_sim.listing import LIST_PARAMS, SEARCH_PARAMS, filter_created, paginate, search_result
 from stripe_sim.params import as_bool, as_dict, as_int, as_list, as_str, merge_metadata
 from stripe_sim.render import render_expanded
+from stripe_sim.request_schema import not_implemented
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj, Store
 
 router = Router()
 
+# What products store and render (products have no behaviour beyond being shown).
+_PRODUCT_FIELDS = (
+    "name",
+    "description",
+    "statement_descriptor",
+    "unit_label",
+    "url",
+    "active",
+    "metadata",
+)
+
 
 # products ------------------------------------------------------------------------------------
 def _apply_product(prod: Obj, params: dict[str, Any]) -> None:
-    for key in ("name", "description", "statement_descriptor", "unit_label", "url"):
+    for key in _PRODUCT_FIELDS[:5]:
         if key in params:
             prod[key] = as_str(params, key) or None
     if "active" in params:
@@ -41,7 +53,21 @@ def new_product(store: Store, params: dict[str, Any], at: int) -> Obj:
     return prod
 
 
-@router.route("POST", "/v1/products")
+@router.route(
+    "POST",
+    "/v1/products",
+    implements=(
+        *_PRODUCT_FIELDS,
+        "id",
+        "default_price_data.currency",
+        "default_price_data.metadata",
+        "default_price_data.recurring",
+        "default_price_data.tax_behavior",
+        "default_price_data.unit_amount",
+        "default_price_data.unit_amount_decimal",
+        "expand",
+    ),
+)
 def create_product(ctx: Ctx) -> Obj:
     at = ctx.store.clock_now(None)
     prod = new_product(ctx.store, ctx.params, at)
@@ -52,17 +78,19 @@ def create_product(ctx: Ctx) -> Obj:
     return render_expanded(ctx.store, prod, ctx.expand)
 
 
-@router.route("GET", "/v1/products/search")
+@router.route("GET", "/v1/products/search", implements=SEARCH_PARAMS)
 def search_products(ctx: Ctx) -> Obj:
     return search_result(ctx.store, "product", ctx.params, "/v1/products/search")
 
 
-@router.route("GET", "/v1/products/{prod_id}")
+@router.route("GET", "/v1/products/{prod_id}", implements=("expand",))
 def retrieve_product(ctx: Ctx, prod_id: str) -> Obj:
     return render_expanded(ctx.store, ctx.store.require("product", prod_id), ctx.expand)
 
 
-@router.route("POST", "/v1/products/{prod_id}")
+@router.route(
+    "POST", "/v1/products/{prod_id}", implements=(*_PRODUCT_FIELDS, "default_price", "expand")
+)
 def update_product(ctx: Ctx, prod_id: str) -> Obj:
     prod = ctx.store.require("product", prod_id)
     at = ctx.store.clock_now(None)
@@ -77,7 +105,7 @@ def update_product(ctx: Ctx, prod_id: str) -> Obj:
     return render_expanded(ctx.store, prod, ctx.expand)
 
 
-@router.route("DELETE", "/v1/products/{prod_id}")
+@router.route("DELETE", "/v1/products/{prod_id}", implements=())
 def delete_product(ctx: Ctx, prod_id: str) -> Obj:
     prod = ctx.store.require("product", prod_id)
     if any(p["product"] == prod_id for p in ctx.store.of_kind("price")):
@@ -89,7 +117,7 @@ def delete_product(ctx: Ctx, prod_id: str) -> Obj:
     return {"id": prod_id, "object": "product", "deleted": True}
 
 
-@router.route("GET", "/v1/products")
+@router.route("GET", "/v1/products", implements=(*LIST_PARAMS, "active", "ids", "created"))
 def list_products(ctx: Ctx) -> Obj:
     prods = ctx.store.of_kind("product")
     active = as_bool(ctx.params, "active")
@@ -136,7 +164,14 @@ def new_price(store: Store, params: dict[str, Any], at: int) -> Obj:
                 param="unit_amount",
                 code="parameter_missing",
             )
-        amount = round(float(decimal))
+        if not decimal.lstrip("-").isdigit():
+            raise not_implemented(
+                "The Stripe simulator does not implement fractional amounts (unit_amount_decimal"
+                f"={decimal}): it charges whole cents only, and refuses the rest rather than "
+                "round it.",
+                param="unit_amount_decimal",
+            )
+        amount = int(decimal)
     if amount < 0:
         raise invalid("Invalid integer: must be at least 0", param="unit_amount")
     price.update(
@@ -179,23 +214,53 @@ def new_price(store: Store, params: dict[str, Any], at: int) -> Obj:
     return price
 
 
-@router.route("POST", "/v1/prices")
+@router.route(
+    "POST",
+    "/v1/prices",
+    implements=(
+        "product",
+        "product_data.active",
+        "product_data.id",
+        "product_data.metadata",
+        "product_data.name",
+        "product_data.statement_descriptor",
+        "product_data.unit_label",
+        "currency",
+        "unit_amount",
+        "unit_amount_decimal",
+        "recurring.interval",
+        "recurring.interval_count",
+        "recurring.trial_period_days",
+        "recurring.usage_type=licensed",
+        "nickname",
+        "tax_behavior",
+        "active",
+        "metadata",
+        "lookup_key",
+        "transfer_lookup_key",
+        "expand",
+    ),
+)
 def create_price(ctx: Ctx) -> Obj:
     price = new_price(ctx.store, ctx.params, ctx.store.clock_now(None))
     return render_expanded(ctx.store, price, ctx.expand)
 
 
-@router.route("GET", "/v1/prices/search")
+@router.route("GET", "/v1/prices/search", implements=SEARCH_PARAMS)
 def search_prices(ctx: Ctx) -> Obj:
     return search_result(ctx.store, "price", ctx.params, "/v1/prices/search")
 
 
-@router.route("GET", "/v1/prices/{price_id}")
+@router.route("GET", "/v1/prices/{price_id}", implements=("expand",))
 def retrieve_price(ctx: Ctx, price_id: str) -> Obj:
     return render_expanded(ctx.store, ctx.store.require("price", price_id), ctx.expand)
 
 
-@router.route("POST", "/v1/prices/{price_id}")
+@router.route(
+    "POST",
+    "/v1/prices/{price_id}",
+    implements=("active", "nickname", "metadata", "lookup_key", "transfer_lookup_key", "expand"),
+)
 def update_price(ctx: Ctx, price_id: str) -> Obj:
     store, params = ctx.store, ctx.params
     price = store.require("price", price_id)
@@ -216,7 +281,20 @@ def update_price(ctx: Ctx, price_id: str) -> Obj:
     return render_expanded(store, price, ctx.expand)
 
 
-@router.route("GET", "/v1/prices")
+@router.route(
+    "GET",
+    "/v1/prices",
+    implements=(
+        *LIST_PARAMS,
+        "active",
+        "product",
+        "type",
+        "currency",
+        "lookup_keys",
+        "recurring.interval",
+        "created",
+    ),
+)
 def list_prices(ctx: Ctx) -> Obj:
     params = ctx.params
     prices = ctx.store.of_kind("price")

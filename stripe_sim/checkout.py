@@ -10,9 +10,9 @@ from stripe_sim.billing import ItemPlan
 from stripe_sim.customers import attach
 from stripe_sim.errors import invalid
 from stripe_sim.events import emit, tracked
-from stripe_sim.listing import paginate
+from stripe_sim.listing import LIST_PARAMS, paginate
 from stripe_sim.params import as_dict, as_int, as_list, as_str, merge_metadata
-from stripe_sim.render import list_object, public, render
+from stripe_sim.render import list_object, public, render_expanded
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj
 from stripe_sim.subscriptions import _quantity, _recurring_price, subscribe
@@ -36,7 +36,33 @@ def _line_items(ctx: Ctx) -> list[dict[str, Any]]:
     return items
 
 
-@router.route("POST", "/v1/checkout/sessions")
+@router.route(
+    "POST",
+    "/v1/checkout/sessions",
+    implements=(
+        "mode=subscription",
+        "ui_mode=hosted_page",
+        "customer",
+        "customer_email",
+        "success_url",
+        "cancel_url",
+        "client_reference_id",
+        # Not expires_at: sessions are not expired by time (only by /expire), so a chosen
+        # expiry would be a promise the simulator does not keep.
+        "locale",  # kept and shown; the simulated page is in English whatever it says
+        "metadata",
+        "payment_method_collection=always",
+        "line_items.price",
+        "line_items.quantity",
+        "subscription_data.metadata",
+        "subscription_data.trial_period_days",
+        "subscription_data.trial_end",
+        "subscription_data.description",
+        "subscription_data.trial_settings.end_behavior.missing_payment_method",
+        "automatic_tax.enabled=false",  # no tax is calculated
+        "expand",
+    ),
+)
 def create_session(ctx: Ctx) -> Obj:
     store, params = ctx.store, ctx.params
     mode = as_str(params, "mode", required=True)
@@ -50,7 +76,7 @@ def create_session(ctx: Ctx) -> Obj:
             param="customer_email",
         )
     success_url = as_str(params, "success_url")
-    if not success_url and as_str(params, "ui_mode") in (None, "hosted"):
+    if not success_url:
         raise invalid(
             "Missing required param: success_url.", param="success_url", code="parameter_missing"
         )
@@ -87,7 +113,7 @@ def create_session(ctx: Ctx) -> Obj:
             "customer_creation": None if cust else "always",
             "customer_details": None,
             "customer_email": as_str(params, "customer_email"),
-            "expires_at": as_int(params, "expires_at") or now + 24 * 3600,
+            "expires_at": now + 24 * 3600,
             "invoice": None,
             "invoice_creation": None,
             "livemode": False,
@@ -110,7 +136,7 @@ def create_session(ctx: Ctx) -> Obj:
             "subscription": None,
             "success_url": success_url,
             "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-            "ui_mode": as_str(params, "ui_mode") or "hosted",
+            "ui_mode": "hosted_page",
             "url": f"{store.base_url}/checkout/{session_id}",
             "_line_items": items,
             "_subscription_data": {
@@ -128,12 +154,9 @@ def create_session(ctx: Ctx) -> Obj:
 
 
 def _render(ctx: Ctx, session: Obj) -> Obj:
-    out = public(session)
+    out = render_expanded(ctx.store, session, [p for p in ctx.expand if p != "line_items"])
     if "line_items" in ctx.expand:
         out["line_items"] = line_items_list(ctx, session)
-    for path in ctx.expand:
-        if path in ("customer", "subscription", "invoice") and out.get(path):
-            out[path] = render(ctx.store, ctx.store.objects[out[path]])
     return out
 
 
@@ -159,17 +182,21 @@ def line_items_list(ctx: Ctx, session: Obj) -> Obj:
     return list_object(f"/v1/checkout/sessions/{session['id']}/line_items", data)
 
 
-@router.route("GET", "/v1/checkout/sessions/{cs_id}")
+@router.route("GET", "/v1/checkout/sessions/{cs_id}", implements=("expand",))
 def retrieve_session(ctx: Ctx, cs_id: str) -> Obj:
     return _render(ctx, ctx.store.require("checkout.session", cs_id))
 
 
-@router.route("GET", "/v1/checkout/sessions/{cs_id}/line_items")
+@router.route("GET", "/v1/checkout/sessions/{cs_id}/line_items", implements=())
 def list_line_items(ctx: Ctx, cs_id: str) -> Obj:
     return line_items_list(ctx, ctx.store.require("checkout.session", cs_id))
 
 
-@router.route("GET", "/v1/checkout/sessions")
+@router.route(
+    "GET",
+    "/v1/checkout/sessions",
+    implements=(*LIST_PARAMS, "customer", "subscription", "status", "payment_intent"),
+)
 def list_sessions(ctx: Ctx) -> Obj:
     sessions = ctx.store.of_kind("checkout.session")
     for key in ("customer", "subscription", "status", "payment_intent"):
@@ -178,7 +205,7 @@ def list_sessions(ctx: Ctx) -> Obj:
     return paginate(ctx.store, sessions, ctx.params, "/v1/checkout/sessions", public)
 
 
-@router.route("POST", "/v1/checkout/sessions/{cs_id}/expire")
+@router.route("POST", "/v1/checkout/sessions/{cs_id}/expire", implements=())
 def expire_session(ctx: Ctx, cs_id: str) -> Obj:
     session = ctx.store.require("checkout.session", cs_id)
     if session["status"] != "open":

@@ -13,7 +13,7 @@ from stripe_sim.billing import ENDED_STATUSES
 from stripe_sim.customers import delete_customer_and_subscriptions
 from stripe_sim.errors import invalid
 from stripe_sim.events import emit
-from stripe_sim.listing import paginate
+from stripe_sim.listing import LIST_PARAMS, paginate
 from stripe_sim.params import as_int, as_str
 from stripe_sim.periods import add_intervals, format_date
 from stripe_sim.render import public, render_expanded
@@ -24,7 +24,7 @@ from stripe_sim.store import Obj, RequestInfo
 router = Router()
 
 
-@router.route("POST", "/v1/test_helpers/test_clocks")
+@router.route("POST", "/v1/test_helpers/test_clocks", implements=("frozen_time", "name", "expand"))
 def create_clock(ctx: Ctx) -> Obj:
     store = ctx.store
     frozen = as_int(ctx.params, "frozen_time", required=True)
@@ -47,14 +47,14 @@ def create_clock(ctx: Ctx) -> Obj:
     return render_expanded(store, clock, ctx.expand)
 
 
-@router.route("GET", "/v1/test_helpers/test_clocks/{clock_id}")
+@router.route("GET", "/v1/test_helpers/test_clocks/{clock_id}", implements=("expand",))
 def retrieve_clock(ctx: Ctx, clock_id: str) -> Obj:
     return render_expanded(
         ctx.store, ctx.store.require("test_helpers.test_clock", clock_id), ctx.expand
     )
 
 
-@router.route("GET", "/v1/test_helpers/test_clocks")
+@router.route("GET", "/v1/test_helpers/test_clocks", implements=LIST_PARAMS)
 def list_clocks(ctx: Ctx) -> Obj:
     return paginate(
         ctx.store,
@@ -65,7 +65,7 @@ def list_clocks(ctx: Ctx) -> Obj:
     )
 
 
-@router.route("DELETE", "/v1/test_helpers/test_clocks/{clock_id}")
+@router.route("DELETE", "/v1/test_helpers/test_clocks/{clock_id}", implements=())
 def delete_clock(ctx: Ctx, clock_id: str) -> Obj:
     store = ctx.store
     clock = store.require("test_helpers.test_clock", clock_id)
@@ -89,7 +89,9 @@ def advance_limit(ctx: Ctx, clock: Obj) -> int:
     return min(limits) if limits else add_intervals(frozen, "year", 2)
 
 
-@router.route("POST", "/v1/test_helpers/test_clocks/{clock_id}/advance")
+@router.route(
+    "POST", "/v1/test_helpers/test_clocks/{clock_id}/advance", implements=("frozen_time",)
+)
 def advance_clock(ctx: Ctx, clock_id: str) -> Obj:
     store = ctx.store
     clock = store.require("test_helpers.test_clock", clock_id)

@@ -8,7 +8,13 @@ from stripe_sim import objects
 from stripe_sim.cards import MAGIC_PAYMENT_METHODS, TOKENS, card_for_number
 from stripe_sim.errors import card_error, invalid, no_such
 from stripe_sim.events import buffered, emit, publish, tracked
-from stripe_sim.listing import filter_created, paginate, search_result
+from stripe_sim.listing import (
+    LIST_PARAMS,
+    SEARCH_PARAMS,
+    filter_created,
+    paginate,
+    search_result,
+)
 from stripe_sim.params import as_dict, as_int, as_str, merge_metadata
 from stripe_sim.render import public, render_expanded
 from stripe_sim.router import Ctx, Router
@@ -17,6 +23,7 @@ from stripe_sim.store import Obj, Store
 router = Router()
 
 _CUSTOMER_FIELDS = ("email", "name", "description", "phone")
+_BILLING_DETAILS = ("billing_details.email", "billing_details.name", "billing_details.phone")
 
 
 # payment methods ---------------------------------------------------------------------------
@@ -71,7 +78,21 @@ def resolve_owned(store: Store, pm_ref: str, cust: Obj, at: int, param: str) -> 
     return pm
 
 
-@router.route("POST", "/v1/payment_methods")
+@router.route(
+    "POST",
+    "/v1/payment_methods",
+    implements=(
+        "type=card",
+        "card.number",
+        "card.token",
+        "card.exp_month",
+        "card.exp_year",
+        "card.cvc",  # test mode takes any CVC
+        *_BILLING_DETAILS,
+        "metadata",
+        "expand",
+    ),
+)
 def create_payment_method(ctx: Ctx) -> Obj:
     params = ctx.params
     if (as_str(params, "type") or "card") != "card":
@@ -114,12 +135,14 @@ def _pm(ctx: Ctx, pm_id: str) -> Obj:
     return pm
 
 
-@router.route("GET", "/v1/payment_methods/{pm_id}")
+@router.route("GET", "/v1/payment_methods/{pm_id}", implements=("expand",))
 def retrieve_payment_method(ctx: Ctx, pm_id: str) -> Obj:
     return render_expanded(ctx.store, _pm(ctx, pm_id), ctx.expand)
 
 
-@router.route("POST", "/v1/payment_methods/{pm_id}")
+@router.route(
+    "POST", "/v1/payment_methods/{pm_id}", implements=("metadata", *_BILLING_DETAILS, "expand")
+)
 def update_payment_method(ctx: Ctx, pm_id: str) -> Obj:
     pm = ctx.store.require("payment_method", pm_id)
     with tracked(ctx.store, pm, "payment_method.updated"):
@@ -128,7 +151,7 @@ def update_payment_method(ctx: Ctx, pm_id: str) -> Obj:
     return render_expanded(ctx.store, pm, ctx.expand)
 
 
-@router.route("POST", "/v1/payment_methods/{pm_id}/attach")
+@router.route("POST", "/v1/payment_methods/{pm_id}/attach", implements=("customer", "expand"))
 def attach_payment_method(ctx: Ctx, pm_id: str) -> Obj:
     cust_id = as_str(ctx.params, "customer", required=True)
     cust = ctx.store.require("customer", cust_id, "customer")
@@ -136,7 +159,7 @@ def attach_payment_method(ctx: Ctx, pm_id: str) -> Obj:
     return render_expanded(ctx.store, pm, ctx.expand)
 
 
-@router.route("POST", "/v1/payment_methods/{pm_id}/detach")
+@router.route("POST", "/v1/payment_methods/{pm_id}/detach", implements=("expand",))
 def detach_payment_method(ctx: Ctx, pm_id: str) -> Obj:
     pm = ctx.store.require("payment_method", pm_id)
     cust = ctx.store.get(pm["customer"], "customer")
@@ -166,7 +189,7 @@ def detach_payment_method(ctx: Ctx, pm_id: str) -> Obj:
     return render_expanded(ctx.store, pm, ctx.expand)
 
 
-@router.route("GET", "/v1/payment_methods")
+@router.route("GET", "/v1/payment_methods", implements=(*LIST_PARAMS, "customer", "type=card"))
 def list_payment_methods(ctx: Ctx) -> Obj:
     cust_id = as_str(ctx.params, "customer")
     pms = [pm for pm in ctx.store.of_kind("payment_method") if pm["customer"] is not None]
@@ -181,7 +204,9 @@ def list_payment_methods(ctx: Ctx) -> Obj:
     )
 
 
-@router.route("GET", "/v1/customers/{cust_id}/payment_methods")
+@router.route(
+    "GET", "/v1/customers/{cust_id}/payment_methods", implements=(*LIST_PARAMS, "type=card")
+)
 def list_customer_payment_methods(ctx: Ctx, cust_id: str) -> Obj:
     ctx.store.require("customer", cust_id)
     pms = [pm for pm in ctx.store.of_kind("payment_method") if pm["customer"] == cust_id]
@@ -194,7 +219,7 @@ def list_customer_payment_methods(ctx: Ctx, cust_id: str) -> Obj:
     )
 
 
-@router.route("GET", "/v1/customers/{cust_id}/payment_methods/{pm_id}")
+@router.route("GET", "/v1/customers/{cust_id}/payment_methods/{pm_id}", implements=("expand",))
 def retrieve_customer_payment_method(ctx: Ctx, cust_id: str, pm_id: str) -> Obj:
     pm = ctx.store.require("payment_method", pm_id)
     if pm["customer"] != cust_id:
@@ -230,7 +255,19 @@ def _apply_customer_params(store: Store, cust: Obj, params: dict[str, Any], at: 
             cust["invoice_settings"]["default_payment_method"] = None
 
 
-@router.route("POST", "/v1/customers")
+@router.route(
+    "POST",
+    "/v1/customers",
+    implements=(
+        *_CUSTOMER_FIELDS,
+        "balance",
+        "metadata",
+        "payment_method",
+        "invoice_settings.default_payment_method",
+        "test_clock",
+        "expand",
+    ),
+)
 def create_customer(ctx: Ctx) -> Obj:
     store, params = ctx.store, ctx.params
     clock_id = as_str(params, "test_clock")
@@ -256,12 +293,12 @@ def create_customer(ctx: Ctx) -> Obj:
     return render_expanded(store, cust, ctx.expand)
 
 
-@router.route("GET", "/v1/customers/search")
+@router.route("GET", "/v1/customers/search", implements=SEARCH_PARAMS)
 def search_customers(ctx: Ctx) -> Obj:
     return search_result(ctx.store, "customer", ctx.params, "/v1/customers/search")
 
 
-@router.route("GET", "/v1/customers/{cust_id}")
+@router.route("GET", "/v1/customers/{cust_id}", implements=("expand",))
 def retrieve_customer(ctx: Ctx, cust_id: str) -> Obj:
     cust = ctx.store.get(cust_id, "customer")
     if cust is not None and cust.get("_deleted"):
@@ -270,7 +307,17 @@ def retrieve_customer(ctx: Ctx, cust_id: str) -> Obj:
     return render_expanded(ctx.store, cust, ctx.expand)
 
 
-@router.route("POST", "/v1/customers/{cust_id}")
+@router.route(
+    "POST",
+    "/v1/customers/{cust_id}",
+    implements=(
+        *_CUSTOMER_FIELDS,
+        "balance",
+        "metadata",
+        "invoice_settings.default_payment_method",
+        "expand",
+    ),
+)
 def update_customer(ctx: Ctx, cust_id: str) -> Obj:
     store = ctx.store
     cust = store.require("customer", cust_id)
@@ -281,7 +328,7 @@ def update_customer(ctx: Ctx, cust_id: str) -> Obj:
     return render_expanded(store, cust, ctx.expand)
 
 
-@router.route("DELETE", "/v1/customers/{cust_id}")
+@router.route("DELETE", "/v1/customers/{cust_id}", implements=())
 def delete_customer(ctx: Ctx, cust_id: str) -> Obj:
     cust = ctx.store.require("customer", cust_id)
     delete_customer_and_subscriptions(ctx, cust)
@@ -298,7 +345,7 @@ def delete_customer_and_subscriptions(ctx: Ctx, cust: Obj) -> None:
     cust["_deleted"] = True
 
 
-@router.route("GET", "/v1/customers")
+@router.route("GET", "/v1/customers", implements=(*LIST_PARAMS, "email", "test_clock", "created"))
 def list_customers(ctx: Ctx) -> Obj:
     custs = ctx.store.of_kind("customer")
     email = as_str(ctx.params, "email")

@@ -30,7 +30,9 @@ class StripeError(Exception):
         err: dict[str, Any] = {"type": self.type, "message": self.message}
         if self.code:
             err["code"] = self.code
-            err["doc_url"] = f"https://stripe.com/docs/error-codes/{self.code.replace('_', '-')}"
+            if not self.code.endswith("_by_simulator"):  # the simulator's own codes have none
+                doc = self.code.replace("_", "-")
+                err["doc_url"] = f"https://stripe.com/docs/error-codes/{doc}"
         if self.param:
             err["param"] = self.param
         if request_id:

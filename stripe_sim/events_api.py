@@ -6,10 +6,11 @@ import secrets
 
 from stripe_sim.errors import invalid
 from stripe_sim.events import type_matches
-from stripe_sim.listing import filter_created, paginate
+from stripe_sim.listing import LIST_PARAMS, filter_created, paginate
 from stripe_sim.params import as_bool, as_list, as_str, merge_metadata
 from stripe_sim.render import public
 from stripe_sim.router import Ctx, Router
+from stripe_sim.settings import API_VERSION
 from stripe_sim.store import Obj
 
 router = Router()
@@ -27,7 +28,18 @@ def _enabled_events(ctx: Ctx) -> list[str]:
     return events
 
 
-@router.route("POST", "/v1/webhook_endpoints")
+@router.route(
+    "POST",
+    "/v1/webhook_endpoints",
+    implements=(
+        "url",
+        "enabled_events",
+        # Events are rendered in the one version the simulator knows.
+        f"api_version={API_VERSION}",
+        "description",
+        "metadata",
+    ),
+)
 def create_endpoint(ctx: Ctx) -> Obj:
     store = ctx.store
     url = as_str(ctx.params, "url", required=True)
@@ -59,12 +71,16 @@ def _without_secret(endpoint: Obj) -> Obj:
     return {k: v for k, v in public(endpoint).items() if k != "secret"}
 
 
-@router.route("GET", "/v1/webhook_endpoints/{we_id}")
+@router.route("GET", "/v1/webhook_endpoints/{we_id}", implements=())
 def retrieve_endpoint(ctx: Ctx, we_id: str) -> Obj:
     return _without_secret(ctx.store.require("webhook_endpoint", we_id))
 
 
-@router.route("POST", "/v1/webhook_endpoints/{we_id}")
+@router.route(
+    "POST",
+    "/v1/webhook_endpoints/{we_id}",
+    implements=("url", "enabled_events", "disabled", "description", "metadata"),
+)
 def update_endpoint(ctx: Ctx, we_id: str) -> Obj:
     endpoint = ctx.store.require("webhook_endpoint", we_id)
     if "url" in ctx.params:
@@ -80,7 +96,7 @@ def update_endpoint(ctx: Ctx, we_id: str) -> Obj:
     return _without_secret(endpoint)
 
 
-@router.route("DELETE", "/v1/webhook_endpoints/{we_id}")
+@router.route("DELETE", "/v1/webhook_endpoints/{we_id}", implements=())
 def delete_endpoint(ctx: Ctx, we_id: str) -> Obj:
     endpoint = ctx.store.require("webhook_endpoint", we_id)
     endpoint["_deleted"] = True
@@ -88,7 +104,9 @@ def delete_endpoint(ctx: Ctx, we_id: str) -> Obj:
     return {"id": we_id, "object": "webhook_endpoint", "deleted": True}
 
 
-@router.route("GET", "/v1/webhook_endpoints")
+@router.route(
+    "GET", "/v1/webhook_endpoints", implements=("limit", "starting_after", "ending_before")
+)
 def list_endpoints(ctx: Ctx) -> Obj:
     return paginate(
         ctx.store,
@@ -100,12 +118,16 @@ def list_endpoints(ctx: Ctx) -> Obj:
 
 
 # events ------------------------------------------------------------------------------------------
-@router.route("GET", "/v1/events/{evt_id}")
+@router.route("GET", "/v1/events/{evt_id}", implements=())
 def retrieve_event(ctx: Ctx, evt_id: str) -> Obj:
     return public(ctx.store.require("event", evt_id))
 
 
-@router.route("GET", "/v1/events")
+@router.route(
+    "GET",
+    "/v1/events",
+    implements=(*LIST_PARAMS, "type", "types", "delivery_success", "created"),
+)
 def list_events(ctx: Ctx) -> Obj:
     events = ctx.store.of_kind("event")
     single = as_str(ctx.params, "type")
@@ -145,5 +167,5 @@ def account(ctx: Ctx) -> Obj:
     }
 
 
-router.route("GET", "/v1/account")(account)
-router.route("GET", "/v1/accounts/{acct_id}")(lambda ctx, acct_id: account(ctx))
+router.route("GET", "/v1/account", implements=())(account)
+router.route("GET", "/v1/accounts/{acct_id}", implements=())(lambda ctx, acct_id: account(ctx))

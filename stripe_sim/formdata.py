@@ -16,7 +16,9 @@ _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _PART = re.compile(r"\[([^\[\]]*)\]")
 
 
-def decode(raw: str | bytes) -> dict[str, Any]:
+def decode(raw: str | bytes, *, listify: bool = True) -> dict[str, Any]:
+    """The params as nested dicts. With ``listify``, dicts keyed 0..n become lists; without,
+    they are left for the caller, which knows where Stripe expects arrays (request_schema)."""
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", errors="replace")
     root: dict[str, Any] = {}
@@ -26,7 +28,7 @@ def decode(raw: str | bytes) -> dict[str, Any]:
             raise invalid(f"Invalid parameter name: {key}")
         parts = [match.group(1), *_PART.findall(match.group(2))]
         _assign(root, parts, value)
-    return _listify(root)
+    return _listify(root) if listify else root
 
 
 def _assign(node: dict[str, Any], parts: list[str], value: str) -> None:

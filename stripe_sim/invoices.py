@@ -6,7 +6,7 @@ from __future__ import annotations
 from stripe_sim.customers import resolve_owned
 from stripe_sim.errors import card_error, invalid
 from stripe_sim.events import emit
-from stripe_sim.listing import candidates, filter_created, paginate
+from stripe_sim.listing import LIST_PARAMS, candidates, filter_created, paginate
 from stripe_sim.params import as_bool, as_str
 from stripe_sim.render import public, render_expanded
 from stripe_sim.router import Ctx, Router
@@ -15,12 +15,16 @@ from stripe_sim.store import Obj
 router = Router()
 
 
-@router.route("GET", "/v1/invoices/{inv_id}")
+@router.route("GET", "/v1/invoices/{inv_id}", implements=("expand",))
 def retrieve_invoice(ctx: Ctx, inv_id: str) -> Obj:
     return render_expanded(ctx.store, ctx.store.require("invoice", inv_id), ctx.expand)
 
 
-@router.route("GET", "/v1/invoices")
+@router.route(
+    "GET",
+    "/v1/invoices",
+    implements=(*LIST_PARAMS, "subscription", "customer", "status", "created"),
+)
 def list_invoices(ctx: Ctx) -> Obj:
     params = ctx.params
     indexed = [
@@ -38,7 +42,7 @@ def list_invoices(ctx: Ctx) -> Obj:
     )
 
 
-@router.route("GET", "/v1/invoices/{inv_id}/lines")
+@router.route("GET", "/v1/invoices/{inv_id}/lines", implements=LIST_PARAMS)
 def list_invoice_lines(ctx: Ctx, inv_id: str) -> Obj:
     inv = ctx.store.require("invoice", inv_id)
     lines = [ctx.store.objects[i] for i in inv["_line_ids"]]
@@ -48,7 +52,11 @@ def list_invoice_lines(ctx: Ctx, inv_id: str) -> Obj:
     return listing
 
 
-@router.route("POST", "/v1/invoices/{inv_id}/pay")
+@router.route(
+    "POST",
+    "/v1/invoices/{inv_id}/pay",
+    implements=("payment_method", "paid_out_of_band", "off_session=true", "expand"),
+)
 def pay_invoice(ctx: Ctx, inv_id: str) -> Obj:
     store, engine = ctx.store, ctx.engine
     inv = store.require("invoice", inv_id)
@@ -83,7 +91,7 @@ def pay_invoice(ctx: Ctx, inv_id: str) -> Obj:
     return render_expanded(store, inv, ctx.expand)
 
 
-@router.route("POST", "/v1/invoices/{inv_id}/finalize")
+@router.route("POST", "/v1/invoices/{inv_id}/finalize", implements=("auto_advance", "expand"))
 def finalize_invoice(ctx: Ctx, inv_id: str) -> Obj:
     inv = ctx.store.require("invoice", inv_id)
     if inv["status"] != "draft":
@@ -97,7 +105,7 @@ def finalize_invoice(ctx: Ctx, inv_id: str) -> Obj:
     return render_expanded(ctx.store, inv, ctx.expand)
 
 
-@router.route("POST", "/v1/invoices/{inv_id}/void")
+@router.route("POST", "/v1/invoices/{inv_id}/void", implements=("expand",))
 def void_invoice(ctx: Ctx, inv_id: str) -> Obj:
     inv = ctx.store.require("invoice", inv_id)
     if inv["status"] not in ("open", "uncollectible"):
@@ -108,7 +116,7 @@ def void_invoice(ctx: Ctx, inv_id: str) -> Obj:
     return render_expanded(ctx.store, inv, ctx.expand)
 
 
-@router.route("POST", "/v1/invoices/{inv_id}/mark_uncollectible")
+@router.route("POST", "/v1/invoices/{inv_id}/mark_uncollectible", implements=("expand",))
 def mark_uncollectible(ctx: Ctx, inv_id: str) -> Obj:
     inv = ctx.store.require("invoice", inv_id)
     if inv["status"] != "open":
@@ -120,7 +128,9 @@ def mark_uncollectible(ctx: Ctx, inv_id: str) -> Obj:
     return render_expanded(ctx.store, inv, ctx.expand)
 
 
-@router.route("GET", "/v1/invoiceitems")
+@router.route(
+    "GET", "/v1/invoiceitems", implements=(*LIST_PARAMS, "customer", "pending", "invoice")
+)
 def list_invoice_items(ctx: Ctx) -> Obj:
     items = ctx.store.of_kind("invoiceitem")
     if ctx.params.get("customer"):
@@ -139,17 +149,17 @@ def list_invoice_items(ctx: Ctx) -> Obj:
     )
 
 
-@router.route("GET", "/v1/invoiceitems/{ii_id}")
+@router.route("GET", "/v1/invoiceitems/{ii_id}", implements=("expand",))
 def retrieve_invoice_item(ctx: Ctx, ii_id: str) -> Obj:
     return render_expanded(ctx.store, ctx.store.require("invoiceitem", ii_id), ctx.expand)
 
 
-@router.route("GET", "/v1/payment_intents/{pi_id}")
+@router.route("GET", "/v1/payment_intents/{pi_id}", implements=("expand",))
 def retrieve_payment_intent(ctx: Ctx, pi_id: str) -> Obj:
     return render_expanded(ctx.store, ctx.store.require("payment_intent", pi_id), ctx.expand)
 
 
-@router.route("GET", "/v1/invoice_payments")
+@router.route("GET", "/v1/invoice_payments", implements=(*LIST_PARAMS, "invoice"))
 def list_invoice_payments(ctx: Ctx) -> Obj:
     payments = ctx.store.of_kind("invoice_payment")
     invoice = as_str(ctx.params, "invoice")

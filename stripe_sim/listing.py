@@ -12,6 +12,10 @@ from stripe_sim.render import expand_list, list_object, render_expanded
 from stripe_sim.search import matches_query
 from stripe_sim.store import Obj, Store
 
+# What every list endpoint implements (route declarations start from these).
+LIST_PARAMS = ("limit", "starting_after", "ending_before", "expand")
+SEARCH_PARAMS = ("query", "limit", "page", "expand")
+
 
 def candidates(
     store: Store, kind: str, params: dict[str, Any], filters: list[tuple[str, str]]
@@ -55,11 +59,7 @@ def paginate(
     url: str,
     render: Callable[[Obj], Obj],
 ) -> Obj:
-    limit = as_int(params, "limit")
-    if limit is None:
-        limit = 10
-    if not 1 <= limit <= 100:
-        raise invalid("Invalid limit: must be between 1 and 100", param="limit")
+    limit = _limit(params)
     ordered = store.newest_first(objs)
     ids = [o["id"] for o in ordered]
     after, before = params.get("starting_after"), params.get("ending_before")
@@ -79,12 +79,21 @@ def paginate(
     return expand_list(store, listing, params.get("expand"))
 
 
+def _limit(params: dict[str, Any]) -> int:
+    limit = as_int(params, "limit")
+    if limit is None:
+        return 10
+    if not 1 <= limit <= 100:
+        raise invalid("Invalid limit: must be between 1 and 100", param="limit")
+    return limit
+
+
 def search_result(store: Store, kind: str, params: dict[str, Any], url: str) -> Obj:
     """What a search endpoint (``url``) answers: the objects of ``kind`` matching the
     ``query`` param, newest first, ``limit`` of them from the ``page`` offset."""
     query = as_str(params, "query", required=True) or ""
     found = [o for o in store.of_kind(kind) if matches_query(o, query)]
-    limit = as_int(params, "limit") or 10
+    limit = _limit(params)
     ordered = store.newest_first(found)
     start = as_int(params, "page") or 0
     page = ordered[start : start + limit]

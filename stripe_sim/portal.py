@@ -13,7 +13,12 @@ from stripe_sim.subscriptions import update_subscription
 router = Router()
 
 
-@router.route("POST", "/v1/billing_portal/sessions")
+@router.route(
+    "POST",
+    "/v1/billing_portal/sessions",
+    # locale is kept and shown; the simulated pages are in English whatever it says.
+    implements=("customer", "return_url", "locale"),
+)
 def create_portal_session(ctx: Ctx) -> Obj:
     store = ctx.store
     cust = store.require("customer", as_str(ctx.params, "customer", required=True), "customer")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from stripe_sim.billing import Engine
 from stripe_sim.errors import StripeError
 from stripe_sim.params import as_list
+from stripe_sim.request_schema import Declared, compile_declaration
 from stripe_sim.store import Obj, Store
 
 
@@ -31,24 +32,40 @@ class Ctx:
 Handler = Callable[..., Obj]
 
 
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity
+class Route:
+    method: str
+    pattern: str  # "/v1/customers/{cust_id}"
+    regex: re.Pattern[str]
+    handler: Handler
+    # What the handler implements of the parameters Stripe accepts here (request_schema).
+    implements: Declared
+
+
 class Router:
     def __init__(self) -> None:
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self.routes: list[Route] = []
 
-    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
+    def route(
+        self, method: str, pattern: str, *, implements: Iterable[str]
+    ) -> Callable[[Handler], Handler]:
+        """Register a handler. ``implements`` lists the parameters it implements, in Stripe's
+        dotted notation (``items.price``, ``payment_behavior=allow_incomplete|...``): every
+        other parameter Stripe knows is refused before the handler runs."""
         regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$")
+        declared = compile_declaration(implements)
 
         def register(handler: Handler) -> Handler:
-            self._routes.append((method, regex, handler))
+            self.routes.append(Route(method, pattern, regex, handler, declared))
             return handler
 
         return register
 
-    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
-        for route_method, regex, handler in self._routes:
-            found = regex.match(path)
-            if found and route_method == method:
-                return handler, found.groupdict()
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        for route in self.routes:
+            found = route.regex.match(path)
+            if found and route.method == method:
+                return route, found.groupdict()
         raise StripeError(
             404,
             "invalid_request_error",

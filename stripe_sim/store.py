@@ -47,9 +47,14 @@ _INDEXED_FIELDS = {
 
 @dataclass
 class IdempotentResult:
-    fingerprint: str
+    """The first result of a POST with an ``Idempotency-Key``, replayed to retries."""
+
+    path: str
+    fingerprint: str  # of the request's parameters
     status: int
     body: bytes
+    request_id: str
+    saved_at: float  # wall-clock time
 
 
 @dataclass

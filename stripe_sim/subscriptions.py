@@ -10,11 +10,19 @@ from stripe_sim.billing import ENDED_STATUSES, Engine, ItemPlan, LineSpec
 from stripe_sim.customers import resolve_owned
 from stripe_sim.errors import StripeError, card_error, invalid, missing_param
 from stripe_sim.events import buffered, emit, publish, tracked
-from stripe_sim.listing import candidates, filter_created, paginate, search_result
+from stripe_sim.listing import (
+    LIST_PARAMS,
+    SEARCH_PARAMS,
+    candidates,
+    filter_created,
+    paginate,
+    search_result,
+)
 from stripe_sim.params import as_bool, as_dict, as_int, as_list, as_str, merge_metadata
 from stripe_sim.payments import Outcome
 from stripe_sim.periods import period_bounds
 from stripe_sim.render import render_expanded
+from stripe_sim.request_schema import not_implemented
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj, Store
 
@@ -33,6 +41,18 @@ PAYMENT_BEHAVIORS = (
     "pending_if_incomplete",
 )
 PRORATION_BEHAVIORS = ("create_prorations", "always_invoice", "none")
+# Implemented by both create and update.
+_SUBSCRIPTION_FIELDS = (
+    "default_payment_method",
+    "description",
+    "metadata",
+    "trial_end",
+    "trial_settings.end_behavior.missing_payment_method",
+    "cancel_at",
+    "cancel_at_period_end",
+    "collection_method=charge_automatically",
+    "automatic_tax.enabled=false",  # no tax is calculated
+)
 
 
 def _recurring_price(store: Store, ref: Any, param: str) -> Obj:
@@ -85,7 +105,21 @@ def _choice(params: dict[str, Any], key: str, allowed: tuple[str, ...], default:
 
 
 # create ----------------------------------------------------------------------------------------
-@router.route("POST", "/v1/subscriptions")
+@router.route(
+    "POST",
+    "/v1/subscriptions",
+    implements=(
+        "customer",
+        "items.price",
+        "items.quantity",
+        "items.metadata",
+        "payment_behavior=" + "|".join(PAYMENT_BEHAVIORS[:3]),
+        *_SUBSCRIPTION_FIELDS,
+        "trial_from_plan",
+        "trial_period_days",
+        "expand",
+    ),
+)
 def create_subscription(ctx: Ctx) -> Obj:
     store, params = ctx.store, ctx.params
     cust_id = as_str(params, "customer", required=True)
@@ -255,6 +289,12 @@ def _apply_cancel_params(sub: Obj, params: dict[str, Any], at: int) -> None:
             sub["cancel_at"] = None
             sub["canceled_at"] = None
             sub["cancel_at_period_end"] = False
+        elif raw == "max_billed_until":
+            raise not_implemented(
+                "The Stripe simulator does not implement cancel_at=max_billed_until (billing "
+                "schedules); it refuses it rather than ignore it.",
+                param="cancel_at",
+            )
         else:
             when = (
                 period_end
@@ -278,17 +318,21 @@ def _apply_cancel_params(sub: Obj, params: dict[str, Any], at: int) -> None:
 
 
 # read ------------------------------------------------------------------------------------------
-@router.route("GET", "/v1/subscriptions/search")
+@router.route("GET", "/v1/subscriptions/search", implements=SEARCH_PARAMS)
 def search_subscriptions(ctx: Ctx) -> Obj:
     return search_result(ctx.store, "subscription", ctx.params, "/v1/subscriptions/search")
 
 
-@router.route("GET", "/v1/subscriptions/{sub_id}")
+@router.route("GET", "/v1/subscriptions/{sub_id}", implements=("expand",))
 def retrieve_subscription(ctx: Ctx, sub_id: str) -> Obj:
     return render_expanded(ctx.store, ctx.store.require("subscription", sub_id), ctx.expand)
 
 
-@router.route("GET", "/v1/subscriptions")
+@router.route(
+    "GET",
+    "/v1/subscriptions",
+    implements=(*LIST_PARAMS, "customer", "test_clock", "status", "price", "created"),
+)
 def list_subscriptions(ctx: Ctx) -> Obj:
     params = ctx.params
     subs = candidates(
@@ -316,7 +360,7 @@ def list_subscriptions(ctx: Ctx) -> Obj:
     )
 
 
-@router.route("GET", "/v1/subscription_items")
+@router.route("GET", "/v1/subscription_items", implements=(*LIST_PARAMS, "subscription"))
 def list_subscription_items(ctx: Ctx) -> Obj:
     sub = ctx.store.require(
         "subscription", as_str(ctx.params, "subscription", required=True), "subscription"
@@ -330,7 +374,7 @@ def list_subscription_items(ctx: Ctx) -> Obj:
     )
 
 
-@router.route("GET", "/v1/subscription_items/{item_id}")
+@router.route("GET", "/v1/subscription_items/{item_id}", implements=("expand",))
 def retrieve_subscription_item(ctx: Ctx, item_id: str) -> Obj:
     item = ctx.store.require("subscription_item", item_id)
     return render_expanded(ctx.store, item, ctx.expand)
@@ -392,7 +436,24 @@ def _plan_changes_billing(engine: Engine, sub: Obj, plan: ItemPlan) -> bool:
     return current != [(item_id, p["id"], q) for item_id, p, q in plan.items]
 
 
-@router.route("POST", "/v1/subscriptions/{sub_id}")
+@router.route(
+    "POST",
+    "/v1/subscriptions/{sub_id}",
+    implements=(
+        "items.id",
+        "items.price",
+        "items.quantity",
+        "items.metadata",
+        "items.deleted",
+        "proration_behavior",
+        "payment_behavior",
+        *_SUBSCRIPTION_FIELDS,
+        "cancellation_details.comment",
+        "cancellation_details.feedback",
+        "pause_collection.behavior",
+        "expand",
+    ),
+)
 def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
     store, engine, params = ctx.store, ctx.engine, ctx.params
     sub = store.require("subscription", sub_id)
@@ -414,6 +475,12 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
         raise invalid(
             "A subscription in `incomplete` status can only update its metadata, "
             "default payment method and description."
+        )
+    if params.get("trial_end") not in (None, "now") and status != "trialing":
+        raise not_implemented(
+            "The Stripe simulator does not implement trial_end on a subscription that is not "
+            "trialing (Stripe starts a new trial); it refuses it rather than ignore it.",
+            param="trial_end",
         )
     proration = _choice(params, "proration_behavior", PRORATION_BEHAVIORS, "create_prorations")
     behavior = _choice(params, "payment_behavior", PAYMENT_BEHAVIORS, "allow_incomplete")
@@ -599,7 +666,17 @@ def _pending_if_incomplete(
 
 
 # cancel / resume -----------------------------------------------------------------------------
-@router.route("DELETE", "/v1/subscriptions/{sub_id}")
+@router.route(
+    "DELETE",
+    "/v1/subscriptions/{sub_id}",
+    implements=(
+        "cancellation_details.comment",
+        "cancellation_details.feedback",
+        "invoice_now",
+        "prorate=false",  # Stripe's default: no credit for the unused time
+        "expand",
+    ),
+)
 def cancel_subscription(ctx: Ctx, sub_id: str) -> Obj:
     store = ctx.store
     sub = store.require("subscription", sub_id)
@@ -630,7 +707,13 @@ def cancel_subscription(ctx: Ctx, sub_id: str) -> Obj:
     return render_expanded(store, sub, ctx.expand)
 
 
-@router.route("POST", "/v1/subscriptions/{sub_id}/resume")
+@router.route(
+    "POST",
+    "/v1/subscriptions/{sub_id}/resume",
+    # With ``unchanged`` Stripe prorates the rest of the current period; the simulator would
+    # charge it in full, so it implements only ``now`` (the default).
+    implements=("billing_cycle_anchor.type=now", "expand"),
+)
 def resume_subscription(ctx: Ctx, sub_id: str) -> Obj:
     store, engine = ctx.store, ctx.engine
     sub = store.require("subscription", sub_id)
@@ -638,7 +721,7 @@ def resume_subscription(ctx: Ctx, sub_id: str) -> Obj:
         raise invalid("Only a paused subscription can be resumed.")
     at = store.now_for(sub)
     ctx.touched_clocks.add(sub["test_clock"])
-    anchor = as_str(ctx.params, "billing_cycle_anchor") or "now"
+    anchor = as_dict(ctx.params, "billing_cycle_anchor").get("type") or "now"
     with tracked(store, sub, "customer.subscription.updated", at=at):
         sub["status"] = "active"
         if anchor == "now" or sub["_period"][1] <= at:

@@ -120,16 +120,16 @@ def test_an_existing_endpoint_is_subscribed_to_our_events_and_enabled_keeping_it
 
 
 def test_an_endpoint_on_another_api_version_is_reported_as_needing_replacement(
-    stripe_client: stripe.StripeClient, capsys: pytest.CaptureFixture[str]
+    sim: SimulatorServer, stripe_client: stripe.StripeClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = "https://billing.example.com/webhooks/stripe"
-    stripe_client.v1.webhook_endpoints.create(
-        params={
-            "url": url,
-            "enabled_events": sorted(HANDLED_EVENT_TYPES),
-            "api_version": "2025-03-31.basil",
-        }
+    endpoint = stripe_client.v1.webhook_endpoints.create(
+        params={"url": url, "enabled_events": sorted(HANDLED_EVENT_TYPES)}
     )
+    # An endpoint made earlier on another version: the simulator renders only the pinned one,
+    # so it refuses to create such an endpoint; the test puts one in its state instead.
+    with sim.store.lock:
+        sim.store.objects[endpoint.id]["api_version"] = "2025-03-31.basil"
 
     ensure(url)
 

@@ -166,7 +166,9 @@ def clock(client: stripe.StripeClient) -> Any:
 def make_customer(
     client: stripe.StripeClient, clock: Any, pm: str | None = "pm_card_visa", **extra: Any
 ) -> Any:
+    """A customer on ``clock`` (``email=None``: one without an email)."""
     params: dict[str, Any] = {"email": "ada@example.com", "test_clock": clock.id, **extra}
+    params = {k: v for k, v in params.items() if v is not None}
     if pm:
         params["payment_method"] = pm
         params["invoice_settings"] = {"default_payment_method": pm}

@@ -214,7 +214,7 @@ def test_trial_without_payment_method_pauses(
     client.v1.customers.update(
         cust.id, params={"invoice_settings": {"default_payment_method": pm.id}}
     )
-    sub = client.v1.subscriptions.resume(sub.id, params={"billing_cycle_anchor": "now"})
+    sub = client.v1.subscriptions.resume(sub.id, params={"billing_cycle_anchor": {"type": "now"}})
     assert sub.status == "active"
     assert sub["items"].data[0].current_period_start == JAN_1 + 40 * DAY
     assert client.v1.invoices.retrieve(sub.latest_invoice).status == "paid"

@@ -65,18 +65,58 @@ def test_bad_integer_is_400_not_500(sim: SimulatorServer) -> None:
     assert response.json()["error"]["param"] == "frozen_time"
 
 
-def test_stripe_version_is_echoed_and_validated(sim: SimulatorServer) -> None:
-    ok = httpx.get(
-        f"{sim.url}/v1/account",
-        auth=("sk_test_x", ""),
-        headers={"Stripe-Version": "2026-10-28.endive"},
+def get_account(sim: SimulatorServer, version: str | None) -> httpx.Response:
+    headers = {"Stripe-Version": version} if version is not None else {}
+    return httpx.get(f"{sim.url}/v1/account", auth=("sk_test_x", ""), headers=headers)
+
+
+def test_the_pinned_version_and_no_version_are_served(sim: SimulatorServer) -> None:
+    for version in (stripe.api_version, None):
+        ok = get_account(sim, version)
+        assert ok.status_code == 200
+        assert ok.headers["Stripe-Version"] == "2026-10-28.endive" == stripe.api_version
+        assert ok.headers["Request-Id"].startswith("req_")
+
+
+@pytest.mark.parametrize(
+    "version", ["2024-06-20", "2099-01-01", "2025-03-31.basil", "2026-10-28.endive; beta=v1"]
+)
+def test_another_version_is_refused_naming_the_one_rendered(
+    sim: SimulatorServer, version: str
+) -> None:
+    refused = get_account(sim, version)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "api_version_not_implemented_by_simulator"
+    assert "renders API version 2026-10-28.endive only" in error["message"]
+    assert version in error["message"]
+
+
+@pytest.mark.parametrize("version", ["banana", "yesterday", "2026-13-45", "2019-2-19"])
+def test_a_nonsense_version_is_stripes_invalid_version(sim: SimulatorServer, version: str) -> None:
+    refused = get_account(sim, version)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": f"Invalid Stripe API version: {version}",
+        "request_log_url": refused.json()["error"]["request_log_url"],
+    }
+
+
+def test_a_client_pinned_to_another_version_is_told(
+    sim: SimulatorServer, client: stripe.StripeClient
+) -> None:
+    other = stripe.StripeClient(
+        "sk_test_x",
+        base_addresses={"api": sim.url},
+        stripe_version="2024-06-20",
+        max_network_retries=0,
     )
-    assert ok.headers["Stripe-Version"] == "2026-10-28.endive"
-    assert ok.headers["Request-Id"].startswith("req_")
-    bad = httpx.get(
-        f"{sim.url}/v1/account", auth=("sk_test_x", ""), headers={"Stripe-Version": "yesterday"}
-    )
-    assert bad.status_code == 400
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        other.v1.customers.create(params={"email": "x@example.com"})
+    assert info.value.code == "api_version_not_implemented_by_simulator"
+    assert client.v1.customers.list().data == []
 
 
 def test_account(client: stripe.StripeClient) -> None:
