@@ -291,6 +291,7 @@ class Engine:
                     "unit_amount_decimal": str(spec.price["unit_amount"]),
                 },
                 "quantity": spec.quantity,
+                "quantity_decimal": str(spec.quantity),
                 "subscription": sub_id,
                 "subtotal": spec.amount,
                 "taxes": [],

@@ -169,12 +169,14 @@ def line_items_list(ctx: Ctx, session: Obj) -> Obj:
             {
                 "id": f"li_{session['id'][8:30]}{n}",
                 "object": "item",
+                "adjustable_quantity": None,
                 "amount_discount": 0,
                 "amount_subtotal": amount,
                 "amount_tax": 0,
                 "amount_total": amount,
                 "currency": price["currency"],
                 "description": ctx.engine.product_name(price),
+                "metadata": {},
                 "price": public(price),
                 "quantity": item["quantity"],
             }

@@ -27,9 +27,11 @@ def create_portal_session(ctx: Ctx) -> Obj:
         {
             "id": session_id,
             "object": "billing_portal.session",
+            "after_expiration": None,
             "configuration": "bpc_simulator_default",
             "created": store.clock_now(None),
             "customer": cust["id"],
+            "customer_account": None,
             "flow": None,
             "livemode": False,
             "locale": as_str(ctx.params, "locale"),

@@ -77,7 +77,8 @@ RENDERED = (
 NOT_RENDERED_BY_DEFAULT: dict[str, tuple[str, ...]] = {
     "*": ("deleted",),
     "webhook_endpoint": ("secret",),
-    "event": ("data.previous_attributes",),
+    "event": ("account", "data.previous_attributes"),  # account: Connect events only
+    "plan": ("tiers",),
     "customer": (
         "cash_balance",
         "invoice_credit_balance",
@@ -88,16 +89,24 @@ NOT_RENDERED_BY_DEFAULT: dict[str, tuple[str, ...]] = {
     ),
     "price": ("currency_options", "tiers"),
     "checkout.session": ("line_items",),
+    "item": ("discounts", "taxes"),  # a Checkout line item's: includable
 }
 
 # Hashes that carry one sub-hash per ``type`` and send only the one of their own type (a card
 # payment method has ``card`` and no ``sepa_debit: null``); the table lists them under
 # ``"by_type"``.
-TYPE_KEYED = ("payment_method", "payment_intent.next_action", "invoice_payment.payment")
+TYPE_KEYED = (
+    "payment_method",
+    "payment_intent.next_action",
+    "invoice_payment.payment",
+    "invoice.issuer",  # {"type": "self"}; "account" only when type is account
+    "subscription.invoice_settings.issuer",
+)
 
 # Hashes Stripe sends sparse (only the fields that apply): API error objects such as
-# ``last_payment_error``. Only unknown fields are checked there; the table marks them ``"sparse"``.
-SPARSE = ("payment_intent.last_payment_error",)
+# ``last_payment_error``, a test clock's ``status_details`` (``{}`` unless advancing). Only
+# unknown fields are checked there; the table marks them ``"sparse"``.
+SPARSE = ("payment_intent.last_payment_error", "test_helpers.test_clock.status_details")
 
 
 def build_table() -> dict[str, Any]:
