@@ -88,7 +88,7 @@ NOT_RENDERED_BY_DEFAULT: dict[str, tuple[str, ...]] = {
         "tax_ids",
     ),
     "price": ("currency_options", "tiers"),
-    "checkout.session": ("line_items",),
+    "checkout.session": ("line_items", "total_details.breakdown"),
     "item": ("discounts", "taxes"),  # a Checkout line item's: includable
 }
 
@@ -104,9 +104,15 @@ TYPE_KEYED = (
 )
 
 # Hashes Stripe sends sparse (only the fields that apply): API error objects such as
-# ``last_payment_error``, a test clock's ``status_details`` (``{}`` unless advancing). Only
+# ``last_payment_error``, a test clock's ``status_details`` (``{}`` unless advancing), the
+# ``payment_method_options`` keyed by payment method type (``{}``: none configured). Only
 # unknown fields are checked there; the table marks them ``"sparse"``.
-SPARSE = ("payment_intent.last_payment_error", "test_helpers.test_clock.status_details")
+SPARSE = (
+    "payment_intent.last_payment_error",
+    "test_helpers.test_clock.status_details",
+    "payment_intent.payment_method_options",  # one hash per configured payment method type
+    "checkout.session.payment_method_options",
+)
 
 
 def build_table() -> dict[str, Any]:
