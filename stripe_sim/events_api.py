@@ -145,11 +145,27 @@ def list_events(ctx: Ctx) -> Obj:
 
 # account --------------------------------------------------------------------------------
 def account(ctx: Ctx) -> Obj:
+    """The simulator's own (platform) account. Stripe leaves out what only a Connect platform
+    sees of the accounts it controls (company, requirements, external_accounts, ...)."""
     settings = ctx.store.settings
     return {
         "id": settings.account_id,
         "object": "account",
-        "business_profile": {"name": settings.account_name, "url": None, "support_email": None},
+        "business_profile": {
+            "annual_revenue": None,
+            "estimated_worker_count": None,
+            "mcc": None,
+            "minority_owned_business_designation": None,
+            "monthly_estimated_revenue": None,
+            "name": settings.account_name,
+            "product_description": None,
+            "specified_commercial_transactions_act_url": None,
+            "support_address": None,
+            "support_email": None,
+            "support_phone": None,
+            "support_url": None,
+            "url": None,
+        },
         "business_type": "company",
         "capabilities": {"card_payments": "active", "transfers": "active"},
         "charges_enabled": True,
@@ -159,10 +175,31 @@ def account(ctx: Ctx) -> Obj:
         "default_currency": "usd",
         "details_submitted": True,
         "email": "billing@dataface.example",
-        "livemode": False,
         "metadata": {},
         "payouts_enabled": True,
-        "settings": {"dashboard": {"display_name": settings.account_name, "timezone": "Etc/UTC"}},
+        "settings": {
+            "branding": {
+                "icon": None,
+                "logo": None,
+                "primary_color": None,
+                "secondary_color": None,
+            },
+            "card_payments": {
+                "decline_on": {"avs_failure": False, "cvc_failure": False},
+                "statement_descriptor_prefix": None,
+                "statement_descriptor_prefix_kana": None,
+                "statement_descriptor_prefix_kanji": None,
+            },
+            "dashboard": {"display_name": settings.account_name, "timezone": "Etc/UTC"},
+            "invoices": {"default_account_tax_ids": None, "hosted_payment_method_save": None},
+            "payments": {
+                "statement_descriptor": None,
+                "statement_descriptor_kana": None,
+                "statement_descriptor_kanji": None,
+                "statement_descriptor_prefix_kana": None,
+                "statement_descriptor_prefix_kanji": None,
+            },
+        },
         "type": "standard",
     }
 

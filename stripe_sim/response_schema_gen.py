@@ -90,6 +90,17 @@ NOT_RENDERED_BY_DEFAULT: dict[str, tuple[str, ...]] = {
     "price": ("currency_options", "tiers"),
     "checkout.session": ("line_items", "total_details.breakdown"),
     "item": ("discounts", "taxes"),  # a Checkout line item's: includable
+    # What only a Connect platform sees of the accounts it controls; the simulator serves its
+    # own account.
+    "account": (
+        "company",
+        "external_accounts",
+        "future_requirements",
+        "groups",
+        "individual",
+        "requirements",
+        "tos_acceptance",
+    ),
 }
 
 # Hashes that carry one sub-hash per ``type`` and send only the one of their own type (a card
@@ -112,6 +123,9 @@ SPARSE = (
     "test_helpers.test_clock.status_details",
     "payment_intent.payment_method_options",  # one hash per configured payment method type
     "checkout.session.payment_method_options",
+    "account.capabilities",  # the requested capabilities only
+    "account.controller",  # its details only for accounts a platform controls
+    "account.settings",  # the settings of the products the account uses
 )
 
 

@@ -29,18 +29,6 @@ SEARCH_FIELDS = {"object", "data", "has_more", "next_page", "url"}
 DELETED_FIELDS = {"id", "object", "deleted"}
 
 
-# Objects (or parts) not yet complete, by the path the checker names: tolerated here, and each
-# must still be a problem (so the list only shrinks).
-KNOWN_GAPS = {
-    "account",
-}
-
-
-def _gap(problem: str) -> str:
-    """The object type a problem is about (problems start with it)."""
-    return max((k for k in TABLE if problem.startswith(k)), key=len, default=problem)
-
-
 def test_table_is_up_to_date() -> None:
     """response_schema.json is what response_schema_gen makes from this stripe-python."""
     assert SCHEMA_PATH.read_text() == render_table(build_table())
@@ -277,7 +265,5 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
     for delivery in receiver.deliveries:
         checker.obj(delivery.event, "event", "webhook")
 
-    problems = {p for p in checker.problems if _gap(p) not in KNOWN_GAPS}
-    assert not problems, "\n".join(sorted(problems))
-    assert {_gap(p) for p in checker.problems} >= KNOWN_GAPS, "fixed: remove from KNOWN_GAPS"
+    assert not checker.problems, "\n".join(sorted(checker.problems))
     assert set(RENDERED) <= set(checker.seen), set(RENDERED) - set(checker.seen)
