@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import stripe
 from stripe._http_client import new_default_http_client
 
+from stripe_sim.app import _match, served_routes
 from stripe_sim.response_schema_gen import (
     RENDERED,
     SCHEMA_PATH,
@@ -39,6 +41,7 @@ class Checker:
     def __init__(self) -> None:
         self.problems: set[str] = set()
         self.seen: dict[str, int] = {}
+        self.routes: set[tuple[str, str]] = set()  # (method, pattern) answered with 2xx
 
     def response(self, body: Any, where: str) -> None:
         if isinstance(body, dict) and body.get("object") in ("list", "search_result"):
@@ -122,6 +125,25 @@ class Checker:
                 self.node(item, node["map"], f"{where}[{key}]")
 
 
+def test_checker_names_missing_and_extra_fields(client: stripe.StripeClient) -> None:
+    body = client.v1.customers.create(params={"email": "x@example.com"}).to_dict()
+    checker = Checker()
+    checker.obj(body, "customer", "ok")
+    assert checker.problems == set()
+    del body["email"]
+    body["invoice_settings"]["bogus"] = 1
+    checker.obj(body, "customer", "bad")
+    assert checker.problems == {
+        "customer: missing ['email']",
+        "customer.invoice_settings: extra ['bogus']",
+    }
+    pm = client.v1.payment_methods.retrieve("pm_card_visa").to_dict()
+    pm["sepa_debit"] = None  # a sub-hash of another type
+    checker = Checker()
+    checker.obj(pm, "payment_method", "pm")
+    assert checker.problems == {"payment_method (type 'card'): extra ['sepa_debit']"}
+
+
 def recording_client(sim: SimulatorServer, checker: Checker) -> stripe.StripeClient:
     base = type(new_default_http_client())
 
@@ -129,7 +151,10 @@ def recording_client(sim: SimulatorServer, checker: Checker) -> stripe.StripeCli
         def request(self, method: str, url: str, headers: Any, post_data: Any = None) -> Any:
             content, status, response_headers = super().request(method, url, headers, post_data)
             if status < 400:
-                checker.response(json.loads(content), f"{method.upper()} {url.split('?')[0]}")
+                path = urlsplit(url).path
+                route, _ = _match(method.upper(), path)
+                checker.routes.add((route.method, route.pattern))
+                checker.response(json.loads(content), f"{method.upper()} {path}")
             return content, status, response_headers
 
     return stripe.StripeClient(
@@ -147,6 +172,10 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
     v1 = client.v1
     v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": ["*"]})
     v1.webhook_endpoints.list()
+    spare = v1.webhook_endpoints.create(params={"url": receiver.url, "enabled_events": ["*"]})
+    v1.webhook_endpoints.update(spare.id, params={"description": "spare"})
+    v1.webhook_endpoints.retrieve(spare.id)
+    v1.webhook_endpoints.delete(spare.id)
     clock = v1.test_helpers.test_clocks.create(params={"frozen_time": JAN_1, "name": "fields"})
     v1.test_helpers.test_clocks.list()
     product = v1.products.create(params={"name": "Pro", "metadata": {"tier": "pro"}})
@@ -162,6 +191,8 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
     )
     v1.prices.create(params={"product": product.id, "unit_amount": 500, "currency": "usd"})
     v1.prices.retrieve(monthly.id, params={"expand": ["product"]})
+    v1.prices.update(monthly.id, params={"metadata": {"plan": "pro"}})
+    v1.products.retrieve(product.id)
     v1.prices.list()
     v1.products.list()
     v1.products.search(params={"query": "active:'true'"})
@@ -199,6 +230,15 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
     v1.payment_methods.retrieve(pm.id)
     v1.payment_methods.list(params={"customer": cust.id})
     v1.payment_methods.detach(pm.id)
+    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
+    own = v1.payment_methods.create(params={"type": "card", "card": card})
+    v1.payment_methods.update(own.id, params={"metadata": {"label": "own"}})
+    v1.payment_methods.attach(own.id, params={"customer": cust.id})
+    v1.customers.payment_methods.retrieve(cust.id, own.id)
+    # The renewal is drafted at the period end, and finalized here by hand.
+    advance(client, clock, JAN_1 + 31 * DAY)
+    draft = v1.invoices.list(params={"customer": cust.id, "status": "draft"}).data[0]
+    v1.invoices.finalize_invoice(draft.id)
     advance(client, clock, JAN_1 + 31 * DAY + 2 * 3600)
     v1.subscriptions.update(
         sub.id,
@@ -207,7 +247,8 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
             "proration_behavior": "create_prorations",
         },
     )
-    v1.invoice_items.list(params={"customer": cust.id})
+    pending = v1.invoice_items.list(params={"customer": cust.id})
+    v1.invoice_items.retrieve(pending.data[0].id)
     v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
     v1.subscriptions.cancel(sub.id)
 
@@ -222,7 +263,37 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
             "payment_behavior": "allow_incomplete",
         }
     )
-    v1.invoices.list(params={"customer": strict.id, "status": "open"})
+    open_invoice = v1.invoices.list(params={"customer": strict.id, "status": "open"}).data[0]
+    v1.invoices.pay(open_invoice.id, params={"payment_method": "pm_card_visa"})
+    for email, write_off in (
+        ("c@example.com", v1.invoices.void_invoice),
+        ("e@example.com", v1.invoices.mark_uncollectible),
+    ):
+        other = make_customer(client, clock, pm="pm_card_authenticationRequired", email=email)
+        v1.subscriptions.create(
+            params={
+                "customer": other.id,
+                "items": [{"price": monthly.id}],
+                "payment_behavior": "allow_incomplete",
+            }
+        )
+        write_off(v1.invoices.list(params={"customer": other.id}).data[0].id)
+
+    # A trial without a payment method pauses; resumed once a card is there.
+    later = make_customer(client, clock, pm=None, email="d@example.com")
+    paused = v1.subscriptions.create(
+        params={
+            "customer": later.id,
+            "items": [{"price": monthly.id}],
+            "trial_period_days": 1,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "pause"}},
+        }
+    )
+    advance(client, clock, JAN_1 + 33 * DAY)
+    v1.payment_methods.attach("pm_card_visa", params={"customer": later.id})
+    card_id = v1.customers.payment_methods.list(later.id).data[0].id
+    v1.customers.update(later.id, params={"invoice_settings": {"default_payment_method": card_id}})
+    v1.subscriptions.resume(paused.id, params={"billing_cycle_anchor": {"type": "now"}})
 
     # Checkout, then the billing portal.
     session = v1.checkout.sessions.create(
@@ -261,9 +332,11 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
     for event in v1.events.list(params={"limit": 100}).auto_paging_iter():
         v1.events.retrieve(event.id)
     v1.accounts.retrieve_current()
+    v1.accounts.retrieve(sim.store.settings.account_id)
     v1.test_helpers.test_clocks.delete(clock.id)
     for delivery in receiver.deliveries:
         checker.obj(delivery.event, "event", "webhook")
 
     assert not checker.problems, "\n".join(sorted(checker.problems))
+    assert set(served_routes()) - checker.routes == set()
     assert set(RENDERED) <= set(checker.seen), set(RENDERED) - set(checker.seen)
