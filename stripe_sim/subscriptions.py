@@ -21,7 +21,7 @@ from stripe_sim.listing import (
 from stripe_sim.params import as_bool, as_dict, as_int, as_list, as_str, merge_metadata
 from stripe_sim.payments import Outcome
 from stripe_sim.periods import period_bounds
-from stripe_sim.render import render_expanded
+from stripe_sim.render import plan_from_price, public, render_expanded
 from stripe_sim.request_schema import not_implemented
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj, Store
@@ -634,6 +634,21 @@ def _pending_items(ctx: Ctx, sub: Obj, lines: list[Any], at: int) -> None:
         emit(store, "invoiceitem.created", ii, at=at)
 
 
+def _pending_item(
+    store: Store, sub: Obj, item_id: str | None, price: Obj, qty: int, at: int
+) -> Obj:
+    """A whole subscription item as it will be once the pending update applies (Stripe sends
+    whole items there): the current item, or a new one, with the new price and quantity."""
+    current = store.objects.get(item_id) if item_id else None
+    if current is None:
+        current = objects.subscription_item(
+            store, now=at, subscription_id=sub["id"], price=price, quantity=qty
+        )
+    item = public(current)
+    item.update(price=public(price), plan=plan_from_price(public(price)), quantity=qty)
+    return item
+
+
 def _pending_if_incomplete(
     ctx: Ctx, sub: Obj, plan: ItemPlan, lines: list[Any], interval_changes: bool, at: int
 ) -> None:
@@ -656,10 +671,14 @@ def _pending_if_incomplete(
     sub["_pending_plan"] = (plan, interval_changes)
     sub["pending_update"] = {
         "billing_cycle_anchor": at if interval_changes else None,
+        # Only the items are updated here; the rest is null ("not part of the update").
+        "cancel_at_period_end": None,
+        "discount": None,
+        "discounts": None,
         "expires_at": at + store.settings.pending_update_expiry_seconds,
+        "metadata": None,
         "subscription_items": [
-            {"id": item_id, "object": "subscription_item", "price": dict(price), "quantity": qty}
-            for item_id, price, qty in plan.items
+            _pending_item(store, sub, item_id, price, qty, at) for item_id, price, qty in plan.items
         ],
         "trial_end": None,
         "trial_from_plan": None,

@@ -247,6 +247,19 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
             "proration_behavior": "create_prorations",
         },
     )
+    # A change whose payment fails waits as a pending update.
+    failing = v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": cust.id})
+    v1.customers.update(
+        cust.id, params={"invoice_settings": {"default_payment_method": failing.id}}
+    )
+    v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": item.id, "quantity": 3}],
+            "proration_behavior": "always_invoice",
+            "payment_behavior": "pending_if_incomplete",
+        },
+    )
     pending = v1.invoice_items.list(params={"customer": cust.id})
     v1.invoice_items.retrieve(pending.data[0].id)
     v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
