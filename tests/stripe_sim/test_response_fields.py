@@ -231,7 +231,9 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
     v1.payment_methods.list(params={"customer": cust.id})
     v1.payment_methods.detach(pm.id)
     card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
-    own = v1.payment_methods.create(params={"type": "card", "card": card})
+    own = v1.payment_methods.create(
+        params={"type": "card", "card": card, "billing_details": {"name": "Ada", "email": "a@b.c"}}
+    )
     v1.payment_methods.update(own.id, params={"metadata": {"label": "own"}})
     v1.payment_methods.attach(own.id, params={"customer": cust.id})
     v1.customers.payment_methods.retrieve(cust.id, own.id)
@@ -262,7 +264,15 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
     )
     pending = v1.invoice_items.list(params={"customer": cust.id})
     v1.invoice_items.retrieve(pending.data[0].id)
-    v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
+    v1.subscriptions.update(sub.id, params={"pause_collection": {"behavior": "void"}})
+    v1.subscriptions.update(sub.id, params={"pause_collection": ""})
+    v1.subscriptions.update(
+        sub.id,
+        params={
+            "cancel_at_period_end": True,
+            "cancellation_details": {"comment": "too dear", "feedback": "too_expensive"},
+        },
+    )
     v1.subscriptions.cancel(sub.id)
 
     # A card that needs 3DS: an incomplete subscription with an open invoice.
@@ -319,6 +329,16 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
         }
     )
     v1.checkout.sessions.line_items.list(session.id)
+    trial = v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "line_items": [{"price": monthly.id, "quantity": 1}],
+            "customer_email": "trial@example.com",
+            "subscription_data": {"trial_period_days": 7, "metadata": {"account_id": "acc_7"}},
+            "success_url": "https://app.example/done",
+        }
+    )
+    assert httpx.post(trial.url, data={"payment_method": "pm_card_visa"}).status_code == 303
     assert (
         httpx.post(session.url, data={"payment_method": "pm_card_visa", "name": "N"}).status_code
         == 303
