@@ -23,10 +23,8 @@ clients; Stripe's API refuses values outside the enum, so the ``str`` is dropped
 
 from __future__ import annotations
 
-import argparse
 import ast
 import decimal
-import json
 import re
 import sys
 import types
@@ -37,6 +35,7 @@ from typing import Any
 import typing_extensions
 
 from stripe_sim.request_schema import SCHEMA_PATH, route_key
+from stripe_sim.schema_tables import write_or_check
 
 
 def build_table() -> dict[str, Any]:
@@ -205,23 +204,10 @@ def _union(alternatives: list[Any]) -> Any:
     return unique[0] if len(unique) == 1 else {"anyOf": unique}
 
 
-def render_table(table: dict[str, Any]) -> str:
-    return json.dumps(table, indent=1, sort_keys=True) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the table is stale")
-    args = parser.parse_args(argv)
-    text = render_table(build_table())
-    if args.check:
-        if SCHEMA_PATH.read_text() != text:
-            print(f"{SCHEMA_PATH} is out of date: run python -m stripe_sim.request_schema_gen")
-            return 1
-        return 0
-    SCHEMA_PATH.write_text(text)
-    print(f"wrote {SCHEMA_PATH} ({len(text) // 1024} KiB)")
-    return 0
+    return write_or_check(
+        SCHEMA_PATH, build_table, "stripe_sim.request_schema_gen", __doc__.split("\n\n")[0], argv
+    )
 
 
 if __name__ == "__main__":

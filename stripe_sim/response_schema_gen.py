@@ -29,11 +29,9 @@ they are listed per type under ``"omitted"`` (see ``NOT_RENDERED_BY_DEFAULT``).
 
 from __future__ import annotations
 
-import argparse
 import ast
 import importlib
 import inspect
-import json
 import sys
 import types
 import typing
@@ -41,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import typing_extensions
+
+from stripe_sim.schema_tables import write_or_check
 
 SCHEMA_PATH = Path(__file__).with_name("response_schema.json")
 
@@ -250,23 +250,10 @@ def type_node(tp: Any, refs: set[str], path: str) -> Any:
     return "value"
 
 
-def render_table(table: dict[str, Any]) -> str:
-    return json.dumps(table, indent=1, sort_keys=True) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the table is stale")
-    args = parser.parse_args(argv)
-    text = render_table(build_table())
-    if args.check:
-        if SCHEMA_PATH.read_text() != text:
-            print(f"{SCHEMA_PATH} is out of date: run python -m stripe_sim.response_schema_gen")
-            return 1
-        return 0
-    SCHEMA_PATH.write_text(text)
-    print(f"wrote {SCHEMA_PATH} ({len(text) // 1024} KiB)")
-    return 0
+    return write_or_check(
+        SCHEMA_PATH, build_table, "stripe_sim.response_schema_gen", __doc__.split("\n\n")[0], argv
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from stripe_sim.response_schema_gen import (
     RENDERED,
     SCHEMA_PATH,
     build_table,
-    render_table,
 )
+from stripe_sim.schema_tables import render_table
 from stripe_sim.server import SimulatorServer
 from tests.stripe_sim.conftest import DAY, JAN_1, Receiver, advance, make_customer
 

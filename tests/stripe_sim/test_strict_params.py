@@ -20,8 +20,9 @@ from stripe_sim.request_schema import (
     Node,
     load_table,
 )
-from stripe_sim.request_schema_gen import SCHEMA_PATH, build_table, render_table
+from stripe_sim.request_schema_gen import SCHEMA_PATH, build_table
 from stripe_sim.router import Route
+from stripe_sim.schema_tables import render_table
 from stripe_sim.server import SimulatorServer
 from tests.stripe_sim.conftest import make_customer
 
