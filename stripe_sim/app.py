@@ -29,6 +29,7 @@ from stripe_sim import (
     catalog,
     checkout,
     clocks,
+    coupons,
     customers,
     events_api,
     expandable,
@@ -55,6 +56,7 @@ _VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2})(\.[a-z]+)?(; *[a-z0-9_]+=v\d+)*$")
 IDEMPOTENCY_KEY_SECONDS = 24 * 3600
 _ROUTERS: list[Router] = [
     catalog.router,
+    coupons.router,
     customers.router,
     subscriptions_api.router,
     invoices.router,

@@ -8,6 +8,7 @@ ticker. Events are emitted as Stripe documents them for each transition.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from stripe_sim import objects
@@ -45,6 +46,31 @@ def money(amount: int, currency: str = "usd") -> str:
     sign = "-" if amount < 0 else ""
     symbol = "$" if currency == "usd" else ""
     return f"{sign}{symbol}{abs(amount) / 100:,.2f}"
+
+
+def discount_amounts(coupon: Obj, amounts: list[int]) -> list[int]:
+    """What ``coupon`` takes off each of an invoice's discountable line ``amounts``.
+
+    The discount is worked out on their sum (Stripe applies ``percent_off`` to the subtotal,
+    rounded half up to the currency's smallest unit; ``amount_off`` is already in that unit),
+    is never more than the sum (a discount never takes an invoice below zero), and is shared
+    among the lines in proportion to their amounts, the rounding remainder on the last line.
+    Negative lines (credits) take no discount.
+    """
+    positive = [max(a, 0) for a in amounts]
+    base = sum(positive)
+    if base == 0:
+        return [0 for _ in amounts]
+    if coupon["percent_off"] is not None:
+        share = Decimal(str(coupon["percent_off"])) / 100
+        off = int((Decimal(base) * share).quantize(Decimal(1), ROUND_HALF_UP))
+    else:
+        off = int(coupon["amount_off"])
+    off = min(off, base)
+    result = [off * a // base for a in positive]
+    last = max(i for i, a in enumerate(positive) if a > 0)
+    result[last] += off - sum(result)
+    return result
 
 
 class Engine:
@@ -233,9 +259,54 @@ class Engine:
                 )
         for spec in lines:
             self._add_line(inv, sub, spec)
+        if sub is not None:
+            self._apply_discounts(inv, sub, at)
         self._recompute(inv)
         emit(store, "invoice.created", inv, at=at)
         return inv
+
+    # discounts -------------------------------------------------------------------------------
+    def _apply_discounts(self, inv: Obj, sub: Obj, at: int) -> None:
+        """Apply the subscription's discounts that are still running to the invoice's
+        discountable lines. A discount that has run its course (``repeating``: ``end``
+        reached; ``once``: already applied to an invoice) leaves the subscription first,
+        with ``customer.discount.deleted``."""
+        store = self.store
+        running = []
+        for discount_id in sub["discounts"]:
+            discount = store.objects[discount_id]
+            ended = discount["end"] is not None and at >= discount["end"]
+            if ended or discount.get("_used_once"):
+                emit(store, "customer.discount.deleted", discount, at=at)
+                continue
+            running.append(discount)
+        sub["discounts"] = [d["id"] for d in running]
+        lines = [store.objects[i] for i in inv["_line_ids"] if store.objects[i]["discountable"]]
+        for discount in running:
+            coupon = store.objects[discount["source"]["coupon"]]
+            amounts = discount_amounts(coupon, [line["amount"] for line in lines])
+            for line, amount in zip(lines, amounts, strict=True):
+                line["discount_amounts"].append({"amount": amount, "discount": discount["id"]})
+            inv["discounts"].append(discount["id"])
+            inv["total_discount_amounts"].append(
+                {"amount": sum(amounts), "discount": discount["id"]}
+            )
+            if coupon["duration"] == "once":
+                discount["_used_once"] = True
+
+    def _recompute(self, inv: Obj) -> None:
+        subtotal = sum(self.store.objects[i]["amount"] for i in inv["_line_ids"])
+        off = sum(d["amount"] for d in inv["total_discount_amounts"])
+        total = subtotal - off
+        inv.update(
+            subtotal=subtotal,
+            subtotal_excluding_tax=subtotal,
+            total=total,
+            total_excluding_tax=total,
+        )
+        if inv["status"] == "draft":
+            due = max(total, 0)
+            inv.update(amount_due=due, amount_remaining=due)
 
     def pending_invoice_items(self, sub: Obj) -> list[Obj]:
         return [
@@ -298,15 +369,6 @@ class Engine:
             }
         )
         inv["_line_ids"].append(line["id"])
-
-    def _recompute(self, inv: Obj) -> None:
-        total = sum(self.store.objects[i]["amount"] for i in inv["_line_ids"])
-        inv.update(
-            subtotal=total, subtotal_excluding_tax=total, total=total, total_excluding_tax=total
-        )
-        if inv["status"] == "draft":
-            due = max(total, 0)
-            inv.update(amount_due=due, amount_remaining=due)
 
     def finalize(self, inv: Obj, at: int) -> None:
         """draft -> open: apply the customer's balance, number it, give it a hosted page.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from stripe_sim.errors import invalid
@@ -37,6 +38,15 @@ def render(store: Store, obj: Obj) -> Obj:
         price = public(store.objects[obj["_price"]])
         out["price"] = price
         out["plan"] = plan_from_price(price)
+    elif kind == "coupon":
+        # Whether it can still be redeemed: false once deleted, past redeem_by (coupons live
+        # on the wall clock) or used up.
+        redeem_by, limit = obj["redeem_by"], obj["max_redemptions"]
+        out["valid"] = not (
+            obj.get("_deleted")
+            or (redeem_by is not None and time.time() >= redeem_by)
+            or (limit is not None and obj["times_redeemed"] >= limit)
+        )
     elif kind == "invoice":
         lines = [public(store.objects[i]) for i in obj["_line_ids"]]
         out["lines"] = list_object(f"/v1/invoices/{obj['id']}/lines", lines)

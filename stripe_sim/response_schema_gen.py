@@ -50,7 +50,9 @@ RENDERED = (
     "account",
     "billing_portal.session",
     "checkout.session",
+    "coupon",
     "customer",
+    "discount",
     "event",
     "invoice",
     "invoice_payment",
@@ -62,6 +64,7 @@ RENDERED = (
     "plan",
     "price",
     "product",
+    "promotion_code",
     "subscription",
     "subscription_item",
     "test_helpers.test_clock",
@@ -88,6 +91,9 @@ NOT_RENDERED_BY_DEFAULT: dict[str, tuple[str, ...]] = {
         "tax_ids",
     ),
     "price": ("currency_options", "tiers"),
+    # Includable like a price's (per-currency amounts); the simulator has no multi-currency.
+    "coupon": ("currency_options",),
+    "promotion_code": ("restrictions.currency_options",),
     "checkout.session": ("line_items", "total_details.breakdown"),
     "item": ("discounts", "taxes"),  # a Checkout line item's: includable
     # What only a Connect platform sees of the accounts it controls; the simulator serves its

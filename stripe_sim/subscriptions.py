@@ -7,6 +7,7 @@ from typing import Any
 
 from stripe_sim import objects
 from stripe_sim.billing import ENDED_STATUSES, Engine, ItemPlan, LineSpec
+from stripe_sim.coupons import redeem
 from stripe_sim.customers import resolve_owned
 from stripe_sim.errors import StripeError, card_error, invalid, missing_param
 from stripe_sim.events import buffered, emit, publish, tracked
@@ -117,6 +118,8 @@ def _choice(params: dict[str, Any], key: str, allowed: tuple[str, ...], default:
         *_SUBSCRIPTION_FIELDS,
         "trial_from_plan",
         "trial_period_days",
+        "discounts.coupon",
+        "discounts.promotion_code",
         "expand",
     ),
 )
@@ -200,6 +203,7 @@ def subscribe(
             engine.start_cycle(sub, at)
         try:
             _apply_cancel_params(sub, params, at)
+            _redeem_discounts(ctx, cust, sub, plan, params, trial_end, at)
         except StripeError:
             _discard(store, sub, None)
             raise
@@ -231,8 +235,49 @@ def subscribe(
     return sub
 
 
+def _redeem_discounts(
+    ctx: Ctx,
+    cust: Obj,
+    sub: Obj,
+    plan: ItemPlan,
+    params: dict[str, Any],
+    trial_end: int | None,
+    at: int,
+) -> None:
+    refs = as_list(params, "discounts")
+    if not refs:
+        return
+    if trial_end is not None:
+        raise not_implemented(
+            "The Stripe simulator does not implement discounts on a subscription that starts "
+            "with a trial (when a `once` coupon is used up is not modelled); it refuses them "
+            "rather than guess.",
+            param="discounts",
+        )
+    if len(refs) > 1:
+        raise not_implemented(
+            "The Stripe simulator implements one discount per subscription; it refuses "
+            f"{len(refs)} rather than guess how Stripe stacks them.",
+            param="discounts",
+        )
+    amount = sum(p["unit_amount"] * q for _, p, q in plan.items)
+    for index, ref in enumerate(refs):
+        param = f"discounts[{index}]"
+        if not isinstance(ref, dict):
+            raise invalid("Invalid hash", param=param)
+        discount = redeem(ctx.store, ref, param, cust=cust, sub=sub, amount=amount, at=at)
+        sub["discounts"].append(discount["id"])
+
+
 def _discard(store: Store, sub: Obj, inv: Obj | None) -> None:
     """Undo a subscription creation that failed part-way (its events are never published)."""
+    for discount_id in sub["discounts"]:
+        discount = store.objects[discount_id]
+        store.objects[discount["source"]["coupon"]]["times_redeemed"] -= 1
+        if discount["promotion_code"]:
+            store.objects[discount["promotion_code"]]["times_redeemed"] -= 1
+        store.remove(discount_id)
+    sub["discounts"] = []
     for item_id in sub["_item_ids"]:
         store.remove(item_id)
     store.remove(sub["id"])
@@ -485,6 +530,13 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
     proration = _choice(params, "proration_behavior", PRORATION_BEHAVIORS, "create_prorations")
     behavior = _choice(params, "payment_behavior", PAYMENT_BEHAVIORS, "allow_incomplete")
     plan = _plan_from_params(engine, sub, as_list(params, "items")) if "items" in params else None
+    if plan is not None and sub["discounts"] and _plan_changes_billing(engine, sub, plan):
+        raise not_implemented(
+            "The Stripe simulator does not implement changing the items of a subscription "
+            "with discounts (how Stripe discounts the prorations is not modelled); it refuses "
+            "it rather than guess.",
+            param="items",
+        )
     error: StripeError | None = None
     with tracked(store, sub, "customer.subscription.updated", at=at):
         sub["metadata"] = merge_metadata(sub["metadata"], params)

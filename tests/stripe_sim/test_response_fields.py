@@ -218,6 +218,37 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
     v1.subscriptions.retrieve(sub.id, params={"expand": ["customer", "items.data.price.product"]})
     v1.subscriptions.list(params={"status": "all"})
     v1.subscriptions.search(params={"query": "status:'active'"})
+    # Coupons and promotion codes; a discounted subscription whose `once` discount ends at
+    # the renewal below (customer.discount.deleted).
+    coupon = v1.coupons.create(
+        params={"percent_off": 25, "duration": "once", "id": "FIELDS25", "max_redemptions": 5}
+    )
+    v1.coupons.update(coupon.id, params={"name": "Quarter off", "metadata": {"k": "v"}})
+    v1.coupons.retrieve(coupon.id)
+    v1.coupons.list()
+    v1.coupons.delete(
+        v1.coupons.create(params={"amount_off": 500, "currency": "usd", "duration": "forever"}).id
+    )
+    promo = v1.promotion_codes.create(
+        params={
+            "promotion": {"type": "coupon", "coupon": coupon.id},
+            "code": "WELCOME",
+            "restrictions": {"minimum_amount": 1000, "minimum_amount_currency": "usd"},
+        }
+    )
+    v1.promotion_codes.update(promo.id, params={"metadata": {"campaign": "spring"}})
+    v1.promotion_codes.retrieve(promo.id, params={"expand": ["promotion.coupon"]})
+    v1.promotion_codes.list(params={"code": "WELCOME"})
+    bea = make_customer(client, clock, name="Bea")
+    discounted = v1.subscriptions.create(
+        params={
+            "customer": bea.id,
+            "items": [{"price": monthly.id}],
+            "discounts": [{"promotion_code": promo.id}],
+            "expand": ["discounts", "latest_invoice.discounts"],
+        }
+    )
+    assert discounted.latest_invoice.total == 1500
     item = v1.subscription_items.list(params={"subscription": sub.id}).data[0]
     v1.subscription_items.retrieve(item.id)
     invoices = v1.invoices.list(params={"customer": cust.id}).data
