@@ -306,6 +306,15 @@ def list_promotion_codes(ctx: Ctx) -> Obj:
 
 
 # discounts -------------------------------------------------------------------------------------
+def _referenced(store: Store, kind: str, object_id: str, param: str) -> Obj:
+    """An object named in the request body: a missing one is a 400 (a 404 is for the
+    object in the URL)."""
+    try:
+        return store.require(kind, object_id, param)
+    except StripeError as exc:
+        raise invalid(exc.message, param=param, code="resource_missing") from None
+
+
 def _check_restrictions(store: Store, promo: Obj, cust: Obj, amount: int, param: str) -> None:
     """``amount``: what the first invoice comes to before discounts."""
     rules = promo["restrictions"]
@@ -347,7 +356,7 @@ def redeem(
         )
     promo: Obj | None = None
     if promo_id:
-        promo = store.require("promotion_code", promo_id, f"{param}[promotion_code]")
+        promo = _referenced(store, "promotion_code", promo_id, f"{param}[promotion_code]")
         if not promotion_code_valid(promo, at):
             raise invalid(
                 f"This promotion code cannot be redeemed: {promo['code']}",
@@ -356,7 +365,7 @@ def redeem(
         _check_restrictions(store, promo, cust, amount, f"{param}[promotion_code]")
         coupon = store.objects[promo["promotion"]["coupon"]]
     elif coupon_id:
-        coupon = store.require("coupon", coupon_id, f"{param}[coupon]")
+        coupon = _referenced(store, "coupon", coupon_id, f"{param}[coupon]")
     else:
         raise missing_param(f"{param}[coupon]")
     if not coupon_valid(coupon, at):
