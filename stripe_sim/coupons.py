@@ -402,6 +402,7 @@ def redeem(
             "subscription_item": None,
         }
     )
+    emit(store, "customer.discount.created", discount, at=at)
     # Stripe sends no coupon.updated / promotion_code.updated for a redemption.
     coupon["times_redeemed"] += 1
     if promo is not None:

@@ -269,6 +269,52 @@ def _redeem_discounts(
         sub["discounts"].append(discount["id"])
 
 
+def _replace_discounts(ctx: Ctx, cust: Obj, sub: Obj, refs: list[Any], at: int) -> None:
+    """``discounts`` on update replaces the subscription's discounts (``[{discount: di_…}]``
+    keeps one, ``discounts=""`` removes them all); the next invoice applies the new ones, and
+    nothing is prorated."""
+    store = ctx.store
+    if len(refs) > 1:
+        raise not_implemented(
+            "The Stripe simulator implements one discount per subscription; it refuses "
+            f"{len(refs)} rather than guess how Stripe stacks them.",
+            param="discounts",
+        )
+    kept: list[str] = []
+    added: list[str] = []
+    for index, ref in enumerate(refs):
+        param = f"discounts[{index}]"
+        if not isinstance(ref, dict):
+            raise invalid("Invalid hash", param=param)
+        existing = as_str(ref, "discount")
+        if existing:
+            if set(ref) - {"discount"}:
+                raise invalid(
+                    "You may only specify one of these parameters: coupon, discount, "
+                    "promotion_code.",
+                    param=param,
+                )
+            if existing not in sub["discounts"]:
+                raise invalid(
+                    f"No such discount: '{existing}'",
+                    param=f"{param}[discount]",
+                    code="resource_missing",
+                )
+            kept.append(existing)
+            continue
+        amount = sum(_item_amounts(ctx.engine, sub))
+        discount = redeem(store, ref, param, cust=cust, sub=sub, amount=amount, at=at)
+        added.append(discount["id"])
+    for old in sub["discounts"]:
+        if old not in kept:
+            emit(store, "customer.discount.deleted", store.objects[old], at=at)
+    sub["discounts"] = kept + added
+
+
+def _item_amounts(engine: Engine, sub: Obj) -> list[int]:
+    return [engine.price_of(item)["unit_amount"] * item["quantity"] for item in engine.items(sub)]
+
+
 def _discard(store: Store, sub: Obj, inv: Obj | None) -> None:
     """Undo a subscription creation that failed part-way (its events are never published)."""
     for discount_id in sub["discounts"]:
@@ -496,6 +542,9 @@ def _plan_changes_billing(engine: Engine, sub: Obj, plan: ItemPlan) -> bool:
         "cancellation_details.comment",
         "cancellation_details.feedback",
         "pause_collection.behavior",
+        "discounts.coupon",
+        "discounts.promotion_code",
+        "discounts.discount",
         "expand",
     ),
 )
@@ -530,7 +579,8 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
     proration = _choice(params, "proration_behavior", PRORATION_BEHAVIORS, "create_prorations")
     behavior = _choice(params, "payment_behavior", PAYMENT_BEHAVIORS, "allow_incomplete")
     plan = _plan_from_params(engine, sub, as_list(params, "items")) if "items" in params else None
-    if plan is not None and sub["discounts"] and _plan_changes_billing(engine, sub, plan):
+    discounted = sub["discounts"] or as_list(params, "discounts")
+    if plan is not None and discounted and _plan_changes_billing(engine, sub, plan):
         raise not_implemented(
             "The Stripe simulator does not implement changing the items of a subscription "
             "with discounts (how Stripe discounts the prorations is not modelled); it refuses "
@@ -564,6 +614,8 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
             if missing:
                 sub["trial_settings"]["end_behavior"]["missing_payment_method"] = missing
         _apply_cancel_params(sub, params, at)
+        if "discounts" in params:
+            _replace_discounts(ctx, cust, sub, as_list(params, "discounts"), at)
         if plan is not None and _plan_changes_billing(engine, sub, plan):
             error = _change_items(ctx, sub, plan, proration, behavior, at)
         if params.get("trial_end") == "now" and sub["status"] == "trialing":

@@ -307,5 +307,44 @@ def test_unmodelled_combinations_are_refused(
         client.v1.subscriptions.update(sub.id, params={"items": [{"id": item.id, "quantity": 2}]})
     assert refused.value.code == "parameter_not_implemented_by_simulator"
     with pytest.raises(stripe.InvalidRequestError) as refused:
-        client.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": coupon.id}]})
+        client.v1.subscriptions.update(
+            sub.id, params={"discounts": [{"coupon": coupon.id}, {"coupon": coupon.id}]}
+        )
     assert refused.value.code == "parameter_not_implemented_by_simulator"
+
+
+def test_update_replaces_the_discounts_for_the_next_invoices(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
+    coupon = client.v1.coupons.create(params={"amount_off": 300, "currency": "usd"})
+    promo = client.v1.promotion_codes.create(
+        params={"promotion": {"type": "coupon", "coupon": coupon.id}, "code": "LATER"}
+    )
+    sub = subscribe(client, make_customer(client, clock), catalog["pro"])
+    sub = client.v1.subscriptions.update(
+        sub.id, params={"discounts": [{"promotion_code": promo.id}]}
+    )
+    (discount_id,) = sub.discounts
+    # Keeping it by id changes nothing; it is applied once, at the next renewal.
+    kept = client.v1.subscriptions.update(sub.id, params={"discounts": [{"discount": discount_id}]})
+    assert kept.discounts == [discount_id]
+    advance(client, clock, FEB_1 + 2 * HOUR)
+    advance(client, clock, MAR_1 + 2 * HOUR)
+    assert [inv.total for inv in invoices_oldest_first(client, sub)] == [2000, 1700, 2000]
+    assert client.v1.promotion_codes.retrieve(promo.id).times_redeemed == 1
+    # A forever coupon, then removed with discounts="".
+    forever = client.v1.coupons.create(params={"percent_off": 50, "duration": "forever"})
+    sub = client.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": forever.id}]})
+    assert len(sub.discounts) == 1
+    cleared = client.v1.subscriptions.update(sub.id, params={"discounts": ""})
+    assert cleared.discounts == []
+    created = [e.data.object.id for e in events(client, "customer.discount.created")]
+    deleted = [e.data.object.id for e in events(client, "customer.discount.deleted")]
+    assert created == [discount_id, sub.discounts[0]]
+    assert deleted == created
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.subscriptions.update(sub.id, params={"discounts": [{"discount": "di_nope"}]})
+    assert (refused.value.code, refused.value.param) == (
+        "resource_missing",
+        "discounts[0][discount]",
+    )

@@ -75,7 +75,7 @@ def test_automatic_tax_is_refused_until_implemented(
     assert sub.automatic_tax.enabled is False
 
 
-def test_discounts_and_billing_cycle_anchor_are_refused(
+def test_invoice_items_and_billing_cycle_anchor_are_refused(
     client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
 ) -> None:
     cust = make_customer(client, clock)
@@ -86,10 +86,15 @@ def test_discounts_and_billing_cycle_anchor_are_refused(
     assert (error.code, error.param) == (NOT_IMPLEMENTED, "billing_cycle_anchor")
     sub = client.v1.subscriptions.create(params=base)
     error = refusal(
-        lambda: client.v1.subscriptions.update(sub.id, params={"discounts": [{"coupon": "SAVE10"}]})
+        lambda: client.v1.subscriptions.update(
+            sub.id, params={"add_invoice_items": [{"price": catalog["pro"].id}]}
+        )
     )
-    assert (error.code, error.param) == (NOT_IMPLEMENTED, "discounts")
-    assert "discounts" in error.user_message and "POST /v1/subscriptions/" in error.user_message
+    assert (error.code, error.param) == (NOT_IMPLEMENTED, "add_invoice_items")
+    assert (
+        "add_invoice_items" in error.user_message
+        and "POST /v1/subscriptions/" in error.user_message
+    )
 
 
 def test_checkout_promotion_codes_are_refused(
