@@ -302,6 +302,13 @@ def _replace_discounts(ctx: Ctx, cust: Obj, sub: Obj, refs: list[Any], at: int) 
                 )
             kept.append(existing)
             continue
+        if any(ii["proration"] for ii in ctx.engine.pending_invoice_items(sub)):
+            raise not_implemented(
+                "The Stripe simulator does not implement adding a discount to a subscription "
+                "with pending prorations (how Stripe discounts them is not modelled); it "
+                "refuses it rather than guess.",
+                param="discounts",
+            )
         amount = sum(_item_amounts(ctx.engine, sub))
         discount = redeem(store, ref, param, cust=cust, sub=sub, amount=amount, at=at)
         added.append(discount["id"])

@@ -311,6 +311,17 @@ def test_unmodelled_combinations_are_refused(
             sub.id, params={"discounts": [{"coupon": coupon.id}, {"coupon": coupon.id}]}
         )
     assert refused.value.code == "parameter_not_implemented_by_simulator"
+    plain = subscribe(client, cust, catalog["team"])
+    client.v1.subscriptions.update(
+        plain.id,
+        params={"items": [{"id": plain["items"].data[0].id, "quantity": 2}]},
+    )
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.subscriptions.update(plain.id, params={"discounts": [{"coupon": coupon.id}]})
+    assert (refused.value.code, refused.value.param) == (
+        "parameter_not_implemented_by_simulator",
+        "discounts",
+    )
 
 
 def test_update_replaces_the_discounts_for_the_next_invoices(
