@@ -315,8 +315,11 @@ def _referenced(store: Store, kind: str, object_id: str, param: str) -> Obj:
         raise invalid(exc.message, param=param, code="resource_missing") from None
 
 
-def _check_restrictions(store: Store, promo: Obj, cust: Obj, amount: int, param: str) -> None:
-    """``amount``: what the first invoice comes to before discounts."""
+def _check_restrictions(
+    store: Store, promo: Obj, cust: Obj, amount: int, currency: str, param: str
+) -> None:
+    """``amount`` in ``currency``: what the first invoice comes to before discounts (a
+    minimum in another currency cannot be met: currency options are not implemented)."""
     rules = promo["restrictions"]
     if rules["first_time_transaction"] and any(
         inv["amount_paid"] > 0 for inv in store.where("invoice", "customer", cust["id"])
@@ -327,7 +330,7 @@ def _check_restrictions(store: Store, promo: Obj, cust: Obj, amount: int, param:
             param=param,
         )
     minimum = rules["minimum_amount"]
-    if minimum is not None and amount < minimum:
+    if minimum is not None and (amount < minimum or currency != rules["minimum_amount_currency"]):
         raise invalid(
             "This promotion code cannot be redeemed because the amount is below the minimum "
             f"of {minimum} {rules['minimum_amount_currency']}.",
@@ -362,7 +365,7 @@ def redeem(
                 f"This promotion code cannot be redeemed: {promo['code']}",
                 param=f"{param}[promotion_code]",
             )
-        _check_restrictions(store, promo, cust, amount, f"{param}[promotion_code]")
+        _check_restrictions(store, promo, cust, amount, sub["currency"], f"{param}[promotion_code]")
         coupon = store.objects[promo["promotion"]["coupon"]]
     elif coupon_id:
         coupon = _referenced(store, "coupon", coupon_id, f"{param}[coupon]")
