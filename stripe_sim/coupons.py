@@ -49,12 +49,16 @@ def _percent(params: dict[str, Any]) -> float | None:
 def coupon_valid(coupon: Obj, at: int) -> bool:
     """Whether the coupon can be applied at ``at`` (the subscription's time): not deleted,
     not past ``redeem_by``, not used up. (Rendered ``valid``: the same on the wall clock.)"""
-    if coupon.get("_deleted"):
+    return not coupon.get("_deleted") and _unexpired_and_not_used_up(coupon, "redeem_by", at)
+
+
+def _unexpired_and_not_used_up(redeemable: Obj, expiry_field: str, at: int) -> bool:
+    """A coupon's or promotion code's own limits: its expiry and `max_redemptions`."""
+    expiry = redeemable[expiry_field]
+    if expiry is not None and at >= expiry:
         return False
-    if coupon["redeem_by"] is not None and at >= coupon["redeem_by"]:
-        return False
-    limit = coupon["max_redemptions"]
-    return limit is None or coupon["times_redeemed"] < limit
+    limit = redeemable["max_redemptions"]
+    return limit is None or redeemable["times_redeemed"] < limit
 
 
 @router.route(
@@ -170,12 +174,7 @@ def list_coupons(ctx: Ctx) -> Obj:
 
 # promotion codes -------------------------------------------------------------------------------
 def promotion_code_valid(promo: Obj, at: int) -> bool:
-    if not promo["active"]:
-        return False
-    if promo["expires_at"] is not None and at >= promo["expires_at"]:
-        return False
-    limit = promo["max_redemptions"]
-    return limit is None or promo["times_redeemed"] < limit
+    return bool(promo["active"]) and _unexpired_and_not_used_up(promo, "expires_at", at)
 
 
 @router.route(
