@@ -29,7 +29,6 @@ from domain.operator_actions import OperatorRequest
 from domain.plan_changes import PlanChange
 from workflows.account import (
     AccountBillingWorkflow,
-    AccountState,
     CancelRequest,
     KeepPlanRequest,
     ResumeRequest,
@@ -73,14 +72,14 @@ class WorkflowSnapshot:
     sync_error: str | None
 
     @classmethod
-    def of(cls, state: AccountState | UpdatedAccount) -> WorkflowSnapshot:
-        subscription = state.lifecycle.subscription
+    def of(cls, account: UpdatedAccount) -> WorkflowSnapshot:
+        subscription = account.lifecycle.subscription
         return cls(
-            billing_state=str(state.lifecycle.state),
+            billing_state=str(account.lifecycle.state),
             plan=subscription.plan if subscription is not None else FREE_PLAN,
-            entitlement_version=state.entitlement_version,
-            customer_id=state.customer_id,
-            sync_error=state.sync_error,
+            entitlement_version=account.entitlement_version,
+            customer_id=account.customer_id,
+            sync_error=account.sync_error,
         )
 
 
@@ -202,7 +201,7 @@ class AccountWorkflows:
             return _no_view(account_id, err)
         except Exception as err:  # informative only: the database answer stands on its own
             return _no_view(account_id, err)
-        return LiveWorkflow(status="running", snapshot=WorkflowSnapshot.of(state))
+        return LiveWorkflow(status="running", snapshot=WorkflowSnapshot.of(state.summary()))
 
     # --- Stripe events -------------------------------------------------------------------
 
