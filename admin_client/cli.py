@@ -21,10 +21,10 @@ from typing import Any, TextIO
 import httpx
 
 from admin_client.client import DEFAULT_URL, AdminApiError, AdminClient
+from core.config import get_settings
 
 # Exit codes: 1 the API refused or failed; 2 the command line itself is wrong (argparse's).
 EXIT_API_ERROR = 1
-EXIT_USAGE = 2
 
 # verb -> the API's action name
 ACTION_VERBS = {
@@ -61,7 +61,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("ADMIN_API_URL", DEFAULT_URL),
         help=f"the billing API (env ADMIN_API_URL; default {DEFAULT_URL})",
     )
-    common.add_argument("--token", help="the admin bearer token (default: env ADMIN_API_TOKEN)")
+    common.add_argument(
+        "--token",
+        help="the admin bearer token (default: ADMIN_API_TOKEN from the environment or .env, "
+        "as the service reads it)",
+    )
     common.add_argument("--json", action="store_true", help="print the API's JSON answer")
 
     acting = argparse.ArgumentParser(add_help=False)
@@ -134,10 +138,8 @@ async def run(
 ) -> int:
     """Run one parsed admin command; returns the exit code."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
-    token = args.token or os.environ.get("ADMIN_API_TOKEN")
-    if not token:
-        print("error: no admin token: set ADMIN_API_TOKEN or pass --token", file=err)
-        return EXIT_USAGE
+    # The service's own setting, so the local default needs no flag and no export.
+    token = args.token or get_settings().admin_api_token
     call: Call = args.call
     render: Render = args.render
     try:

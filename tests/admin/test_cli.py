@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import cli
 from admin_client.cli import ACTION_VERBS, main_async
+from core.config import get_settings
 from domain.operator_actions import ACTIONS
 from tests.workflows.harness import Harness
 
@@ -36,10 +38,12 @@ AdminRunner = Callable[..., Awaitable[Run]]
 
 
 @pytest.fixture
-def admin(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> AdminRunner:
+def admin(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> Iterator[AdminRunner]:
     """Runs the admin CLI with ADMIN_API_TOKEN set, answered by the running app."""
     monkeypatch.setenv("ADMIN_API_TOKEN", ADMIN_TOKEN)
     monkeypatch.setenv("ADMIN_ACTOR", "cli-operator")
+    # The CLI reads its token from the service's settings, which are read once per process.
+    get_settings.cache_clear()
 
     async def run(*argv: str) -> Run:
         out, err = io.StringIO(), io.StringIO()
@@ -51,7 +55,8 @@ def admin(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> AdminRunner:
         )
         return Run(code, out.getvalue(), err.getvalue())
 
-    return run
+    yield run
+    get_settings.cache_clear()
 
 
 async def test_show_prints_the_account_and_json_gives_the_api_answer(
@@ -146,14 +151,46 @@ async def test_refusals_exit_non_zero_with_the_api_message(
     assert audit_rows(session_factory, account) == []
 
 
-async def test_missing_token_and_bad_usage_exit_2(
-    admin: AdminRunner, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+async def test_the_token_is_the_services_setting_unless_given(
+    admin: AdminRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ADMIN_API_TOKEN")
-    no_token = await admin("show", "acct_x")
-    assert no_token.code == 2
-    assert "ADMIN_API_TOKEN" in no_token.err
+    (tmp_path / ".env").write_text(f"ADMIN_API_TOKEN={ADMIN_TOKEN}\n")
+    get_settings.cache_clear()
+    from_dotenv = await admin("unroutable")
+    assert (from_dotenv.code, from_dotenv.out.strip()) == (0, "no unroutable events")
 
+    explicit = await admin("unroutable", "--token", APP_TOKEN)
+    assert explicit.code == 1
+    assert "401: missing or invalid bearer token" in explicit.err
+
+
+async def test_without_any_token_setting_the_local_default_is_sent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ADMIN_API_TOKEN", raising=False)
+    get_settings.cache_clear()
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["Authorization"])
+        return httpx.Response(200, json={"events": []})
+
+    try:
+        code = await main_async(
+            ["unroutable", "--url", "http://billing"],
+            transport=httpx.MockTransport(answer),
+            stdout=io.StringIO(),
+        )
+    finally:
+        get_settings.cache_clear()
+
+    assert (code, sent) == (0, ["Bearer dev-admin-token"])
+
+
+async def test_bad_usage_exits_2(admin: AdminRunner, capsys: pytest.CaptureFixture[str]) -> None:
     assert (await admin("comp", "acct_x", "--reason", "missing plan and date")).code == 2
     assert "--plan" in capsys.readouterr().err
 
