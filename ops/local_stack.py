@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import uvicorn
 from temporalio.client import Client
 
@@ -102,8 +103,8 @@ async def connect_when_up(settings: Settings, server: subprocess.Popen[bytes]) -
 
 
 def start_stripe_simulator(settings: Settings, ports: LocalPorts, stack: ExitStack) -> Settings:
-    """Run the simulator and point a webhook endpoint at our gateway; returns the settings
-    that reach it (the endpoint's signing secret included)."""
+    """Run the simulator and point a webhook endpoint at our gateway, signing with the
+    configured `STRIPE_WEBHOOK_SECRET`; returns the settings that reach the simulator."""
     from stripe_sim.server import SimulatorServer
 
     simulator = stack.enter_context(SimulatorServer(port=ports.stripe_simulator))
@@ -114,10 +115,14 @@ def start_stripe_simulator(settings: Settings, ports: LocalPorts, stack: ExitSta
         client, default_catalog(), plan_catalog_changes(client, default_catalog())
     )
     endpoint = ensure_webhook_endpoint(client, f"http://127.0.0.1:{ports.api}/webhooks/stripe")
-    # A fresh simulator has no endpoint, so this one was created and its secret is known.
-    assert endpoint.secret is not None
+    # Stripe draws each endpoint's secret; locally the documented one is used instead, so a
+    # hand-signed webhook (README) and the gateway agree without copying a secret around.
+    httpx.post(
+        f"{simulator.url}/_sim/webhook_endpoints/{endpoint.endpoint_id}/secret",
+        json={"secret": settings.stripe_webhook_secret},
+    ).raise_for_status()
     log.info("Stripe simulator at %s (catalog synced), webhooks to the API", simulator.url)
-    return settings.model_copy(update={"stripe_webhook_secret": endpoint.secret})
+    return settings
 
 
 async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts) -> None:

@@ -83,6 +83,11 @@ class Simulator:
                 Route("/_sim/idle", self.idle, methods=["GET"]),
                 Route("/_sim/settings", self.get_settings, methods=["GET"]),
                 Route("/_sim/settings", self.update_settings, methods=["POST"]),
+                Route(
+                    "/_sim/webhook_endpoints/{we_id}/secret",
+                    self.set_webhook_secret,
+                    methods=["POST"],
+                ),
             ]
         )
 
@@ -117,6 +122,19 @@ class Simulator:
                     setattr(target, name, tuple(new) if isinstance(current, tuple) else new)
             self.webhooks.reseed()
         return JSONResponse(_settings_json(settings))
+
+    async def set_webhook_secret(self, request: Request) -> Response:
+        """Sign an endpoint's deliveries with ``{"secret": "whsec_..."}`` from now on: a local
+        stack keeps its configured secret, where Stripe would draw a new one per endpoint."""
+        secret = (await request.json()).get("secret")
+        if not isinstance(secret, str) or not secret:
+            return JSONResponse({"error": "secret: a non-empty string is required"}, 400)
+        with self.store.lock:
+            endpoint = self.store.get(request.path_params["we_id"], "webhook_endpoint")
+            if endpoint is None or endpoint.get("_deleted"):
+                return JSONResponse({"error": "no such webhook endpoint"}, 404)
+            endpoint["secret"] = secret
+        return JSONResponse({"id": endpoint["id"], "secret": secret})
 
     def run_due(self, clocks_to_run: set[str | None]) -> None:
         """Perform what has fallen due "now" for objects on these clocks (None: real time)."""

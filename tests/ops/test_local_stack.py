@@ -3,24 +3,44 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from urllib.parse import urlsplit
+
+import httpx
 
 from core.config import Settings
 from core.stripe_client import make_stripe_client
 from domain.stripe_events import HANDLED_EVENT_TYPES
 from ops.local_stack import LocalPorts, start_stripe_simulator
+from tests.signing import stripe_signature
+from tests.stripe_sim.conftest import Receiver, receiver  # noqa: F401 (the fixture)
 
 
-def test_the_simulator_gets_the_catalog_and_an_endpoint_whose_secret_the_api_is_given() -> None:
-    ports = LocalPorts(api=8123, stripe_simulator=0)
+def test_the_simulator_gets_the_catalog_and_an_endpoint_signing_with_the_configured_secret(
+    receiver: Receiver,  # noqa: F811 (the fixture)
+) -> None:
+    # The receiver stands where the API listens.
+    api_port = urlsplit(receiver.url).port
+    assert api_port is not None
+    ports = LocalPorts(api=api_port, stripe_simulator=0)
+    configured = Settings(_env_file=None)
     with ExitStack() as stack:
-        settings = start_stripe_simulator(Settings(_env_file=None), ports, stack)
+        settings = start_stripe_simulator(configured, ports, stack)
         client = make_stripe_client(settings)
 
         [endpoint] = client.v1.webhook_endpoints.list().data
         prices = client.v1.prices.list(params={"lookup_keys": ["team_monthly_per_seat"]}).data
+        customer = client.v1.customers.create(params={"email": "local@example.com"})
+        client.v1.customers.delete(customer.id)  # an event the endpoint is subscribed to
+        idle = httpx.get(f"{settings.stripe_simulator_url}/_sim/idle", params={"timeout": 10})
+        assert idle.json() == {"idle": True}
 
-    assert endpoint.url == "http://127.0.0.1:8123/webhooks/stripe"
+    [delivery] = receiver.deliveries
+    assert delivery.event["type"] == "customer.deleted"
+    # Signed as the README's hand-signed example signs: with the documented default secret.
+    timestamp = int(delivery.headers["Stripe-Signature"].split(",")[0].removeprefix("t="))
+    expected = stripe_signature(delivery.body, "whsec_local_development", timestamp)
+    assert delivery.headers["Stripe-Signature"] == expected
+    assert endpoint.url == f"http://127.0.0.1:{api_port}/webhooks/stripe"
     assert sorted(endpoint.enabled_events) == sorted(HANDLED_EVENT_TYPES)
-    assert settings.stripe_webhook_secret.startswith("whsec_")
-    assert settings.stripe_webhook_secret != Settings(_env_file=None).stripe_webhook_secret
+    assert settings.stripe_webhook_secret == configured.stripe_webhook_secret
     assert [price.active for price in prices] == [True]

@@ -12,6 +12,7 @@ import httpx
 import stripe
 
 from stripe_sim.server import SimulatorServer
+from tests.signing import stripe_signature
 from tests.stripe_sim.conftest import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +50,25 @@ def test_control_endpoints(
     assert httpx.get(f"{sim.url}/_sim/idle", params={"timeout": 5}).json() == {"idle": True}
     assert len(receiver.deliveries) == 2
     assert httpx.post(f"{sim.url}/_sim/settings", json={"nope": 1}).status_code == 400
+
+
+def test_a_control_sets_the_secret_an_endpoint_signs_with(
+    sim: SimulatorServer, client: stripe.StripeClient, receiver: Receiver, endpoint: Any
+) -> None:
+    control = f"{sim.url}/_sim/webhook_endpoints/{endpoint.id}/secret"
+    assert httpx.post(control, json={"secret": "whsec_chosen"}).status_code == 200
+
+    client.v1.customers.create(params={"email": "a@example.com"})
+    sim.wait_idle()
+
+    [delivery] = receiver.deliveries
+    timestamp = delivery.headers["Stripe-Signature"].split(",")[0].removeprefix("t=")
+    assert delivery.headers["Stripe-Signature"] == stripe_signature(
+        delivery.body, "whsec_chosen", int(timestamp)
+    )
+    unknown = f"{sim.url}/_sim/webhook_endpoints/we_nobody/secret"
+    assert httpx.post(unknown, json={"secret": "whsec_x"}).status_code == 404
+    assert httpx.post(control, json={"secret": ""}).status_code == 400
 
 
 def test_public_url_for_hosted_pages(client: stripe.StripeClient) -> None:
