@@ -19,11 +19,11 @@ from stripe_sim.__main__ import serve as serve_simulator
 
 
 def _run_local(args: argparse.Namespace) -> None:
-    from ops.local_stack import LocalPorts, run_local_stack
+    from ops.local_stack import LocalPorts, prepare_data_dir, run_local_stack
 
     ports = LocalPorts(api=args.port, temporal=args.temporal_port, temporal_ui=args.ui_port)
     data_dir = Path(args.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(data_dir, reset_stripe=args.reset_stripe)
     asyncio.run(run_local_stack(get_settings(), data_dir, ports))
 
 
@@ -163,7 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--port", type=int, default=8000, help="API port")
     local.add_argument("--temporal-port", type=int, default=7233)
     local.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port")
-    local.add_argument("--data-dir", default=".data", help="Temporal's persistent state")
+    local.add_argument(
+        "--data-dir",
+        default=".data",
+        help="where Temporal, the local Stripe and the mail sink keep their state",
+    )
+    local.add_argument(
+        "--reset-stripe",
+        action="store_true",
+        help="start the local Stripe empty (forget its customers and subscriptions)",
+    )
     local.set_defaults(handler=_run_local)
 
     api = commands.add_parser("api", help="run the HTTP API")

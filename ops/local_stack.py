@@ -91,6 +91,18 @@ def start_temporal_dev_server(data_dir: Path, ports: LocalPorts) -> subprocess.P
     return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
 
 
+def stripe_state_file(data_dir: Path) -> Path:
+    """Where the local Stripe keeps its customers, subscriptions and invoices."""
+    return data_dir / "stripe_sim.pickle"
+
+
+def prepare_data_dir(data_dir: Path, *, reset_stripe: bool) -> None:
+    """Create `data_dir`; with `reset_stripe`, the local Stripe starts empty this time."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if reset_stripe:
+        stripe_state_file(data_dir).unlink(missing_ok=True)
+
+
 async def connect_when_up(settings: Settings, server: subprocess.Popen[bytes]) -> Client:
     for _ in range(300):
         if server.poll() is not None:
@@ -102,15 +114,21 @@ async def connect_when_up(settings: Settings, server: subprocess.Popen[bytes]) -
     raise RuntimeError(f"Temporal did not come up at {settings.temporal_address}")
 
 
-def start_stripe_simulator(settings: Settings, ports: LocalPorts, stack: ExitStack) -> Settings:
-    """Run the simulator and point a webhook endpoint at our gateway, signing with the
-    configured `STRIPE_WEBHOOK_SECRET`; returns the settings that reach the simulator."""
+def start_stripe_simulator(
+    settings: Settings, ports: LocalPorts, data_dir: Path, stack: ExitStack
+) -> Settings:
+    """Run the simulator on its state in `data_dir` (kept across restarts, like Temporal's and
+    the database's) and point a webhook endpoint at our gateway, signing with the configured
+    `STRIPE_WEBHOOK_SECRET`; returns the settings that reach the simulator."""
     from stripe_sim.server import SimulatorServer
 
-    simulator = stack.enter_context(SimulatorServer(port=ports.stripe_simulator))
+    simulator = stack.enter_context(
+        SimulatorServer(port=ports.stripe_simulator, state_path=stripe_state_file(data_dir))
+    )
     settings = settings.model_copy(update={"stripe_simulator_url": simulator.url})
     client = make_stripe_client(settings)
-    # What production's deploy steps do: `catalog apply`, `webhook-endpoint ensure`.
+    # What production's deploy steps do, `catalog apply` and `webhook-endpoint ensure`, which
+    # find what the last start made.
     apply_catalog_changes(
         client, default_catalog(), plan_catalog_changes(client, default_catalog())
     )
@@ -144,7 +162,7 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
         )
         log.info("emails are written to %s", data_dir / "mail")
         if not settings.stripe_secret_key:
-            settings = start_stripe_simulator(settings, ports, stack)
+            settings = start_stripe_simulator(settings, ports, data_dir, stack)
 
         executor = stack.enter_context(
             ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities)

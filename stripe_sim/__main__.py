@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+from pathlib import Path
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -28,6 +29,12 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="base URL for hosted page links (default: http://HOST:PORT)",
     )
     parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="keep the state in this file across restarts (default: memory only)",
+    )
+    parser.add_argument(
         "--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO", help="the simulator's"
     )
 
@@ -41,7 +48,9 @@ def serve(args: argparse.Namespace) -> None:
 
     logging.getLogger("stripe_sim").setLevel(args.log_level)
     settings = SimulatorSettings(retries_exhausted_action=args.retries_exhausted)
-    server = SimulatorServer(args.host, args.port, settings, public_url=args.public_url).start()
+    server = SimulatorServer(
+        args.host, args.port, settings, public_url=args.public_url, state_path=args.state_file
+    ).start()
     logging.getLogger("stripe_sim").info(
         "Stripe simulator ready at %s (use stripe.api_base = %r, any sk_test_ key)",
         server.url,

@@ -7,16 +7,24 @@
 
 uvicorn serves the app from a background thread; a second thread delivers webhooks; a third
 ("ticker") performs due work for objects that live on real time rather than a test clock.
+
+State lives in memory only, unless a ``state_path`` is given: then the server starts from that
+file when it exists and rewrites it before answering each write request, after each real-time
+tick that changed something, and on stop, so a restart (even after kill -9) keeps every
+customer, subscription and id counter.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stripe_sim.app import Simulator
 from stripe_sim.settings import SimulatorSettings
@@ -33,6 +41,7 @@ class SimulatorServer:
         port: int = 0,
         settings: SimulatorSettings | None = None,
         public_url: str | None = None,
+        state_path: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -41,6 +50,11 @@ class SimulatorServer:
         self.public_url = public_url
         self.settings = settings or SimulatorSettings()
         self.store = Store(self.settings)
+        self.state_path = state_path
+        self._saved: bytes | None = None
+        if state_path is not None and state_path.exists():
+            self._saved = state_path.read_bytes()
+            self.store.restore(self._saved)
         self.simulator = Simulator(self.store)
         self.webhooks = self.simulator.webhooks
         self._server: uvicorn.Server | None = None
@@ -66,9 +80,12 @@ class SimulatorServer:
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         self.store.base_url = (self.public_url or self.url).rstrip("/")
-        config = uvicorn.Config(
-            self.simulator.app, log_level="warning", lifespan="off", access_log=False
+        app = (
+            self.simulator.app
+            if self.state_path is None
+            else self._saving_writes(self.simulator.app)
         )
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="stripe-sim-http", daemon=True
@@ -94,6 +111,39 @@ class SimulatorServer:
         if self._ticker is not None:
             self._ticker.join(timeout=5)
         self.webhooks.stop()
+        self.save()
+
+    def save(self) -> None:
+        """Write the state to ``state_path`` (if given) when it changed since the last write.
+        The file is replaced whole, so a crash leaves the previous state or the new one."""
+        if self.state_path is None:
+            return
+        with self.store.lock:
+            snapshot = self.store.snapshot()
+            if snapshot == self._saved:
+                return
+            written = self.state_path.with_name(self.state_path.name + ".new")
+            written.write_bytes(snapshot)
+            os.replace(written, self.state_path)
+            self._saved = snapshot
+
+    def _saving_writes(self, app: ASGIApp) -> ASGIApp:
+        """`app`, saving the state once a write request is answered and before the client
+        reads the answer: what a client saw done survives a restart."""
+
+        async def saving_app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or scope["method"] == "GET":
+                await app(scope, receive, send)
+                return
+
+            async def send_after_saving(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    self.save()
+                await send(message)
+
+            await app(scope, receive, send_after_saving)
+
+        return saving_app
 
     def __enter__(self) -> SimulatorServer:
         return self.start()
@@ -122,5 +172,6 @@ class SimulatorServer:
         while not self._stop.wait(self.settings.realtime_tick_seconds):
             try:
                 self.tick()
+                self.save()
             except Exception:
                 log.exception("real-time tick failed")

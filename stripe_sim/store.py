@@ -7,7 +7,10 @@ API requests, clock advances, the real-time ticker and page handlers all take it
 
 from __future__ import annotations
 
+import io
 import itertools
+import pickle
+import re
 import secrets
 import string
 import threading
@@ -43,6 +46,25 @@ _INDEXED_FIELDS = {
     "invoice": ("customer", "test_clock", "_subscription"),
     "invoiceitem": ("_subscription",),
 }
+
+
+# What a Store holds for this process only, never saved: everything else it holds is Stripe's
+# state, saved whole (`snapshot`), so whatever a module adds to the store is kept too.
+_PROCESS_ATTRIBUTES = frozenset(
+    {"settings", "lock", "request", "event_listeners", "event_buffer", "base_url"}
+)
+_COUNT_REPR = re.compile(r"count\((-?\d+)\)")
+
+
+class _SnapshotPickler(pickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        # Pickling an itertools.count is deprecated from Python 3.12; its repr is not.
+        if isinstance(obj, itertools.count):
+            found = _COUNT_REPR.fullmatch(repr(obj))
+            if found is None:
+                raise pickle.PicklingError(f"only unit-step counters are saved: {obj!r}")
+            return itertools.count, (int(found.group(1)),)
+        return NotImplemented
 
 
 @dataclass
@@ -85,6 +107,21 @@ class Store:
         self.event_buffer: list[Obj] | None = None
         # Public base URL of the simulator, for hosted pages (set by the server).
         self.base_url = "http://127.0.0.1:12111"
+
+    # saved state -----------------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """Stripe's state (objects, indexes, counters, idempotency records) as bytes that
+        `restore` reads back. Pickle, unlike JSON, keeps one object that two tables share
+        one object; it also runs code from what it loads, so restore only own snapshots."""
+        state = {k: v for k, v in vars(self).items() if k not in _PROCESS_ATTRIBUTES}
+        buffer = io.BytesIO()
+        with self.lock:
+            _SnapshotPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(state)
+        return buffer.getvalue()
+
+    def restore(self, snapshot: bytes) -> None:
+        with self.lock:
+            vars(self).update(pickle.loads(snapshot))
 
     # ids -----------------------------------------------------------------------------------
     @staticmethod

@@ -326,11 +326,14 @@ def shell_lines(markdown: str) -> list[str]:
 
 
 def cli_arguments(line: str) -> list[str] | None:
-    """What a README line passes to `dataface-billing`, directly or through a compose service
-    of the project's image (whose entrypoint it is); None for any other command."""
+    """What a README line passes to `dataface-billing`, directly, through `./scripts/run` or
+    through a compose service of the project's image (whose entrypoint it is); None for any
+    other command."""
     words = shlex.split(line, comments=True)
     if words[0] == "dataface-billing":
         return words[1:]
+    if words[0] == "./scripts/run":  # `exec dataface-billing local "$@"`
+        return ["local", *words[1:]]
     if words[:3] == ["docker", "compose", "run"]:
         options_end = next(i for i, word in enumerate(words[3:], 3) if not word.startswith("-"))
         service = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -10,13 +11,19 @@ import httpx
 from core.config import Settings
 from core.stripe_client import make_stripe_client
 from domain.stripe_events import HANDLED_EVENT_TYPES
-from ops.local_stack import LocalPorts, start_stripe_simulator
+from ops.local_stack import (
+    LocalPorts,
+    prepare_data_dir,
+    start_stripe_simulator,
+    stripe_state_file,
+)
 from tests.signing import stripe_signature
 from tests.stripe_sim.conftest import Receiver, receiver  # noqa: F401 (the fixture)
 
 
 def test_the_simulator_gets_the_catalog_and_an_endpoint_signing_with_the_configured_secret(
     receiver: Receiver,  # noqa: F811 (the fixture)
+    tmp_path: Path,
 ) -> None:
     # The receiver stands where the API listens.
     api_port = urlsplit(receiver.url).port
@@ -24,7 +31,7 @@ def test_the_simulator_gets_the_catalog_and_an_endpoint_signing_with_the_configu
     ports = LocalPorts(api=api_port, stripe_simulator=0)
     configured = Settings(_env_file=None)
     with ExitStack() as stack:
-        settings = start_stripe_simulator(configured, ports, stack)
+        settings = start_stripe_simulator(configured, ports, tmp_path, stack)
         client = make_stripe_client(settings)
 
         [endpoint] = client.v1.webhook_endpoints.list().data
@@ -44,3 +51,29 @@ def test_the_simulator_gets_the_catalog_and_an_endpoint_signing_with_the_configu
     assert sorted(endpoint.enabled_events) == sorted(HANDLED_EVENT_TYPES)
     assert settings.stripe_webhook_secret == configured.stripe_webhook_secret
     assert [price.active for price in prices] == [True]
+
+
+def test_a_restart_keeps_stripe_s_customers_without_duplicating_the_setup(tmp_path: Path) -> None:
+    ports = LocalPorts(api=8123, stripe_simulator=0)
+    with ExitStack() as stack:
+        client = make_stripe_client(
+            start_stripe_simulator(Settings(_env_file=None), ports, tmp_path, stack)
+        )
+        customer = client.v1.customers.create(params={"email": "kept@example.com"})
+
+    with ExitStack() as stack:
+        client = make_stripe_client(
+            start_stripe_simulator(Settings(_env_file=None), ports, tmp_path, stack)
+        )
+        assert client.v1.customers.retrieve(customer.id).email == "kept@example.com"
+        assert len(client.v1.webhook_endpoints.list().data) == 1
+        prices = client.v1.prices.list(params={"lookup_keys": ["team_monthly_per_seat"]}).data
+        assert len(prices) == 1
+
+    prepare_data_dir(tmp_path, reset_stripe=True)  # ./scripts/run --reset-stripe
+    assert not stripe_state_file(tmp_path).exists()
+    with ExitStack() as stack:
+        client = make_stripe_client(
+            start_stripe_simulator(Settings(_env_file=None), ports, tmp_path, stack)
+        )
+        assert client.v1.customers.list().data == []
