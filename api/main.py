@@ -16,7 +16,16 @@ from api import edge, metrics
 from api.account_workflows import AccountWorkflows
 from api.answer_cache import AnswerCache, keep_current
 from api.edge import BodyLimit, TemporalGate, TemporalUnavailable
-from api.routes import admin, billing, codec, entitlements, feed, health, webhooks
+from api.routes import (
+    admin,
+    billing,
+    codec,
+    customer_pages,
+    entitlements,
+    feed,
+    health,
+    webhooks,
+)
 from core import temporal
 from core.config import Settings, get_settings
 from core.logging import LogContextMiddleware
@@ -100,6 +109,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     app.include_router(entitlements.router)
     app.include_router(feed.router)
     app.include_router(billing.router)
+    app.include_router(customer_pages.router)
     app.include_router(admin.router)
     payload_codec = temporal.payload_codec(settings)
     if payload_codec is not None:

@@ -18,6 +18,9 @@ from db import repository
 from domain.catalog import Catalog
 from domain.lifecycle import Purchase
 
+# The success URL's query parameter that carries the Checkout Session's id.
+CHECKOUT_SESSION_ID_PARAM = "session_id"
+
 # Stripe statuses of a subscription that is over: its checkout no longer stands in the way.
 _ENDED_SUBSCRIPTION = frozenset({"canceled", "incomplete_expired"})
 
@@ -71,7 +74,7 @@ def open_checkout(
         "line_items": [{"price": price.id, "quantity": purchase.seats}],
         "subscription_data": subscription_data,
         "metadata": {"account_id": account_id},
-        "success_url": success_url,
+        "success_url": success_url_with_session_id(success_url),
         "cancel_url": cancel_url,
     }
     # One key per attempt: concurrent checkouts of the same purchase get one session, of
@@ -92,6 +95,13 @@ def open_checkout(
     with sessions.begin() as session:
         repository.store_checkout(session, account_id, record)
     return CheckoutPage(url=created.url, session_id=created.id)
+
+
+def success_url_with_session_id(success_url: str) -> str:
+    """`success_url` with Stripe's `{CHECKOUT_SESSION_ID}` template added: Stripe replaces it
+    by the session's id when it sends the customer back (the braces must stay unescaped)."""
+    separator = "&" if "?" in success_url else "?"
+    return f"{success_url}{separator}{CHECKOUT_SESSION_ID_PARAM}={{CHECKOUT_SESSION_ID}}"
 
 
 def open_portal(

@@ -7,13 +7,14 @@ and tests/e2e/."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
+import stripe
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.account_workflows import (
@@ -26,12 +27,15 @@ from api.deps import get_account_workflows
 from api.edge import NOT_APPLIED, TemporalUnavailable
 from api.main import create_app
 from core.config import Settings
+from core.stripe_client import make_stripe_client
 from db import repository
 from domain.catalog import default_catalog
 from domain.entitlements import entitlements_for
 from domain.lifecycle import Lifecycle
 from domain.operator_actions import OperatorRequest
 from domain.plan_changes import PlanChange
+from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
+from stripe_sim.server import SimulatorServer
 from tests.api.conftest import RecordingTemporal
 from workflows.account import StripeEventSignal
 
@@ -152,3 +156,25 @@ def seed_account(
             "seeded",
             [],
         )
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[SimulatorServer]:
+    with SimulatorServer() as sim:
+        yield sim
+
+
+@pytest.fixture
+def simulated_settings(settings: Settings, simulator: SimulatorServer) -> Settings:
+    """The app's settings, aimed at the simulator, whose catalog is published."""
+    simulated = settings.model_copy(update={"stripe_simulator_url": simulator.url})
+    client = make_stripe_client(simulated)
+    apply_catalog_changes(
+        client, default_catalog(), plan_catalog_changes(client, default_catalog())
+    )
+    return simulated
+
+
+@pytest.fixture
+def stripe_client(simulated_settings: Settings) -> stripe.StripeClient:
+    return make_stripe_client(simulated_settings)

@@ -5,7 +5,7 @@ is checked here, route by route."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
@@ -19,13 +19,10 @@ from temporalio.exceptions import ApplicationError
 from api.account_workflows import PlanChanged
 from api.edge import MAY_STILL_APPLY, NOT_APPLIED, TemporalUnavailable
 from core.config import Settings
-from core.stripe_client import make_stripe_client
 from db import repository
 from domain.catalog import default_catalog
 from domain.lifecycle import BillingState, Lifecycle
 from domain.plan_changes import ChangeKind, PlanChange, purchase_for
-from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
-from stripe_sim.server import SimulatorServer
 from tests.api.conftest import APP_TOKEN, ClientFactory, RecordingTemporal, closed_port
 from tests.api.routes.conftest import FakeAccountWorkflows, api_with, seed_account
 from tests.workflows.harness import subscription
@@ -33,28 +30,6 @@ from tests.workflows.harness import subscription
 pytestmark = pytest.mark.db
 
 AUTH = {"Authorization": f"Bearer {APP_TOKEN}"}
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as sim:
-        yield sim
-
-
-@pytest.fixture
-def simulated_settings(settings: Settings, simulator: SimulatorServer) -> Settings:
-    """The app's settings, aimed at the simulator, whose catalog is published."""
-    simulated = settings.model_copy(update={"stripe_simulator_url": simulator.url})
-    client = make_stripe_client(simulated)
-    apply_catalog_changes(
-        client, default_catalog(), plan_catalog_changes(client, default_catalog())
-    )
-    return simulated
-
-
-@pytest.fixture
-def stripe_client(simulated_settings: Settings) -> stripe.StripeClient:
-    return make_stripe_client(simulated_settings)
 
 
 @pytest.fixture

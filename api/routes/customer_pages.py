@@ -1,0 +1,109 @@
+"""The pages Stripe sends a customer back to: after Checkout (paid or abandoned) and from the
+customer portal, and the billing link of the emails.
+
+They are for the customer's browser: no token. The only account fact shown is the plan and
+billing state of the Checkout Session's own account, found through the session id Stripe puts
+into the success URL (`{CHECKOUT_SESSION_ID}`, Stripe's documented way); a session id is a
+secret only that customer's browser holds, where an account id in the URL could be anyone's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import stripe
+from fastapi import APIRouter, Query, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from api.deps import CatalogDep, SessionFactoryDep, SettingsDep
+from api.routes.entitlements import current_answer
+from api.stripe_pages import CHECKOUT_SESSION_ID_PARAM
+from core.stripe_client import make_stripe_client
+from domain.lifecycle import BillingState
+
+router = APIRouter(prefix="/billing", tags=["customer pages"], include_in_schema=False)
+
+# The success page reloads itself this often until the account's webhook has landed.
+REFRESH_SECONDS = 2
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(_templates.get_template(template).render(**context), status_code)
+
+
+@router.get("/done", response_class=HTMLResponse)
+async def checkout_done(
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    catalog: CatalogDep,
+    session_id: str | None = Query(
+        None, alias=CHECKOUT_SESSION_ID_PARAM, pattern=r"^cs_[A-Za-z0-9_]{1,250}$"
+    ),
+) -> HTMLResponse:
+    """After Checkout: the account's plan once its webhook has landed (the page reloads itself
+    until then). Without a session: back from the customer portal."""
+    if session_id is None:
+        return _page(
+            "message.html",
+            title="You are back from billing",
+            message="Changes you made to your plan or card take effect in Dataface within "
+            "moments. You can close this page.",
+        )
+    try:
+        checkout = await run_in_threadpool(
+            make_stripe_client(settings).v1.checkout.sessions.retrieve, session_id
+        )
+    except stripe.InvalidRequestError:
+        return _page(
+            "message.html",
+            status.HTTP_404_NOT_FOUND,
+            title="Unknown checkout",
+            message="This link does not belong to a checkout. Nothing was charged through it.",
+        )
+    account_id = checkout.client_reference_id
+    if checkout.status != "complete" or account_id is None:
+        return _page(
+            "message.html",
+            title="Checkout not finished",
+            message="This checkout was not completed, so nothing was charged. Start again "
+            "from Dataface's billing settings.",
+        )
+    answer = await run_in_threadpool(current_answer, sessions, catalog, account_id)
+    if answer.billing_state == BillingState.FREE:
+        return _page(
+            "checkout_done.html", title="Payment received", refresh_seconds=REFRESH_SECONDS
+        )
+    return _page(
+        "checkout_done.html",
+        title="Your plan is ready",
+        plan=catalog.plan(answer.plan).name,
+        state=answer.billing_state.replace("_", " "),
+    )
+
+
+@router.get("/canceled", response_class=HTMLResponse)
+async def checkout_canceled() -> HTMLResponse:
+    return _page(
+        "message.html",
+        title="Checkout canceled",
+        message="Nothing was charged and your plan is unchanged. You can close this page.",
+    )
+
+
+@router.get("", response_class=HTMLResponse)
+async def billing_link() -> HTMLResponse:
+    """Where the emails' "manage your plan" and "update your card" links lead."""
+    return _page(
+        "message.html",
+        title="Manage your plan",
+        message="Open Settings → Billing in Dataface to change your plan, update your card or "
+        "pay an open invoice in Stripe's secure billing portal.",
+    )
