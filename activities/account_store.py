@@ -139,7 +139,17 @@ class AccountStoreActivities:
                 repository.record_stripe_events(
                     session, request.account_id, _event_rows(request.events)
                 )
-            return applied
+        if applied:
+            # What happened to the account, one line per change (the ids are the logger's).
+            activity.logger.info(
+                "entitlements v%d: %s, plan %s, access %s (%s)",
+                request.version,
+                entitlements.billing_state,
+                entitlements.plan,
+                entitlements.access,
+                request.cause,
+            )
+        return applied
 
     @activity.defn
     @classify_failures

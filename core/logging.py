@@ -21,11 +21,15 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+from temporalio import activity as temporal_activity
+from temporalio import workflow as temporal_workflow
 
 from core.config import Settings
 from core.workflow_ids import WORKFLOW_ID_PREFIX
 
 CONTEXT_FIELDS = ("account_id", "stripe_event_id", "workflow_id")
+# Loggers of the HTTP client libraries, one line per request: shown only at DEBUG.
+QUIET_BELOW_DEBUG = ("stripe", "httpx")
 TEMPORAL_EXTRAS = ("temporal_activity", "temporal_workflow")
 
 _context: ContextVar[Mapping[str, str]] = ContextVar(
@@ -137,6 +141,16 @@ def configure_logging(settings: Settings) -> None:
         root.removeHandler(existing)
     root.addHandler(make_handler(settings.log_format))
     root.setLevel(settings.log_level)
+    # stripe-python logs every request twice at INFO, httpx once: at INFO those lines bury
+    # what happens to the accounts. LOG_LEVEL=DEBUG still shows them.
+    for chatty in QUIET_BELOW_DEBUG:
+        logging.getLogger(chatty).setLevel(
+            logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
+        )
+    # The workflow's and activity's ids are fields of the line already (`ContextFilter`); the
+    # SDK would also append them to the message as a dict.
+    temporal_activity.logger.activity_info_on_message = False
+    temporal_workflow.logger.workflow_info_on_message = False
     # Warnings and uncaught exceptions would otherwise be written by the interpreter as plain
     # text: with LOG_FORMAT=json every line on stderr must be one JSON object.
     logging.captureWarnings(True)

@@ -17,12 +17,16 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment
 
+from activities.account_store import AccountStoreActivities, WriteEntitlementsInput
 from activities.notifications import SendEmailInput
 from core.logging import make_handler
+from domain.catalog import default_catalog
+from domain.lifecycle import BillingState, Lifecycle
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, WEBHOOK_SECRET, post_event
 from tests.api.routes.test_webhooks import subscription_event
 from tests.notifications.conftest import FakeStripe, make_activities
 from tests.smtp_server import SmtpRecorder
+from tests.workflows.harness import subscription
 from workflows.account import workflow_id_for
 
 pytestmark = pytest.mark.db
@@ -119,6 +123,26 @@ async def test_activity_lines_carry_the_workflow_and_account_ids(
     assert line["temporal_activity"]["activity_type"] == env.info.activity_type
 
 
+async def test_each_entitlement_change_is_one_info_line_about_the_account(
+    session_factory: sessionmaker[Session], json_logs: io.StringIO
+) -> None:
+    account = f"acct_{uuid4().hex[:10]}"
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, workflow_id=workflow_id_for(account))
+    activities = AccountStoreActivities(session_factory, default_catalog())
+    trialing = Lifecycle(state=BillingState.TRIALING, subscription=subscription("cus_logged"))
+    write = WriteEntitlementsInput(account, 1, trialing, "stripe:evt_created")
+
+    assert env.run(activities.write_entitlements, write) is True
+    assert env.run(activities.write_entitlements, write) is False  # a repeat: no line
+
+    [line] = lines_mentioning(json_logs, "entitlements v1")
+    assert line["message"].startswith(
+        "entitlements v1: trialing, plan pro, access full (stripe:evt_created)"
+    )
+    assert (line["level"], line["account_id"]) == ("INFO", account)
+
+
 async def test_no_line_carries_a_secret_a_token_or_a_body(
     client: httpx.AsyncClient, temporal, json_logs: io.StringIO
 ) -> None:
@@ -159,3 +183,24 @@ def test_warnings_and_uncaught_exceptions_are_json_lines_too() -> None:
     assert [line["logger"] for line in lines] == ["py.warnings", "uncaught", "uncaught"]
     assert "ZeroDivisionError" in lines[1]["exception"]
     assert "RuntimeError: the process fails" in lines[2]["exception"]
+
+
+def test_at_info_a_stripe_request_logs_nothing_and_an_account_change_one_plain_line() -> None:
+    program = (
+        "import logging\n"
+        "from temporalio import activity\n"
+        "from temporalio.testing import ActivityEnvironment\n"
+        "from core.config import Settings\n"
+        "from core.logging import configure_logging\n"
+        "configure_logging(Settings(_env_file=None, log_level='INFO'))\n"
+        "logging.getLogger('stripe').info('message=\"Request to Stripe api\"')\n"
+        "logging.getLogger('httpx').info('HTTP Request: POST http://127.0.0.1:12111/v1/x')\n"
+        "ActivityEnvironment().run(lambda: activity.logger.info('entitlements v1: active'))\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    [line] = finished.stderr.splitlines()
+    # The activity's ids once, as fields, not again as a dict in the message.
+    assert line.endswith(" INFO temporalio.activity entitlements v1: active [workflow_id=test]")
