@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -91,6 +92,53 @@ def start_temporal_dev_server(data_dir: Path, ports: LocalPorts) -> subprocess.P
     return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
 
 
+class AnnouncingServer(uvicorn.Server):
+    """The API server, printing `announcement` once it listens: the last part of the stack
+    to come up, so everything the announcement names answers by then."""
+
+    def __init__(self, config: uvicorn.Config, announcement: str) -> None:
+        super().__init__(config)
+        self.announcement = announcement
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            print(self.announcement, flush=True)
+
+
+def startup_summary(settings: Settings, ports: LocalPorts, data_dir: Path) -> str:
+    """What a developer needs once the stack is up, in one block: where each part answers,
+    the credentials in use, where the emails go, and what to try first."""
+    api = f"http://127.0.0.1:{ports.api}"
+    stripe = (
+        "real Stripe (STRIPE_SECRET_KEY)"
+        if settings.stripe_secret_key
+        else f"{settings.stripe_simulator_url}  (simulator; any sk_test_ key, state in "
+        f"{stripe_state_file(data_dir)})"
+    )
+    rows = [
+        ("API", f"{api}  (OpenAPI docs: {api}/docs)"),
+        ("Temporal Web UI", f"http://127.0.0.1:{ports.temporal_ui}"),
+        ("Stripe", stripe),
+        ("app token", f"{settings.app_api_token}  (APP_API_TOKEN)"),
+        ("admin token", f"{settings.admin_api_token}  (ADMIN_API_TOKEN)"),
+        ("webhook secret", f"{settings.stripe_webhook_secret}  (STRIPE_WEBHOOK_SECRET)"),
+        ("emails", f"{data_dir / 'mail'}/*.eml"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(
+        [
+            "",
+            "Dataface Billing is up.",
+            *(f"  {name.ljust(width)}  {value}" for name, value in rows),
+            "Try it: docs/walkthrough.md, or",
+            f"  curl -s -H 'Authorization: Bearer {settings.app_api_token}' "
+            f"{api}/v1/accounts/acct_demo/entitlements",
+            "",
+        ]
+    )
+
+
 def stripe_state_file(data_dir: Path) -> Path:
     """Where the local Stripe keeps its customers, subscriptions and invoices."""
     return data_dir / "stripe_sim.pickle"
@@ -139,7 +187,6 @@ def start_stripe_simulator(
         f"{simulator.url}/_sim/webhook_endpoints/{endpoint.endpoint_id}/secret",
         json={"secret": settings.stripe_webhook_secret},
     ).raise_for_status()
-    log.info("Stripe simulator at %s (catalog synced), webhooks to the API", simulator.url)
     return settings
 
 
@@ -150,17 +197,11 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
         stack.callback(server.wait, 30)
         stack.callback(server.terminate)
         client = await connect_when_up(settings, server)
-        log.info(
-            "Temporal at %s, Web UI at http://127.0.0.1:%d",
-            settings.temporal_address,
-            ports.temporal_ui,
-        )
 
         migrate(settings.database_url)
         stack.enter_context(
             MailSink(data_dir / "mail", host=settings.smtp_host, port=settings.smtp_port)
         )
-        log.info("emails are written to %s", data_dir / "mail")
         if not settings.stripe_secret_key:
             settings = start_stripe_simulator(settings, ports, data_dir, stack)
 
@@ -179,14 +220,14 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
             )
             await ensure_schedules(client, settings)
             log.info("reconciliation schedules set (Schedules tab of the Web UI)")
-            api = uvicorn.Server(
+            api = AnnouncingServer(
                 uvicorn.Config(
                     create_app(settings, temporal_client=client),
                     host="127.0.0.1",
                     port=ports.api,
                     log_level="info",
-                )
+                ),
+                announcement=startup_summary(settings, ports, data_dir),
             )
-            log.info("API at http://127.0.0.1:%d (docs at /docs)", ports.api)
             async with worker:  # polls until the API stops (Ctrl-C)
                 await api.serve()

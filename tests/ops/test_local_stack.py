@@ -15,6 +15,7 @@ from ops.local_stack import (
     LocalPorts,
     prepare_data_dir,
     start_stripe_simulator,
+    startup_summary,
     stripe_state_file,
 )
 from tests.signing import stripe_signature
@@ -77,3 +78,34 @@ def test_a_restart_keeps_stripe_s_customers_without_duplicating_the_setup(tmp_pa
             start_stripe_simulator(Settings(_env_file=None), ports, tmp_path, stack)
         )
         assert client.v1.customers.list().data == []
+
+
+def test_the_start_up_block_names_every_address_credential_and_the_next_step() -> None:
+    settings = Settings(_env_file=None, app_api_token="app-tok", admin_api_token="admin-tok")
+    ports = LocalPorts(api=8001, temporal_ui=8234, stripe_simulator=12112)
+    simulated = settings.model_copy(update={"stripe_simulator_url": "http://127.0.0.1:12112"})
+
+    block = startup_summary(simulated, ports, Path(".data"))
+
+    assert block.splitlines() == [
+        "",
+        "Dataface Billing is up.",
+        "  API              http://127.0.0.1:8001  (OpenAPI docs: http://127.0.0.1:8001/docs)",
+        "  Temporal Web UI  http://127.0.0.1:8234",
+        "  Stripe           http://127.0.0.1:12112  (simulator; any sk_test_ key, state in "
+        ".data/stripe_sim.pickle)",
+        "  app token        app-tok  (APP_API_TOKEN)",
+        "  admin token      admin-tok  (ADMIN_API_TOKEN)",
+        "  webhook secret   whsec_local_development  (STRIPE_WEBHOOK_SECRET)",
+        "  emails           .data/mail/*.eml",
+        "Try it: docs/walkthrough.md, or",
+        "  curl -s -H 'Authorization: Bearer app-tok' "
+        "http://127.0.0.1:8001/v1/accounts/acct_demo/entitlements",
+    ]
+
+
+def test_against_real_stripe_the_block_names_no_simulator() -> None:
+    settings = Settings(_env_file=None, stripe_secret_key="sk_test_real")
+    block = startup_summary(settings, LocalPorts(), Path(".data"))
+    assert "  Stripe           real Stripe (STRIPE_SECRET_KEY)" in block.splitlines()
+    assert "12111" not in block
