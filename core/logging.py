@@ -28,8 +28,9 @@ from core.config import Settings
 from core.workflow_ids import WORKFLOW_ID_PREFIX
 
 CONTEXT_FIELDS = ("account_id", "stripe_event_id", "workflow_id")
-# Loggers of the HTTP client libraries, one line per request: shown only at DEBUG.
-QUIET_BELOW_DEBUG = ("stripe", "httpx")
+# Libraries that log at INFO per request (stripe-python twice, httpx), per SMTP connection
+# (aiosmtpd's `mail.log`, the local mail sink) or per migration plugin: shown only at DEBUG.
+QUIET_BELOW_DEBUG = ("stripe", "httpx", "mail.log", "alembic.runtime.plugins")
 TEMPORAL_EXTRAS = ("temporal_activity", "temporal_workflow")
 
 _context: ContextVar[Mapping[str, str]] = ContextVar(
@@ -141,8 +142,7 @@ def configure_logging(settings: Settings) -> None:
         root.removeHandler(existing)
     root.addHandler(make_handler(settings.log_format))
     root.setLevel(settings.log_level)
-    # stripe-python logs every request twice at INFO, httpx once: at INFO those lines bury
-    # what happens to the accounts. LOG_LEVEL=DEBUG still shows them.
+    # At INFO their lines would bury what happens to the accounts.
     for chatty in QUIET_BELOW_DEBUG:
         logging.getLogger(chatty).setLevel(
             logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING

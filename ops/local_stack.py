@@ -225,7 +225,12 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
                     create_app(settings, temporal_client=client),
                     host="127.0.0.1",
                     port=ports.api,
-                    log_level="info",
+                    # Its lines go through the handler `configure_logging` set up. No access
+                    # log: the gateway logs each webhook with its account, and the access
+                    # logger is uvicorn's, shared with the simulator's server in this process,
+                    # which would log every Stripe call of the worker too.
+                    log_config=None,
+                    access_log=False,
                 ),
                 announcement=startup_summary(settings, ports, data_dir),
             )
