@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -24,7 +25,10 @@ def _run_local(args: argparse.Namespace) -> None:
     ports = LocalPorts(api=args.port, temporal=args.temporal_port, temporal_ui=args.ui_port)
     data_dir = Path(args.data_dir)
     prepare_data_dir(data_dir, reset_stripe=args.reset_stripe)
-    asyncio.run(run_local_stack(get_settings(), data_dir, ports))
+    # Ctrl-C is how the stack is stopped, not a failure to report with a traceback: the
+    # simulator (saving its state), the mail sink and Temporal are stopped on the way out.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_local_stack(get_settings(), data_dir, ports))
 
 
 def _run_api(args: argparse.Namespace) -> None:
