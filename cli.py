@@ -25,8 +25,8 @@ def _run_local(args: argparse.Namespace) -> None:
     ports = LocalPorts(api=args.port, temporal=args.temporal_port, temporal_ui=args.ui_port)
     data_dir = Path(args.data_dir)
     prepare_data_dir(data_dir, reset_stripe=args.reset_stripe)
-    # Ctrl-C is how the stack is stopped, not a failure to report with a traceback: the
-    # simulator (saving its state), the mail sink and Temporal are stopped on the way out.
+    # Ctrl-C is how the stack is stopped, not a failure to report with a traceback; once the
+    # API is up the stack shuts down in order by itself (`stop_signals_end_serving_only`).
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_local_stack(get_settings(), data_dir, ports))
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import subprocess
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from workflows.account import SEARCH_ATTRIBUTES
 
 log = logging.getLogger("dataface_billing.local")
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _SEARCH_ATTRIBUTE_TYPES = {"KEYWORD": "Keyword", "DATETIME": "Datetime"}
 
 
@@ -90,6 +93,22 @@ def start_temporal_dev_server(data_dir: Path, ports: LocalPorts) -> subprocess.P
     command += search_attribute_flags()
     log_file = (data_dir / "temporal.log").open("ab")
     return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+@contextmanager
+def stop_signals_end_serving_only() -> Iterator[None]:
+    """uvicorn stops the API on Ctrl-C (SIGINT) or SIGTERM, then raises the signal again for
+    the handler before its own. Here that handler does nothing, so the stack then shuts down
+    in order (the worker, the simulator, the mail sink, Temporal) instead of being cancelled
+    half-way by asyncio's handler (the worker left talking to a stopped Temporal, forever) or
+    killed by the default one (Temporal left running). The handlers are restored after: a
+    second Ctrl-C interrupts the shutdown."""
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class AnnouncingServer(uvicorn.Server):
@@ -235,4 +254,5 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
                 announcement=startup_summary(settings, ports, data_dir),
             )
             async with worker:  # polls until the API stops (Ctrl-C)
-                await api.serve()
+                with stop_signals_end_serving_only():
+                    await api.serve()
