@@ -157,6 +157,21 @@ class Stack:
         [price] = self.stripe.v1.prices.list(params={"lookup_keys": [lookup_key]}).data
         return str(price.id)
 
+    def negotiated_price(self, plan_lookup_key: str, unit_amount: int, deal: str) -> str:
+        """An enterprise deal's price, made as in the Dashboard: on the product of the catalog
+        price `plan_lookup_key`, with its own lookup key and no metadata."""
+        plan_price = self.stripe.v1.prices.retrieve(self.price_id(plan_lookup_key))
+        price = self.stripe.v1.prices.create(
+            params={
+                "product": str(plan_price.product),
+                "unit_amount": unit_amount,
+                "currency": plan_price.currency,
+                "recurring": {"interval": "year"},
+                "lookup_key": deal,
+            }
+        )
+        return str(price.id)
+
 
 @asynccontextmanager
 async def running_stack(
