@@ -48,6 +48,13 @@ def money(amount: int, currency: str = "usd") -> str:
     return f"{sign}{symbol}{abs(amount) / 100:,.2f}"
 
 
+def prorated(amount: int, period: tuple[int, int], at: int) -> int:
+    """The share of ``amount`` (a whole ``period``'s price) for the time from ``at`` to the
+    period's end; Stripe prorates to the second and rounds to the currency's smallest unit."""
+    start, end = period
+    return round(amount * (end - at) / (end - start))
+
+
 def discount_amounts(coupon: Obj, amounts: list[int]) -> list[int]:
     """What ``coupon`` takes off each of an invoice's discountable line ``amounts``.
 
@@ -126,6 +133,27 @@ class Engine:
         sub["_cycle"] = 0
         self.set_period(sub, *period_bounds(anchor, interval, count, 0))
 
+    def start_anchored_cycle(self, sub: Obj, at: int, anchor: int) -> None:
+        """Periods aligned with a future ``anchor`` (``billing_cycle_anchor``): a shortened
+        first period from ``at`` to the first period boundary after it, then full periods.
+        The full period the first one is cut from is kept: prorations are fractions of it."""
+        interval, count = self.interval_of(sub)
+        cycle = -1
+        while period_bounds(anchor, interval, count, cycle)[0] > at:
+            cycle -= 1
+        full = period_bounds(anchor, interval, count, cycle)
+        sub["_anchor"] = anchor
+        sub["billing_cycle_anchor"] = anchor
+        sub["_cycle"] = cycle  # next_cycle moves on to the first full period
+        self.set_period(sub, at, full[1])
+        sub["_full_period"] = full
+
+    def proration_period(self, sub: Obj) -> tuple[int, int]:
+        """What a proration in the current period is a fraction of: the period itself, or
+        the full period a shortened first period was cut from."""
+        full = sub["_full_period"]
+        return full if full is not None and full[1] == sub["_period"][1] else sub["_period"]
+
     def next_cycle(self, sub: Obj) -> None:
         interval, count = self.interval_of(sub)
         sub["_cycle"] += 1
@@ -158,6 +186,26 @@ class Engine:
             f"{price['recurring']['interval']})"
         )
 
+    def first_period_lines(self, sub: Obj, at: int) -> list[LineSpec]:
+        """The prorated charge for a shortened first period (``billing_cycle_anchor``)."""
+        _, end = sub["_period"]
+        when = format_date(at)
+        lines = []
+        for item in self.items(sub):
+            price, qty = self.price_of(item), item["quantity"]
+            lines.append(
+                LineSpec(
+                    prorated(price["unit_amount"] * qty, self.proration_period(sub), at),
+                    f"Remaining time on {self._qty_name(price, qty)} after {when}",
+                    price,
+                    qty,
+                    (at, end),
+                    proration=True,
+                    subscription_item=item["id"],
+                )
+            )
+        return lines
+
     def trial_lines(self, sub: Obj) -> list[LineSpec]:
         start, end = sub["_period"]
         return [
@@ -176,10 +224,9 @@ class Engine:
         """Credit for the unused time of what changes, charge for the remaining time of what
         replaces it, both from ``at`` to the end of the current period (Stripe prorates to
         the second)."""
-        start, end = sub["_period"]
+        start, end = self.proration_period(sub)
         if end <= start or at >= end:
             return []
-        fraction = (end - at) / (end - start)
         current = {item["id"]: (self.price_of(item), item["quantity"]) for item in self.items(sub)}
         planned = {item_id: (price, qty) for item_id, price, qty in plan.items if item_id}
         lines: list[LineSpec] = []
@@ -188,7 +235,7 @@ class Engine:
             new = planned.get(item_id)
             if new is not None and new[0]["id"] == price["id"] and new[1] == qty:
                 continue
-            amount = -round(price["unit_amount"] * qty * fraction)
+            amount = -prorated(price["unit_amount"] * qty, (start, end), at)
             lines.append(
                 LineSpec(
                     amount,
@@ -204,7 +251,7 @@ class Engine:
             old = current.get(item_id) if item_id else None
             if old is not None and old[0]["id"] == price["id"] and old[1] == qty:
                 continue
-            amount = round(price["unit_amount"] * qty * fraction)
+            amount = prorated(price["unit_amount"] * qty, (start, end), at)
             lines.append(
                 LineSpec(
                     amount,
