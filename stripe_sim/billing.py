@@ -121,6 +121,7 @@ class Engine:
     # periods -------------------------------------------------------------------------------
     def set_period(self, sub: Obj, start: int, end: int) -> None:
         sub["_period"] = (start, end)
+        sub["_full_period"] = None
         for item in self.items(sub):
             item["current_period_start"] = start
             item["current_period_end"] = end
@@ -151,8 +152,8 @@ class Engine:
     def proration_period(self, sub: Obj) -> tuple[int, int]:
         """What a proration in the current period is a fraction of: the period itself, or
         the full period a shortened first period was cut from."""
-        full = sub["_full_period"]
-        return full if full is not None and full[1] == sub["_period"][1] else sub["_period"]
+        full: tuple[int, int] | None = sub["_full_period"]
+        return full or sub["_period"]
 
     def next_cycle(self, sub: Obj) -> None:
         interval, count = self.interval_of(sub)

@@ -624,6 +624,7 @@ def _plan_changes_billing(engine: Engine, sub: Obj, plan: ItemPlan) -> bool:
         "items.deleted",
         "proration_behavior",
         "payment_behavior",
+        "billing_cycle_anchor.type",
         *_SUBSCRIPTION_FIELDS,
         "cancellation_details.comment",
         "cancellation_details.feedback",
@@ -680,6 +681,9 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
             "it rather than guess.",
             param="items",
         )
+    reset_cycle = as_dict(params, "billing_cycle_anchor").get("type") == "now"
+    if reset_cycle:
+        _refuse_with_reset_cycle(ctx, sub, params, plan, behavior)
     error: StripeError | None = None
     with tracked(store, sub, "customer.subscription.updated", at=at):
         sub["metadata"] = merge_metadata(sub["metadata"], params)
@@ -708,11 +712,13 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
                 sub["trial_settings"]["end_behavior"]["missing_payment_method"] = missing
         _apply_cancel_params(sub, params, at)
         if params.get("cancel_at") and proration != "none":
-            _credit_time_after_cancel_at(ctx, sub, proration, behavior, at)
+            error = _credit_time_after_cancel_at(ctx, sub, proration, behavior, at)
         if "discounts" in params:
             _replace_discounts(ctx, cust, sub, as_list(params, "discounts"), at)
         if plan is not None and _plan_changes_billing(engine, sub, plan):
             error = _change_items(ctx, sub, plan, proration, behavior, at)
+        if reset_cycle:
+            error = _reset_billing_cycle(ctx, sub, proration, behavior, at)
         if params.get("trial_end") == "now" and sub["status"] == "trialing":
             sub["trial_end"] = at
             engine.end_trial(sub, at)
@@ -735,13 +741,38 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
     return render_expanded(store, sub, ctx.expand)
 
 
+def _refuse_with_reset_cycle(
+    ctx: Ctx, sub: Obj, params: dict[str, Any], plan: ItemPlan | None, behavior: str
+) -> None:
+    """What the simulator does not combine with ``billing_cycle_anchor[type]=now``."""
+    if sub["status"] != "active":
+        raise not_implemented(
+            "The Stripe simulator implements billing_cycle_anchor[type]=now on an active "
+            f"subscription only, not a {sub['status']} one; it refuses it rather than guess.",
+            param="billing_cycle_anchor[type]",
+        )
+    changes_items = plan is not None and _plan_changes_billing(ctx.engine, sub, plan)
+    for param, combined in (
+        ("items", changes_items),
+        ("trial_end", "trial_end" in params),
+        ("cancel_at", bool(params.get("cancel_at"))),
+        ("payment_behavior", behavior == "pending_if_incomplete"),
+    ):
+        if combined:
+            raise not_implemented(
+                f"The Stripe simulator does not implement billing_cycle_anchor[type]=now "
+                f"together with this {param} (how Stripe combines them is not modelled); it "
+                "refuses it rather than guess.",
+                param=param,
+            )
+
+
 def _change_items(
     ctx: Ctx, sub: Obj, plan: ItemPlan, proration: str, behavior: str, at: int
 ) -> StripeError | None:
     """Change price/quantity with Stripe's proration rules; an interval change restarts the
     billing cycle and invoices at once."""
     engine = ctx.engine
-    cust = engine.customer_of(sub)
     old_interval = engine.interval_of(sub)
     new_price = plan.items[0][1]["recurring"]
     interval_changes = old_interval != (new_price["interval"], new_price["interval_count"])
@@ -772,8 +803,17 @@ def _change_items(
     if interval_changes:
         engine.start_cycle(sub, at)
         lines = lines + engine.cycle_lines(sub)
+    return _invoice_update_now(ctx, sub, lines, behavior, at)
+
+
+def _invoice_update_now(
+    ctx: Ctx, sub: Obj, lines: list[LineSpec], behavior: str, at: int
+) -> StripeError | None:
+    """An update invoiced at once, with the pending invoice items; the payment error to
+    raise, with ``error_if_incomplete``, once the update's events are out."""
+    engine = ctx.engine
     inv = engine.create_invoice(
-        cust, sub, "subscription_update", at, lines, include_pending_items=True
+        engine.customer_of(sub), sub, "subscription_update", at, lines, include_pending_items=True
     )
     sub["latest_invoice"] = inv["id"]
     engine.finalize(inv, at)
@@ -784,29 +824,35 @@ def _change_items(
     return None
 
 
+def _reset_billing_cycle(
+    ctx: Ctx, sub: Obj, proration: str, behavior: str, at: int
+) -> StripeError | None:
+    """``billing_cycle_anchor[type]=now``: a full period starts now and is invoiced at once;
+    with prorations the unused time of the old period is credited on the same invoice."""
+    engine = ctx.engine
+    # Against an empty plan, proration_lines yields only the unused-time credits.
+    credit = [] if proration == "none" else engine.proration_lines(sub, ItemPlan(), at)
+    engine.start_cycle(sub, at)
+    sub["billing_cycle_anchor_config"] = None
+    return _invoice_update_now(ctx, sub, credit + engine.cycle_lines(sub), behavior, at)
+
+
 def _credit_time_after_cancel_at(
     ctx: Ctx, sub: Obj, proration: str, behavior: str, at: int
-) -> None:
+) -> StripeError | None:
     """``cancel_at`` inside a paid period: Stripe credits the time from it to the period's
     end, as a pending proration (``create_prorations``) or invoiced now (``always_invoice``)."""
-    engine = ctx.engine
     if sub["status"] == "trialing" or sub["cancel_at"] >= sub["_period"][1]:
-        return  # nothing paid for the time after cancel_at
+        return None  # nothing paid for the time after cancel_at
     # Against an empty plan, proration_lines yields only the unused-time credits.
-    credits = engine.proration_lines(sub, ItemPlan(), sub["cancel_at"])
+    credits = ctx.engine.proration_lines(sub, ItemPlan(), sub["cancel_at"])
     if not credits:
-        return
+        return None
     sub["_cancel_at_credited"] = True
     if proration == "create_prorations":
         _pending_items(ctx, sub, credits, at)
-        return
-    inv = engine.create_invoice(
-        engine.customer_of(sub), sub, "subscription_update", at, credits, include_pending_items=True
-    )
-    sub["latest_invoice"] = inv["id"]
-    engine.finalize(inv, at)
-    if inv["status"] == "open" and behavior != "default_incomplete":
-        engine.pay(inv, at)
+        return None
+    return _invoice_update_now(ctx, sub, credits, behavior, at)
 
 
 def _pending_items(ctx: Ctx, sub: Obj, lines: list[Any], at: int) -> None:

@@ -283,3 +283,68 @@ def test_created_with_cancel_at_in_the_first_period_is_charged_up_to_it(
     sub = client.v1.subscriptions.retrieve(sub.id)
     assert sub.status == "canceled" and sub.ended_at == cancel_at
     assert len(client.v1.invoices.list(params={"subscription": sub.id}).data) == 1
+
+
+# billing_cycle_anchor[type]=now on update ----------------------------------------------------
+FEB_11 = FEB_1 + 10 * DAY
+
+
+@pytest.mark.parametrize(
+    ("proration", "credit"), [("create_prorations", -round(2000 * 21 / 31)), ("none", 0)]
+)
+def test_reset_billing_cycle_now_invoices_a_full_period_at_once(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any], proration: str, credit: int
+) -> None:
+    cust = make_customer(client, clock)
+    sub = create(client, cust, catalog["pro"])
+    advance(client, clock, DAY_10)
+    sub = client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "billing_cycle_anchor": {"type": "now"},
+            "proration_behavior": proration,
+            "expand": ["latest_invoice"],
+        },
+    )
+    assert sub.billing_cycle_anchor == DAY_10
+    item = sub["items"].data[0]
+    assert (item.current_period_start, item.current_period_end) == (DAY_10, FEB_11)
+    invoice = sub.latest_invoice
+    assert invoice.billing_reason == "subscription_update" and invoice.status == "paid"
+    # The unused time of the old period (unless proration_behavior=none), then the new one.
+    amounts = [line.amount for line in invoice.lines.data]
+    assert amounts == ([credit] if credit else []) + [2000]
+    assert invoice.amount_paid == 2000 + credit
+    advance(client, clock, FEB_11 + 2 * HOUR)
+    _, renewed = renewal(client, sub.id)
+    assert (renewed.period_start, renewed.period_end) == (DAY_10, FEB_11)
+    assert renewed.total == 2000
+
+
+def test_reset_billing_cycle_now_is_refused_where_not_modelled(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
+    cust = make_customer(client, clock)
+    trialing = create(client, cust, catalog["pro"], trial_period_days=7)
+    error = refusal(
+        lambda: client.v1.subscriptions.update(
+            trialing.id, params={"billing_cycle_anchor": {"type": "now"}}
+        )
+    )
+    assert (error.code, error.param) == (NOT_IMPLEMENTED, "billing_cycle_anchor[type]")
+    active = create(client, cust, catalog["pro"])
+    item = active["items"].data[0]
+    error = refusal(
+        lambda: client.v1.subscriptions.update(
+            active.id,
+            params={
+                "billing_cycle_anchor": {"type": "now"},
+                "items": [{"id": item.id, "price": catalog["team"].id}],
+            },
+        )
+    )
+    assert (error.code, error.param) == (NOT_IMPLEMENTED, "items")
+    unchanged = client.v1.subscriptions.update(
+        active.id, params={"billing_cycle_anchor": {"type": "unchanged"}}
+    )
+    assert unchanged.billing_cycle_anchor == JAN_1
