@@ -135,19 +135,23 @@ class Engine:
         self.set_period(sub, *period_bounds(anchor, interval, count, 0))
 
     def start_anchored_cycle(self, sub: Obj, at: int, anchor: int) -> None:
-        """Periods aligned with a future ``anchor`` (``billing_cycle_anchor``): a shortened
-        first period from ``at`` to the first period boundary after it, then full periods.
-        The full period the first one is cut from is kept: prorations are fractions of it."""
+        """Periods aligned with ``anchor`` (``billing_cycle_anchor``): a shortened first
+        period from ``at`` to the next period boundary, then full periods. The full period
+        the first one is cut from is kept: prorations are fractions of it. (A trial can end
+        after the anchor, or on a boundary: then the first period is a full one.)"""
         interval, count = self.interval_of(sub)
-        cycle = -1
+        cycle = 0
         while period_bounds(anchor, interval, count, cycle)[0] > at:
             cycle -= 1
+        while period_bounds(anchor, interval, count, cycle)[1] <= at:
+            cycle += 1
         full = period_bounds(anchor, interval, count, cycle)
         sub["_anchor"] = anchor
         sub["billing_cycle_anchor"] = anchor
-        sub["_cycle"] = cycle  # next_cycle moves on to the first full period
+        sub["_cycle"] = cycle
         self.set_period(sub, at, full[1])
-        sub["_full_period"] = full
+        if full[0] != at:
+            sub["_full_period"] = full
 
     def proration_period(self, sub: Obj) -> tuple[int, int]:
         """What a proration in the current period is a fraction of: the period itself, or
@@ -188,7 +192,10 @@ class Engine:
         )
 
     def first_period_lines(self, sub: Obj, at: int) -> list[LineSpec]:
-        """The prorated charge for a shortened first period (``billing_cycle_anchor``)."""
+        """The lines of a subscription's first paid period, starting ``at``: the full charge,
+        or a prorated one when a billing cycle anchor shortened it."""
+        if sub["_full_period"] is None:
+            return self.cycle_lines(sub)
         _, end = sub["_period"]
         when = format_date(at)
         lines = []
@@ -603,13 +610,15 @@ class Engine:
             inv = self._cycle_invoice(sub, at, period=(old_start, at))
             sub["latest_invoice"] = inv["id"]
 
-    def _cycle_invoice(self, sub: Obj, at: int, *, period: tuple[int, int]) -> Obj:
+    def _cycle_invoice(
+        self, sub: Obj, at: int, *, period: tuple[int, int], lines: list[LineSpec] | None = None
+    ) -> Obj:
         inv = self.create_invoice(
             self.customer_of(sub),
             sub,
             "subscription_cycle",
             at,
-            self.cycle_lines(sub),
+            self.cycle_lines(sub) if lines is None else lines,
             period=period,
             include_pending_items=True,
         )
@@ -656,8 +665,15 @@ class Engine:
         old_start, _ = sub["_period"]
         with tracked(self.store, sub, "customer.subscription.updated", at=at):
             sub["status"] = "active"
-            self.start_cycle(sub, at)
-            inv = self._cycle_invoice(sub, at, period=(old_start, at))
+            if sub["_requested_anchor"]:
+                # A trial with a billing cycle anchor: the period up to the anchor's next
+                # boundary is prorated (Stripe's free-trials guide).
+                self.start_anchored_cycle(sub, at, sub["_anchor"])
+                lines = self.first_period_lines(sub, at)
+            else:
+                self.start_cycle(sub, at)
+                lines = self.cycle_lines(sub)
+            inv = self._cycle_invoice(sub, at, period=(old_start, at), lines=lines)
             sub["latest_invoice"] = inv["id"]
 
     def trial_will_end(self, sub: Obj, at: int) -> None:

@@ -172,7 +172,7 @@ def subscribe(
         params, "proration_behavior", CREATE_PRORATION_BEHAVIORS, "create_prorations"
     )
     if anchor is not None:
-        _refuse_with_anchor(params, trial_end)
+        _refuse_with_anchor(params, trial_end, proration)
     # proration_behavior=none with an anchor: the first period is free and not invoiced.
     invoiced_now = anchor is None or proration != "none"
     with buffered(store) as events:
@@ -212,10 +212,19 @@ def subscribe(
                 billing_cycle_anchor=trial_end,
                 _anchor=trial_end,
             )
+            if anchor is not None:
+                # The trial's end keeps the anchor (Engine.end_trial prorates up to it).
+                sub.update(
+                    billing_cycle_anchor=anchor.at,
+                    billing_cycle_anchor_config=anchor.config,
+                    _anchor=anchor.at,
+                    _requested_anchor=True,
+                )
             engine.set_period(sub, at, trial_end)
         elif anchor is not None:
             engine.start_anchored_cycle(sub, at, anchor.at)
             sub["billing_cycle_anchor_config"] = anchor.config
+            sub["_requested_anchor"] = True
         else:
             engine.start_cycle(sub, at)
         try:
@@ -228,10 +237,8 @@ def subscribe(
             raise
         if trial_end is not None:
             lines = engine.trial_lines(sub)
-        elif sub["_full_period"] is not None:
-            lines = engine.first_period_lines(sub, at)
         else:
-            lines = engine.cycle_lines(sub)
+            lines = engine.first_period_lines(sub, at)
         if invoiced_now:
             _invoice_first_period(ctx, sub, lines, behavior, at, on_session=on_session)
         else:
@@ -270,14 +277,14 @@ def _invoice_first_period(
         raise _payment_error(outcome, inv)
 
 
-def _refuse_with_anchor(params: dict[str, Any], trial_end: int | None) -> None:
+def _refuse_with_anchor(params: dict[str, Any], trial_end: int | None, proration: str) -> None:
     """What the simulator does not combine with a billing cycle anchor, refused loudly."""
-    if trial_end is not None:
+    if trial_end is not None and proration == "none":
         raise not_implemented(
-            "The Stripe simulator does not implement a billing cycle anchor together with a "
-            "trial (the prorated period after the trial is not modelled); it refuses it "
-            "rather than guess.",
-            param="billing_cycle_anchor",
+            "The Stripe simulator does not implement proration_behavior=none with a billing "
+            "cycle anchor and a trial (whether the period after the trial is free is not "
+            "modelled); it refuses it rather than guess.",
+            param="proration_behavior",
         )
     for param in ("discounts", "cancel_at", "cancel_at_period_end"):
         if params.get(param) not in (None, "", [], "false", False):
@@ -657,6 +664,13 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
             "A subscription in `incomplete` status can only update its metadata, "
             "default payment method and description."
         )
+    if params.get("trial_end") not in (None, "now") and sub["_requested_anchor"]:
+        raise not_implemented(
+            "The Stripe simulator does not implement moving the trial end of a subscription "
+            "with a billing cycle anchor (Stripe moves the anchor to it otherwise); it refuses "
+            "it rather than guess.",
+            param="trial_end",
+        )
     if params.get("trial_end") not in (None, "now") and status != "trialing":
         raise not_implemented(
             "The Stripe simulator does not implement trial_end on a subscription that is not "
@@ -834,6 +848,7 @@ def _reset_billing_cycle(
     credit = [] if proration == "none" else engine.proration_lines(sub, ItemPlan(), at)
     engine.start_cycle(sub, at)
     sub["billing_cycle_anchor_config"] = None
+    sub["_requested_anchor"] = False
     return _invoice_update_now(ctx, sub, credit + engine.cycle_lines(sub), behavior, at)
 
 

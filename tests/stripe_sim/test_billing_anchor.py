@@ -151,6 +151,47 @@ def test_anchor_without_proration_makes_the_first_period_free(
     assert (invoice.period_start, invoice.period_end) == (DAY_10, FEB_1)
 
 
+@pytest.mark.parametrize(
+    ("subscribed", "trial_end", "first_period", "full_period"),
+    [
+        # Stripe's example: a 7-day trial from the 15th, billed on the 1st: a prorated invoice
+        # on the 22nd for the 22nd to the 1st.
+        (JAN_1 + 14 * DAY, JAN_1 + 21 * DAY, (JAN_1 + 21 * DAY, FEB_1), (JAN_1, FEB_1)),
+        # From the 28th the trial ends after the anchor: prorated until the next month's 1st.
+        (JAN_1 + 27 * DAY, FEB_1 + 3 * DAY, (FEB_1 + 3 * DAY, MAR_1), (FEB_1, MAR_1)),
+    ],
+)
+def test_trial_with_anchor_prorates_the_period_after_the_trial(
+    client: stripe.StripeClient,
+    clock: Any,
+    catalog: dict[str, Any],
+    subscribed: int,
+    trial_end: int,
+    first_period: tuple[int, int],
+    full_period: tuple[int, int],
+) -> None:
+    cust = make_customer(client, clock)
+    advance(client, clock, subscribed)
+    sub = create(client, cust, catalog["pro"], billing_cycle_anchor=FEB_1, trial_end=trial_end)
+    assert sub.status == "trialing" and sub.billing_cycle_anchor == FEB_1
+    assert sub["items"].data[0].current_period_end == trial_end
+    assert sub.latest_invoice.total == 0
+    advance(client, clock, trial_end + 2 * HOUR)
+    sub, invoice = renewal(client, sub.id)
+    assert sub.status == "active" and sub.billing_cycle_anchor == FEB_1
+    item = sub["items"].data[0]
+    assert (item.current_period_start, item.current_period_end) == first_period
+    line = only_line(invoice)
+    remaining, length = first_period[1] - first_period[0], full_period[1] - full_period[0]
+    assert line.amount == invoice.amount_paid == round(2000 * remaining / length)
+    assert (line.period.start, line.period.end) == first_period
+    assert line.parent.subscription_item_details.proration is True
+    advance(client, clock, first_period[1] + 2 * HOUR)
+    sub, invoice = renewal(client, sub.id)
+    assert sub["items"].data[0].current_period_start == first_period[1]
+    assert invoice.total == 2000
+
+
 def test_anchor_validation(
     client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
 ) -> None:
@@ -172,8 +213,13 @@ def test_anchor_validation(
     assert "only specify one of" in both.user_message
     day = refused(billing_cycle_anchor_config={"day_of_month": 32})
     assert day.param == "billing_cycle_anchor_config[day_of_month]"
-    trial = refused(billing_cycle_anchor=FEB_1, trial_period_days=7)
-    assert (trial.code, trial.param) == (NOT_IMPLEMENTED, "billing_cycle_anchor")
+    free_after_trial = refused(
+        billing_cycle_anchor=FEB_1, trial_period_days=7, proration_behavior="none"
+    )
+    assert (free_after_trial.code, free_after_trial.param) == (
+        NOT_IMPLEMENTED,
+        "proration_behavior",
+    )
     # One subscription was created: the refusals left nothing behind.
     assert len(client.v1.subscriptions.list(params={"customer": cust.id}).data) == 1
 
