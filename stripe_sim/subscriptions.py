@@ -664,17 +664,17 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
             "A subscription in `incomplete` status can only update its metadata, "
             "default payment method and description."
         )
+    if params.get("trial_end") not in (None, "now") and status != "trialing":
+        raise not_implemented(
+            "The Stripe simulator does not implement trial_end on a subscription that is not "
+            "trialing (Stripe starts a new trial); it refuses it rather than ignore it.",
+            param="trial_end",
+        )
     if params.get("trial_end") not in (None, "now") and sub["_requested_anchor"]:
         raise not_implemented(
             "The Stripe simulator does not implement moving the trial end of a subscription "
             "with a billing cycle anchor (Stripe moves the anchor to it otherwise); it refuses "
             "it rather than guess.",
-            param="trial_end",
-        )
-    if params.get("trial_end") not in (None, "now") and status != "trialing":
-        raise not_implemented(
-            "The Stripe simulator does not implement trial_end on a subscription that is not "
-            "trialing (Stripe starts a new trial); it refuses it rather than ignore it.",
             param="trial_end",
         )
     proration = _choice(params, "proration_behavior", PRORATION_BEHAVIORS, "create_prorations")
@@ -694,6 +694,13 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
             "with discounts (how Stripe discounts the prorations is not modelled); it refuses "
             "it rather than guess.",
             param="items",
+        )
+    if params.get("cancel_at") and plan is not None and _plan_changes_billing(engine, sub, plan):
+        raise not_implemented(
+            "The Stripe simulator does not implement cancel_at together with an item change "
+            "(how Stripe prorates both at once is not modelled); it refuses it rather than "
+            "guess.",
+            param="cancel_at",
         )
     reset_cycle = as_dict(params, "billing_cycle_anchor").get("type") == "now"
     if reset_cycle:

@@ -394,3 +394,41 @@ def test_reset_billing_cycle_now_is_refused_where_not_modelled(
         active.id, params={"billing_cycle_anchor": {"type": "unchanged"}}
     )
     assert unchanged.billing_cycle_anchor == JAN_1
+
+
+def test_cancel_at_with_an_item_change_is_refused(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
+    cust = make_customer(client, clock)
+    sub = create(client, cust, catalog["pro"])
+    item = sub["items"].data[0]
+    error = refusal(
+        lambda: client.v1.subscriptions.update(
+            sub.id,
+            params={"cancel_at": DAY_20, "items": [{"id": item.id, "price": catalog["team"].id}]},
+        )
+    )
+    assert (error.code, error.param) == (NOT_IMPLEMENTED, "cancel_at")
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    assert sub.cancel_at is None and sub["items"].data[0].price.id == catalog["pro"].id
+
+
+def test_a_change_in_a_shortened_first_period_is_prorated_against_the_full_period(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
+    cust = make_customer(client, clock)
+    advance(client, clock, DAY_10)
+    sub = create(client, cust, catalog["pro"], billing_cycle_anchor=FEB_1)
+    advance(client, clock, DAY_20)
+    item = sub["items"].data[0]
+    sub = client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": item.id, "price": catalog["team"].id}],
+            "proration_behavior": "always_invoice",
+            "expand": ["latest_invoice"],
+        },
+    )
+    # 11 of the 31 days of Jan 1 - Feb 1, the period the first one (Jan 11 - Feb 1) is cut from.
+    amounts = sorted(line.amount for line in sub.latest_invoice.lines.data)
+    assert amounts == [-round(2000 * 11 / 31), round(5000 * 11 / 31)] == [-710, 1774]
