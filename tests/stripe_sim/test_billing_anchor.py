@@ -1,5 +1,6 @@
 """Billing cycle anchors on create (a prorated or free first period, then full periods from
-the anchor) and cancel_at inside a paid period (a credit for the time after it)."""
+the anchor; after a trial, the period up to the anchor prorated), billing_cycle_anchor=now on
+update, and cancel_at inside a paid period (a credit for the time after it)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ DAY_10 = JAN_1 + 10 * DAY  # 11 Jan 2026
 DAY_20 = JAN_1 + 20 * DAY  # 21 Jan 2026
 FEB_1 = JAN_1 + 31 * DAY
 FEB_10 = FEB_1 + 9 * DAY
+FEB_11 = FEB_1 + 10 * DAY
 FEB_28 = FEB_1 + 27 * DAY
 MAR_1 = FEB_1 + 28 * DAY
 MAR_31 = MAR_1 + 30 * DAY
@@ -45,7 +47,8 @@ def only_line(invoice: Any) -> Any:
     return line
 
 
-def renewal(client: stripe.StripeClient, sub_id: str) -> Any:
+def renewal(client: stripe.StripeClient, sub_id: str) -> tuple[Any, Any]:
+    """The subscription and its latest invoice."""
     sub = client.v1.subscriptions.retrieve(sub_id, params={"expand": ["latest_invoice"]})
     return sub, sub.latest_invoice
 
@@ -332,7 +335,6 @@ def test_created_with_cancel_at_in_the_first_period_is_charged_up_to_it(
 
 
 # billing_cycle_anchor[type]=now on update ----------------------------------------------------
-FEB_11 = FEB_1 + 10 * DAY
 
 
 @pytest.mark.parametrize(
@@ -432,3 +434,24 @@ def test_a_change_in_a_shortened_first_period_is_prorated_against_the_full_perio
     # 11 of the 31 days of Jan 1 - Feb 1, the period the first one (Jan 11 - Feb 1) is cut from.
     amounts = sorted(line.amount for line in sub.latest_invoice.lines.data)
     assert amounts == [-round(2000 * 11 / 31), round(5000 * 11 / 31)] == [-710, 1774]
+
+
+def test_anchor_config_is_for_monthly_and_yearly_prices_only(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
+    weekly = client.v1.prices.create(
+        params={
+            "product": catalog["pro"].product,
+            "unit_amount": 500,
+            "currency": "usd",
+            "recurring": {"interval": "week"},
+        }
+    )
+    cust = make_customer(client, clock)
+    error = refusal(
+        lambda: create(client, cust, weekly, billing_cycle_anchor_config={"day_of_month": 5})
+    )
+    assert error.param == "billing_cycle_anchor_config" and error.code != NOT_IMPLEMENTED
+    # A timestamp anchor works for any interval: here a week from Jan 1 at most.
+    sub = create(client, cust, weekly, billing_cycle_anchor=JAN_1 + 3 * DAY)
+    assert sub.latest_invoice.total == round(500 * 3 / 7) == 214
