@@ -48,6 +48,13 @@ def money(amount: int, currency: str = "usd") -> str:
     return f"{sign}{symbol}{abs(amount) / 100:,.2f}"
 
 
+def prorated(amount: int, period: tuple[int, int], at: int) -> int:
+    """The share of ``amount`` (a whole ``period``'s price) for the time from ``at`` to the
+    period's end; Stripe prorates to the second and rounds to the currency's smallest unit."""
+    start, end = period
+    return round(amount * (end - at) / (end - start))
+
+
 def discount_amounts(coupon: Obj, amounts: list[int]) -> list[int]:
     """What ``coupon`` takes off each of an invoice's discountable line ``amounts``.
 
@@ -114,6 +121,7 @@ class Engine:
     # periods -------------------------------------------------------------------------------
     def set_period(self, sub: Obj, start: int, end: int) -> None:
         sub["_period"] = (start, end)
+        sub["_full_period"] = None
         for item in self.items(sub):
             item["current_period_start"] = start
             item["current_period_end"] = end
@@ -125,6 +133,31 @@ class Engine:
         sub["billing_cycle_anchor"] = anchor
         sub["_cycle"] = 0
         self.set_period(sub, *period_bounds(anchor, interval, count, 0))
+
+    def start_anchored_cycle(self, sub: Obj, at: int, anchor: int) -> None:
+        """Periods aligned with ``anchor`` (``billing_cycle_anchor``): a shortened first
+        period from ``at`` to the next period boundary, then full periods. The full period
+        the first one is cut from is kept: prorations are fractions of it. (A trial can end
+        after the anchor, or on a boundary: then the first period is a full one.)"""
+        interval, count = self.interval_of(sub)
+        cycle = 0
+        while period_bounds(anchor, interval, count, cycle)[0] > at:
+            cycle -= 1
+        while period_bounds(anchor, interval, count, cycle)[1] <= at:
+            cycle += 1
+        full = period_bounds(anchor, interval, count, cycle)
+        sub["_anchor"] = anchor
+        sub["billing_cycle_anchor"] = anchor
+        sub["_cycle"] = cycle
+        self.set_period(sub, at, full[1])
+        if full[0] != at:
+            sub["_full_period"] = full
+
+    def proration_period(self, sub: Obj) -> tuple[int, int]:
+        """What a proration in the current period is a fraction of: the period itself, or
+        the full period a shortened first period was cut from."""
+        full: tuple[int, int] | None = sub["_full_period"]
+        return full or sub["_period"]
 
     def next_cycle(self, sub: Obj) -> None:
         interval, count = self.interval_of(sub)
@@ -158,6 +191,29 @@ class Engine:
             f"{price['recurring']['interval']})"
         )
 
+    def first_period_lines(self, sub: Obj, at: int) -> list[LineSpec]:
+        """The lines of a subscription's first paid period, starting ``at``: the full charge,
+        or a prorated one when a billing cycle anchor shortened it."""
+        if sub["_full_period"] is None:
+            return self.cycle_lines(sub)
+        _, end = sub["_period"]
+        when = format_date(at)
+        lines = []
+        for item in self.items(sub):
+            price, qty = self.price_of(item), item["quantity"]
+            lines.append(
+                LineSpec(
+                    prorated(price["unit_amount"] * qty, self.proration_period(sub), at),
+                    f"Remaining time on {self._qty_name(price, qty)} after {when}",
+                    price,
+                    qty,
+                    (at, end),
+                    proration=True,
+                    subscription_item=item["id"],
+                )
+            )
+        return lines
+
     def trial_lines(self, sub: Obj) -> list[LineSpec]:
         start, end = sub["_period"]
         return [
@@ -176,10 +232,9 @@ class Engine:
         """Credit for the unused time of what changes, charge for the remaining time of what
         replaces it, both from ``at`` to the end of the current period (Stripe prorates to
         the second)."""
-        start, end = sub["_period"]
+        start, end = self.proration_period(sub)
         if end <= start or at >= end:
             return []
-        fraction = (end - at) / (end - start)
         current = {item["id"]: (self.price_of(item), item["quantity"]) for item in self.items(sub)}
         planned = {item_id: (price, qty) for item_id, price, qty in plan.items if item_id}
         lines: list[LineSpec] = []
@@ -188,7 +243,7 @@ class Engine:
             new = planned.get(item_id)
             if new is not None and new[0]["id"] == price["id"] and new[1] == qty:
                 continue
-            amount = -round(price["unit_amount"] * qty * fraction)
+            amount = -prorated(price["unit_amount"] * qty, (start, end), at)
             lines.append(
                 LineSpec(
                     amount,
@@ -204,7 +259,7 @@ class Engine:
             old = current.get(item_id) if item_id else None
             if old is not None and old[0]["id"] == price["id"] and old[1] == qty:
                 continue
-            amount = round(price["unit_amount"] * qty * fraction)
+            amount = prorated(price["unit_amount"] * qty, (start, end), at)
             lines.append(
                 LineSpec(
                     amount,
@@ -555,13 +610,15 @@ class Engine:
             inv = self._cycle_invoice(sub, at, period=(old_start, at))
             sub["latest_invoice"] = inv["id"]
 
-    def _cycle_invoice(self, sub: Obj, at: int, *, period: tuple[int, int]) -> Obj:
+    def _cycle_invoice(
+        self, sub: Obj, at: int, *, period: tuple[int, int], lines: list[LineSpec] | None = None
+    ) -> Obj:
         inv = self.create_invoice(
             self.customer_of(sub),
             sub,
             "subscription_cycle",
             at,
-            self.cycle_lines(sub),
+            self.cycle_lines(sub) if lines is None else lines,
             period=period,
             include_pending_items=True,
         )
@@ -608,8 +665,15 @@ class Engine:
         old_start, _ = sub["_period"]
         with tracked(self.store, sub, "customer.subscription.updated", at=at):
             sub["status"] = "active"
-            self.start_cycle(sub, at)
-            inv = self._cycle_invoice(sub, at, period=(old_start, at))
+            if sub["_requested_anchor"]:
+                # A trial with a billing cycle anchor: the period up to the anchor's next
+                # boundary is prorated (Stripe's free-trials guide).
+                self.start_anchored_cycle(sub, at, sub["_anchor"])
+                lines = self.first_period_lines(sub, at)
+            else:
+                self.start_cycle(sub, at)
+                lines = self.cycle_lines(sub)
+            inv = self._cycle_invoice(sub, at, period=(old_start, at), lines=lines)
             sub["latest_invoice"] = inv["id"]
 
     def trial_will_end(self, sub: Obj, at: int) -> None:

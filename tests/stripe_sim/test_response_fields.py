@@ -306,6 +306,16 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
     )
     v1.subscriptions.cancel(sub.id)
 
+    # An anchored subscription: billing_cycle_anchor_config and a prorated first invoice.
+    anchored = make_customer(client, clock, email="c@example.com")
+    v1.subscriptions.create(
+        params={
+            "customer": anchored.id,
+            "items": [{"price": monthly.id}],
+            "billing_cycle_anchor_config": {"day_of_month": 15, "hour": 12},
+        }
+    )
+
     # A card that needs 3DS: an incomplete subscription with an open invoice.
     strict = make_customer(
         client, clock, pm="pm_card_authenticationRequired", email="b@example.com"

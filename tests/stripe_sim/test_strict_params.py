@@ -75,15 +75,15 @@ def test_automatic_tax_is_refused_until_implemented(
     assert sub.automatic_tax.enabled is False
 
 
-def test_invoice_items_and_billing_cycle_anchor_are_refused(
+def test_invoice_items_and_backdating_are_refused(
     client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
 ) -> None:
     cust = make_customer(client, clock)
     base: Any = {"customer": cust.id, "items": [{"price": catalog["pro"].id}]}
     error = refusal(
-        lambda: client.v1.subscriptions.create(params={**base, "billing_cycle_anchor": 1800000000})
+        lambda: client.v1.subscriptions.create(params={**base, "backdate_start_date": 1760000000})
     )
-    assert (error.code, error.param) == (NOT_IMPLEMENTED, "billing_cycle_anchor")
+    assert (error.code, error.param) == (NOT_IMPLEMENTED, "backdate_start_date")
     sub = client.v1.subscriptions.create(params=base)
     error = refusal(
         lambda: client.v1.subscriptions.update(
