@@ -408,3 +408,29 @@ def test_from_subscription_takes_no_phases_and_once_only(
         schedule_from(client, sub)
     assert refused.value.param == "from_subscription"
     assert len(client.v1.subscription_schedules.list(params={"customer": cust.id}).data) == 1
+
+
+def test_changing_the_current_phase_bills_it_as_a_subscription_update(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
+    cust = make_customer(client, clock)
+    sub = subscribe(client, cust, catalog["pro"])
+    sched = schedule_from(client, sub)
+    advance(client, clock, JAN_1 + 15 * DAY)
+    client.v1.subscription_schedules.update(
+        sched.id,
+        params={
+            "proration_behavior": "always_invoice",
+            "phases": [{"items": [{"price": catalog["pro"].id, "quantity": 2}], "end_date": FEB_1}],
+        },
+    )
+    # 16 of January's 31 days left: 2 × Pro for them (2065) less 1 × Pro's unused time (1032).
+    assert invoice_totals(client, sub.id)[-1] == (1033, "subscription_update", "paid")
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    assert [i.quantity for i in sub["items"].data] == [2]
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.subscription_schedules.update(
+            sched.id,
+            params={"phases": [{"items": [{"price": catalog["pro"].id}], "start_date": FEB_1}]},
+        )
+    assert refused.value.code == "parameter_not_implemented_by_simulator"
