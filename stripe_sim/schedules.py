@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from stripe_sim.billing import ENDED_STATUSES, Engine, ItemPlan
-from stripe_sim.errors import invalid, missing_param
+from stripe_sim.errors import StripeError, invalid, missing_param
 from stripe_sim.events import emit, tracked
 from stripe_sim.listing import LIST_PARAMS, candidates, filter_created, paginate
 from stripe_sim.params import as_bool, as_dict, as_int, as_list, as_str, merge_metadata
@@ -184,7 +184,10 @@ def _phases_from_params(store: Store, raw_phases: list[Any], start: int) -> list
             item = item if isinstance(item, dict) else {}
             price = _recurring_price(store, item.get("price"), f"{param}[items][{j}][price]")
             plan.items.append((None, price, _quantity(item, f"{param}[items][{j}][quantity]")))
-        _check_same_interval(plan)
+        try:
+            _check_same_interval(plan)
+        except StripeError as exc:  # named after the phase's items, not a subscription's
+            raise invalid(exc.message, param=f"{param}[items]") from None
         end = _phase_end(raw, begin, plan.items[0][1], param)
         proration = as_str(raw, "proration_behavior") or "create_prorations"
         items = [(price, qty) for _, price, qty in plan.items]
@@ -395,9 +398,11 @@ def list_schedules(ctx: Ctx) -> Obj:
     scheduled = as_bool(params, "scheduled")
     if scheduled is not None:
         scheds = [s for s in scheds if (s["status"] == "not_started") == scheduled]
-    for field in ("created", "canceled_at", "completed_at", "released_at"):
-        if field != "created":
-            scheds = [s for s in scheds if field not in params or s[field] is not None]
+    ended_at = ("canceled_at", "completed_at", "released_at")
+    for field in ended_at:
+        if field in params:  # only schedules that ended that way have the time to compare
+            scheds = [s for s in scheds if s[field] is not None]
+    for field in ("created", *ended_at):
         scheds = filter_created(scheds, params, field)
     return paginate(
         ctx.store,
