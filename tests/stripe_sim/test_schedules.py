@@ -434,3 +434,48 @@ def test_changing_the_current_phase_bills_it_as_a_subscription_update(
             params={"phases": [{"items": [{"price": catalog["pro"].id}], "start_date": FEB_1}]},
         )
     assert refused.value.code == "parameter_not_implemented_by_simulator"
+
+
+def test_a_schedule_not_started_is_updated_then_canceled_without_billing(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
+    cust = make_customer(client, clock)
+    sched = client.v1.subscription_schedules.create(
+        params={
+            "customer": cust.id,
+            "start_date": FEB_1,
+            "phases": [{"items": [{"price": catalog["pro"].id}]}],
+        }
+    )
+    updated = client.v1.subscription_schedules.update(
+        sched.id,
+        params={
+            "end_behavior": "cancel",
+            "metadata": {"source": "sales"},
+            "phases": [
+                {"items": [{"price": catalog["team"].id, "quantity": 3}], "start_date": MAR_1}
+            ],
+        },
+    )
+    assert (updated.status, updated.end_behavior) == ("not_started", "cancel")
+    assert [(p.start_date, p.end_date) for p in updated.phases] == [(MAR_1, APR_1)]
+    updated_event = events(client, "subscription_schedule.updated")[-1]
+    assert set(updated_event.data.previous_attributes.to_dict()) == {
+        "end_behavior",
+        "metadata",
+        "phases",
+    }
+    canceled = client.v1.subscription_schedules.cancel(sched.id)
+    assert (canceled.status, canceled.canceled_at, canceled.subscription) == (
+        "canceled",
+        JAN_1,
+        None,
+    )
+    advance(client, clock, MAR_1 + DAY)
+    assert client.v1.subscriptions.list(params={"customer": cust.id}).data == []
+    assert client.v1.invoices.list(params={"customer": cust.id}).data == []
+    ended = client.v1.subscription_schedules.list(params={"canceled_at": {"gte": JAN_1}}).data
+    assert [s.id for s in ended] == [sched.id]
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.subscription_schedules.update(sched.id, params={"metadata": {"a": "b"}})
+    assert "`canceled` status" in refused.value.user_message
