@@ -35,6 +35,7 @@ from stripe_sim import (
     expandable,
     invoices,
     portal,
+    schedules,
 )
 from stripe_sim import subscriptions as subscriptions_api
 from stripe_sim.billing import Engine
@@ -59,6 +60,7 @@ _ROUTERS: list[Router] = [
     coupons.router,
     customers.router,
     subscriptions_api.router,
+    schedules.router,
     invoices.router,
     clocks.router,
     events_api.router,
@@ -73,6 +75,7 @@ class Simulator:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.engine = Engine(store)
+        schedules.attach(self.engine)
         self.webhooks = WebhookDispatcher(store, store.settings)
         self._schemas = route_schemas()
         self.app = Starlette(

@@ -7,9 +7,10 @@ ticker. Events are emitted as Stripe documents them for each transition.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from stripe_sim import objects
 from stripe_sim.events import emit, tracked
@@ -80,9 +81,20 @@ def discount_amounts(coupon: Obj, amounts: list[int]) -> list[int]:
     return result
 
 
+class DueWork(Protocol):
+    """Work another module schedules on the same clocks (subscription schedules). Its
+    actions are ``(perform, obj)``: ``perform(obj, at)`` does it."""
+
+    def due_actions(self, clock_id: str | None, until: int) -> list[tuple[int, int, int, Any]]: ...
+
+
 class Engine:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.other_work: list[DueWork] = []
+        # Called as (subscription, time, reason) once a subscription is canceled, so that
+        # what depends on it (its schedule) follows.
+        self.cancel_listeners: list[Callable[[Obj, int, str], None]] = []
 
     @property
     def settings(self) -> Any:
@@ -600,6 +612,8 @@ class Engine:
             if inv["status"] == "open":
                 inv["next_payment_attempt"] = None
         emit(self.store, "customer.subscription.deleted", sub, at=at)
+        for listener in self.cancel_listeners:
+            listener(sub, at, reason)
 
     def renew(self, sub: Obj, at: int) -> None:
         """Period boundary: start the next period and draft its invoice, which is finalized
@@ -782,11 +796,15 @@ class Engine:
                 continue
             if when <= until:
                 due.append((when, 1, inv["_seq"], (kind, inv)))
+        for work in self.other_work:
+            due.extend(work.due_actions(clock_id, until))
         return due
 
-    def perform(self, action: tuple[str, Obj], at: int) -> None:
+    def perform(self, action: tuple[Any, Obj], at: int) -> None:
         kind, obj = action
-        if kind == "expire":
+        if callable(kind):  # another module's work (DueWork)
+            kind(obj, at)
+        elif kind == "expire":
             self.expire_incomplete(obj, at)
         elif kind == "expire_pending":
             self.expire_pending_update(obj, at)

@@ -42,6 +42,7 @@ _INDEXED_FIELDS = {
     "subscription": ("customer", "test_clock"),
     "invoice": ("customer", "test_clock", "_subscription"),
     "invoiceitem": ("_subscription",),
+    "subscription_schedule": ("customer", "test_clock"),
 }
 
 

@@ -159,6 +159,7 @@ def subscribe(
     at: int,
     *,
     on_session: bool = False,
+    schedule_id: str | None = None,
 ) -> Obj:
     """Create a subscription and its first invoice, finalized and charged at once.
 
@@ -198,6 +199,7 @@ def subscribe(
             objects.subscription(store, now=at, customer_id=cust["id"], clock=cust["test_clock"])
         )
         sub["default_payment_method"] = pm["id"] if pm else None
+        sub["schedule"] = schedule_id
         sub["metadata"] = merge_metadata({}, params)
         sub["description"] = as_str(params, "description")
         sub["currency"] = plan.items[0][1]["currency"]
@@ -677,6 +679,8 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
             "it rather than guess.",
             param="trial_end",
         )
+    if sub["schedule"] is not None:
+        _refuse_what_the_schedule_manages(sub, params)
     proration = _choice(params, "proration_behavior", PRORATION_BEHAVIORS, "create_prorations")
     behavior = _choice(params, "payment_behavior", PAYMENT_BEHAVIORS, "allow_incomplete")
     if sub["_cancel_at_credited"] and ("cancel_at" in params or "cancel_at_period_end" in params):
@@ -786,6 +790,26 @@ def _refuse_with_reset_cycle(
                 "refuses it rather than guess.",
                 param=param,
             )
+
+
+def _refuse_what_the_schedule_manages(sub: Obj, params: dict[str, Any]) -> None:
+    """A subscription on a schedule: Stripe refuses changing when it cancels; the simulator
+    refuses the changes that would make the schedule's phases disagree with the
+    subscription (how Stripe reconciles them is not modelled)."""
+    if {"cancel_at", "cancel_at_period_end"} & set(params):
+        raise invalid(
+            f"The subscription is managed by the subscription schedule `{sub['schedule']}`, "
+            "and updating any cancelation behavior directly is not allowed. Please update "
+            "the schedule instead."
+        )
+    managed = sorted({"items", "discounts", "trial_end", "pause_collection"} & set(params))
+    if managed:
+        raise not_implemented(
+            f"The Stripe simulator does not implement changing {', '.join(managed)} of a "
+            "subscription managed by a subscription schedule (how Stripe keeps the schedule's "
+            "phases consistent is not modelled); update the schedule instead.",
+            param=managed[0],
+        )
 
 
 def _change_items(

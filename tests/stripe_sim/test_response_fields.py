@@ -249,6 +249,45 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
         }
     )
     assert discounted.latest_invoice.total == 1500
+    # Subscription schedules: one from a subscription, with a dearer phase after it that
+    # ends (released) during the advances below; one that starts then and is released; one
+    # canceled at once.
+    cal = make_customer(client, clock, name="Cal")
+    on_schedule = v1.subscriptions.create(
+        params={"customer": cal.id, "items": [{"price": monthly.id}]}
+    )
+    sched = v1.subscription_schedules.create(params={"from_subscription": on_schedule.id})
+    v1.subscription_schedules.update(
+        sched.id,
+        params={
+            "metadata": {"k": "v"},
+            "phases": [
+                {
+                    "items": [{"price": monthly.id}],
+                    "start_date": sched.phases[0].start_date,
+                    "end_date": sched.phases[0].end_date,
+                },
+                {"items": [{"price": monthly.id, "quantity": 2}], "end_date": JAN_1 + 33 * DAY},
+            ],
+        },
+    )
+    v1.subscription_schedules.retrieve(sched.id, params={"expand": ["subscription", "customer"]})
+    v1.subscription_schedules.list(params={"customer": cal.id})
+    starts_later = v1.subscription_schedules.create(
+        params={
+            "customer": cal.id,
+            "start_date": JAN_1 + 32 * DAY,
+            "phases": [{"items": [{"price": monthly.id}]}],
+        }
+    )
+    canceled_schedule = v1.subscription_schedules.create(
+        params={
+            "customer": cal.id,
+            "start_date": "now",
+            "phases": [{"items": [{"price": monthly.id}]}],
+        }
+    )
+    v1.subscription_schedules.cancel(canceled_schedule.id)
     item = v1.subscription_items.list(params={"subscription": sub.id}).data[0]
     v1.subscription_items.retrieve(item.id)
     invoices = v1.invoices.list(params={"customer": cust.id}).data
@@ -354,6 +393,7 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
         }
     )
     advance(client, clock, JAN_1 + 33 * DAY)
+    v1.subscription_schedules.release(starts_later.id)
     v1.payment_methods.attach("pm_card_visa", params={"customer": later.id})
     card_id = v1.customers.payment_methods.list(later.id).data[0].id
     v1.customers.update(later.id, params={"invoice_settings": {"default_payment_method": card_id}})
