@@ -35,6 +35,7 @@ from stripe_sim import (
     expandable,
     invoices,
     portal,
+    tax,
 )
 from stripe_sim import subscriptions as subscriptions_api
 from stripe_sim.billing import Engine
@@ -58,6 +59,7 @@ _ROUTERS: list[Router] = [
     catalog.router,
     coupons.router,
     customers.router,
+    tax.router,
     subscriptions_api.router,
     invoices.router,
     clocks.router,

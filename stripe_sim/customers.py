@@ -19,6 +19,7 @@ from stripe_sim.params import as_dict, as_int, as_str, merge_metadata
 from stripe_sim.render import public, render_expanded
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj, Store
+from stripe_sim.tax import ADDRESS_PARAMS, set_address
 
 router = Router()
 
@@ -234,6 +235,8 @@ def _apply_customer_params(store: Store, cust: Obj, params: dict[str, Any], at: 
             cust[key] = as_str(params, key) or None
     if "balance" in params:
         cust["balance"] = as_int(params, "balance") or 0
+    if "address" in params:
+        set_address(store, cust, params["address"])
     cust["metadata"] = merge_metadata(cust["metadata"], params)
     if params.get("payment_method"):
         attach(store, str(params["payment_method"]), cust, at)
@@ -260,6 +263,7 @@ def _apply_customer_params(store: Store, cust: Obj, params: dict[str, Any], at: 
     "/v1/customers",
     implements=(
         *_CUSTOMER_FIELDS,
+        *ADDRESS_PARAMS,
         "balance",
         "metadata",
         "payment_method",
@@ -312,6 +316,7 @@ def retrieve_customer(ctx: Ctx, cust_id: str) -> Obj:
     "/v1/customers/{cust_id}",
     implements=(
         *_CUSTOMER_FIELDS,
+        *ADDRESS_PARAMS,
         "balance",
         "metadata",
         "invoice_settings.default_payment_method",

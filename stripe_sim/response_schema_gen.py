@@ -67,6 +67,8 @@ RENDERED = (
     "promotion_code",
     "subscription",
     "subscription_item",
+    "tax_id",
+    "tax_rate",
     "test_helpers.test_clock",
     "webhook_endpoint",
 )
