@@ -19,7 +19,7 @@ from stripe_sim.render import public, render_expanded
 from stripe_sim.request_schema import not_implemented
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj, Store
-from stripe_sim.tax_amounts import SELF_LIABILITY, location_country
+from stripe_sim.tax_amounts import SELF_LIABILITY, automatic_rate, line_taxes, location_country
 
 router = Router()
 
@@ -392,3 +392,127 @@ def apply_subscription_tax(store: Store, cust: Obj, sub: Obj, params: dict[str, 
         "enabled": automatic,
         "liability": dict(SELF_LIABILITY) if automatic else None,
     }
+
+
+# checkout --------------------------------------------------------------------------------------
+CHECKOUT_TAX_PARAMS = (
+    "automatic_tax.enabled",
+    "billing_address_collection",
+    "tax_id_collection.enabled",
+    "customer_update.address",
+    "customer_update.name",
+)
+
+
+def checkout_tax_fields(store: Store, params: dict[str, Any], cust: Obj | None) -> Obj:
+    """The tax fields of a new Checkout Session, checked against the customer it is for, and
+    what completing it saves to that customer (``_customer_update``)."""
+    automatic = bool(as_bool(as_dict(params, "automatic_tax"), "enabled"))
+    collect_tax_id = bool(as_bool(as_dict(params, "tax_id_collection"), "enabled"))
+    update = {
+        key: as_str(as_dict(params, "customer_update"), key) or "never"
+        for key in ("address", "name")
+    }
+    if "customer_update" in params and cust is None:
+        raise invalid(
+            "`customer_update` can only be used with `customer`.", param="customer_update"
+        )
+    if (
+        automatic
+        and cust is not None
+        and not location_country(cust)
+        and update["address"] != "auto"
+    ):
+        raise invalid(
+            "Automatic tax calculation in Checkout requires a valid address on the Customer. "
+            "Add a valid address to the Customer or set `customer_update[address]` to 'auto' "
+            "to save the address entered in Checkout to the Customer.",
+            param="customer_update[address]",
+        )
+    if collect_tax_id and cust is not None and update["name"] != "auto":
+        raise invalid(
+            "tax_id_collection requires updating business name on the customer. To enable tax "
+            "id collection for an existing customer, please set `customer_update[name]` to "
+            "`auto`.",
+            param="customer_update[name]",
+        )
+    return {
+        "automatic_tax": {
+            "enabled": automatic,
+            "liability": dict(SELF_LIABILITY) if automatic else None,
+            "provider": "stripe" if automatic else None,
+            "status": "requires_location_inputs" if automatic else None,
+        },
+        "billing_address_collection": as_str(params, "billing_address_collection"),
+        "tax_id_collection": {"enabled": True, "required": "never"} if collect_tax_id else None,
+        "_customer_update": update,
+    }
+
+
+def checkout_location(session: Obj, cust: Obj | None, entered: Any) -> dict[str, Any] | None:
+    """The billing address Checkout ends with: the one typed in (the page asks for one when
+    ``billing_address_collection=required`` or automatic tax has no other location), else
+    the customer's."""
+    address = parse_address(entered) if entered else None
+    if address is not None and not any(address.values()):
+        address = None  # the page's empty fields
+    needs_address = session["billing_address_collection"] == "required" or (
+        session["automatic_tax"]["enabled"] and (cust is None or not location_country(cust))
+    )
+    if needs_address and (address is None or not address["country"]):
+        raise invalid("Enter your billing address (at least its country).", param="address")
+    return address
+
+
+def checkout_tax_id(session: Obj, raw: Any) -> tuple[str, str] | None:
+    """The tax id typed into Checkout (optional), when the session collects one."""
+    fields = as_dict({"tax_id": raw}, "tax_id")
+    if not fields.get("value"):
+        return None
+    if session["tax_id_collection"] is None:
+        raise invalid("This Checkout Session does not collect tax ids.", param="tax_id")
+    return validated_tax_id(as_str(fields, "type"), as_str(fields, "value"), "tax_id")
+
+
+def save_checkout_details(
+    store: Store,
+    session: Obj,
+    cust: Obj,
+    address: dict[str, Any] | None,
+    tax_id: tuple[str, str] | None,
+    created: bool,
+    at: int,
+) -> None:
+    """Save what Checkout collected on the customer: a customer it created gets the address;
+    an existing one only with ``customer_update[address]=auto``. A collected tax id is
+    added to the customer."""
+    if address is not None and (created or session["_customer_update"]["address"] == "auto"):
+        with tracked(store, cust, "customer.updated", at=at):
+            cust["address"] = address
+    known = {(t["type"], t["value"]) for t in customer_tax_ids(store, cust)}
+    if tax_id is not None and tax_id not in known:  # not again when a card failed before
+        add_tax_id(store, cust, *tax_id, at=at)
+
+
+def complete_checkout_tax(store: Store, session: Obj, cust: Obj, address: Any) -> None:
+    """The session's tax once its customer is located: Stripe Tax's rate on each line item."""
+    session["customer_details"]["address"] = address or cust["address"]
+    session["customer_details"]["tax_ids"] = [
+        {"type": t["type"], "value": t["value"]} for t in customer_tax_ids(store, cust)
+    ]
+    if not session["automatic_tax"]["enabled"]:
+        return
+    session["automatic_tax"]["status"] = "complete"
+    country = location_country(cust) or (address or {}).get("country")
+    exclusive = inclusive = 0
+    for item in session["_line_items"]:
+        price = store.objects[item["price"]]
+        is_inclusive = price["tax_behavior"] == "inclusive"
+        rate = automatic_rate(store, country, is_inclusive) if country else None
+        for tax in line_taxes(price["unit_amount"] * item["quantity"], [rate] if rate else [], ""):
+            if is_inclusive:
+                inclusive += tax["amount"]
+            else:
+                exclusive += tax["amount"]
+    session["total_details"]["amount_tax"] = exclusive + inclusive
+    session["amount_total"] = session["amount_subtotal"] + exclusive

@@ -375,6 +375,24 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
         == 303
     )
     done = v1.checkout.sessions.retrieve(session.id)
+    taxed_session = v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "line_items": [{"price": monthly.id, "quantity": 1}],
+            "success_url": "https://app.example/done",
+            "automatic_tax": {"enabled": True},
+            "billing_address_collection": "required",
+            "tax_id_collection": {"enabled": True},
+        }
+    )
+    collected = {
+        "payment_method": "pm_card_visa",
+        "address[country]": "DE",
+        "tax_id[type]": "eu_vat",
+        "tax_id[value]": "DE123456789",
+    }
+    assert httpx.post(taxed_session.url, data=collected).status_code == 303
+    v1.checkout.sessions.retrieve(taxed_session.id)
     v1.checkout.sessions.list()
     expired = v1.checkout.sessions.create(
         params={

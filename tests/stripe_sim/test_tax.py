@@ -236,3 +236,95 @@ def test_customer_tax_ids_create_list_delete_and_events(
     with pytest.raises(stripe.InvalidRequestError) as unimplemented:
         client.v1.customers.tax_ids.create(cust.id, params={"type": "in_gst", "value": "x"})
     assert unimplemented.value.code == "parameter_not_implemented_by_simulator"
+
+
+# checkout --------------------------------------------------------------------------------------
+def taxed_session(client: stripe.StripeClient, price: Any, **extra: Any) -> Any:
+    return client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "line_items": [{"price": price.id, "quantity": 1}],
+            "success_url": "https://app.example/done?session={CHECKOUT_SESSION_ID}",
+            "automatic_tax": {"enabled": True},
+            "tax_id_collection": {"enabled": True},
+            **extra,
+        }
+    )
+
+
+def test_checkout_collects_the_address_and_tax_id_and_taxes_the_subscription(
+    client: stripe.StripeClient, catalog: dict[str, Any]
+) -> None:
+    session = taxed_session(
+        client,
+        catalog["pro"],
+        customer_email="ada@example.com",
+        billing_address_collection="required",
+    )
+    assert session.automatic_tax.enabled is True
+    assert session.automatic_tax.status == "requires_location_inputs"
+    assert session.tax_id_collection.enabled is True
+    assert session.billing_address_collection == "required"
+    page = httpx.get(session.url)
+    assert 'name="address[country]"' in page.text and 'name="tax_id[value]"' in page.text
+    # Without an address the page refuses and the session stays open.
+    refused = httpx.post(session.url, data={"payment_method": "pm_card_visa"})
+    assert refused.status_code == 400
+    assert client.v1.checkout.sessions.retrieve(session.id).status == "open"
+    paid = httpx.post(
+        session.url,
+        data={
+            "payment_method": "pm_card_visa",
+            "address[country]": "DE",
+            "address[line1]": "Unter den Linden 1",
+            "address[postal_code]": "10117",
+            "tax_id[type]": "eu_vat",
+            "tax_id[value]": "DE123456789",
+        },
+    )
+    assert paid.status_code == 303
+    done = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["subscription"]})
+    assert done.status == "complete"
+    assert done.automatic_tax.status == "complete"
+    assert done.customer_details.address.country == "DE"
+    assert [(t.type, t.value) for t in done.customer_details.tax_ids] == [("eu_vat", "DE123456789")]
+    assert (done.amount_subtotal, done.total_details.amount_tax, done.amount_total) == (
+        2000,
+        380,
+        2380,
+    )
+    assert done.subscription.automatic_tax.enabled is True
+    cust = client.v1.customers.retrieve(done.customer)
+    assert cust.address.line1 == "Unter den Linden 1"
+    assert [t.value for t in client.v1.customers.tax_ids.list(cust.id).data] == ["DE123456789"]
+    inv = client.v1.invoices.retrieve(done.subscription.latest_invoice)
+    assert (inv.total, inv.amount_paid, inv.status) == (2380, 2380, "paid")
+    assert [(t.type, t.value) for t in inv.customer_tax_ids] == [("eu_vat", "DE123456789")]
+
+
+def test_checkout_for_an_existing_customer_saves_the_address_only_when_asked(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
+    cust = make_customer(client, clock)
+    with pytest.raises(stripe.InvalidRequestError) as no_address:
+        taxed_session(
+            client, catalog["pro"], customer=cust.id, tax_id_collection={"enabled": False}
+        )
+    assert no_address.value.param == "customer_update[address]"
+    with pytest.raises(stripe.InvalidRequestError) as no_name:
+        taxed_session(client, catalog["pro"], customer=cust.id, customer_update={"address": "auto"})
+    assert no_name.value.param == "customer_update[name]"
+    session = taxed_session(
+        client,
+        catalog["pro"],
+        customer=cust.id,
+        customer_update={"address": "auto", "name": "auto"},
+    )
+    paid = httpx.post(
+        session.url, data={"payment_method": "pm_card_visa", "address[country]": "FR"}
+    )
+    assert paid.status_code == 303
+    assert client.v1.customers.retrieve(cust.id).address.country == "FR"
+    done = client.v1.checkout.sessions.retrieve(session.id)
+    assert (done.total_details.amount_tax, done.amount_total) == (400, 2400)
+    assert done.customer_details.tax_ids == []
