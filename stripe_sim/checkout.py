@@ -289,7 +289,9 @@ def complete(
         with tracked(store, cust, "customer.updated", at=at):
             cust["email"] = email
     ctx.touched_clocks.add(cust["test_clock"])
-    save_checkout_details(store, session, cust, billing_address, collected_tax_id, created, at)
+    save_checkout_details(
+        store, session, cust, billing_address, collected_tax_id, name, created=created, at=at
+    )
     pm = attach(store, pm_ref, cust, at)
     plan = ItemPlan()
     for item in session["_line_items"]:

@@ -84,6 +84,7 @@ def page_routes(sim: Simulator) -> list[Route]:
                 email_on_file=customer["email"] if customer else None,
                 address_on_file=customer["address"] if customer else None,
                 tax_id_types=list(TAX_ID_TYPES),
+                session_updates_name=session["_customer_update"]["name"] == "auto",
             )
 
     async def checkout_submit(request: Request) -> Response:

@@ -480,15 +480,20 @@ def save_checkout_details(
     cust: Obj,
     address: dict[str, Any] | None,
     tax_id: tuple[str, str] | None,
+    name: str | None,
+    *,
     created: bool,
     at: int,
 ) -> None:
     """Save what Checkout collected on the customer: a customer it created gets the address;
-    an existing one only with ``customer_update[address]=auto``. A collected tax id is
-    added to the customer."""
-    if address is not None and (created or session["_customer_update"]["address"] == "auto"):
-        with tracked(store, cust, "customer.updated", at=at):
+    an existing one the address and the name typed in only with ``customer_update[address]``
+    / ``customer_update[name]`` = ``auto``. A collected tax id is added to the customer."""
+    update = session["_customer_update"]
+    with tracked(store, cust, "customer.updated", at=at):
+        if address is not None and (created or update["address"] == "auto"):
             cust["address"] = address
+        if name and not created and update["name"] == "auto":
+            cust["name"] = name
     known = {(t["type"], t["value"]) for t in customer_tax_ids(store, cust)}
     if tax_id is not None and tax_id not in known:  # not again when a card failed before
         add_tax_id(store, cust, *tax_id, at=at)
