@@ -215,8 +215,8 @@ def has_automatic_tax_subscription(store: Store, cust: Obj) -> bool:
 
 def tax_location_invalid() -> StripeError:
     return invalid(
-        "The customer's location isn't recognized. Provide a valid address (at least its "
-        "country) on the customer to calculate tax automatically.",
+        "The customer's location isn't recognized. Set a valid customer address in order to "
+        "automatically calculate tax.",
         code="customer_tax_location_invalid",
     )
 
@@ -425,16 +425,15 @@ def checkout_tax_fields(store: Store, params: dict[str, Any], cust: Obj | None) 
     ):
         raise invalid(
             "Automatic tax calculation in Checkout requires a valid address on the Customer. "
-            "Add a valid address to the Customer or set `customer_update[address]` to 'auto' "
-            "to save the address entered in Checkout to the Customer.",
-            param="customer_update[address]",
+            "Add a valid address to the Customer or set either `customer_update[address]` to "
+            "'auto' or `customer_update[shipping]` to 'auto' to save the address entered in "
+            "Checkout to the Customer."
         )
     if collect_tax_id and cust is not None and update["name"] != "auto":
         raise invalid(
-            "tax_id_collection requires updating business name on the customer. To enable tax "
-            "id collection for an existing customer, please set `customer_update[name]` to "
-            "`auto`.",
-            param="customer_update[name]",
+            "Tax ID collection requires updating business name on the customer. To enable tax "
+            "ID collection for an existing customer, please set `customer_update[name]` to "
+            "`auto`."
         )
     return {
         "automatic_tax": {

@@ -153,6 +153,26 @@ def test_automatic_tax_by_the_customers_country_across_a_renewal(
     assert (third.total, third.total_taxes) == (2000, [])
 
 
+def test_automatic_tax_on_a_tax_inclusive_price_is_taken_out_of_it(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
+    price = client.v1.prices.create(
+        params={
+            "product": catalog["pro"].product,
+            "unit_amount": 2380,
+            "currency": "eur",
+            "recurring": {"interval": "month"},
+            "tax_behavior": "inclusive",
+        }
+    )
+    cust = make_customer(client, clock, address=BERLIN)
+    sub = subscribe(client, cust, price, automatic_tax={"enabled": True})
+    inv = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert (inv.total, inv.total_excluding_tax, inv.amount_paid) == (2380, 2000, 2380)
+    [tax] = inv.total_taxes
+    assert (tax.amount, tax.taxable_amount, tax.tax_behavior) == (380, 2000, "inclusive")
+
+
 def test_automatic_tax_needs_a_customer_location(
     client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
 ) -> None:
@@ -310,10 +330,10 @@ def test_checkout_for_an_existing_customer_saves_the_address_only_when_asked(
         taxed_session(
             client, catalog["pro"], customer=cust.id, tax_id_collection={"enabled": False}
         )
-    assert no_address.value.param == "customer_update[address]"
+    assert "`customer_update[address]` to 'auto'" in no_address.value.user_message
     with pytest.raises(stripe.InvalidRequestError) as no_name:
         taxed_session(client, catalog["pro"], customer=cust.id, customer_update={"address": "auto"})
-    assert no_name.value.param == "customer_update[name]"
+    assert "`customer_update[name]` to `auto`" in no_name.value.user_message
     session = taxed_session(
         client,
         catalog["pro"],
