@@ -19,7 +19,7 @@ from stripe_sim.params import as_dict, as_int, as_str, merge_metadata
 from stripe_sim.render import public, render_expanded
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj, Store
-from stripe_sim.tax import ADDRESS_PARAMS, set_address
+from stripe_sim.tax import ADDRESS_PARAMS, set_address, tax_ids_list
 
 router = Router()
 
@@ -308,7 +308,10 @@ def retrieve_customer(ctx: Ctx, cust_id: str) -> Obj:
     if cust is not None and cust.get("_deleted"):
         return {"id": cust_id, "object": "customer", "deleted": True}
     cust = ctx.store.require("customer", cust_id)
-    return render_expanded(ctx.store, cust, ctx.expand)
+    out = render_expanded(ctx.store, cust, [p for p in ctx.expand if p != "tax_ids"])
+    if "tax_ids" in ctx.expand:
+        out["tax_ids"] = tax_ids_list(ctx.store, cust)
+    return out
 
 
 @router.route(

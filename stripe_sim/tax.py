@@ -15,7 +15,7 @@ from stripe_sim.errors import StripeError, invalid, missing_param, no_such
 from stripe_sim.events import emit, tracked
 from stripe_sim.listing import LIST_PARAMS, filter_created, paginate
 from stripe_sim.params import as_bool, as_dict, as_list, as_str, merge_metadata
-from stripe_sim.render import public, render_expanded
+from stripe_sim.render import list_object, public, render_expanded
 from stripe_sim.request_schema import not_implemented
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj, Store
@@ -305,6 +305,12 @@ def add_tax_id(store: Store, cust: Obj, type_: str, value: str, at: int) -> Obj:
 
 def customer_tax_ids(store: Store, cust: Obj) -> list[Obj]:
     return [t for t in store.of_kind("tax_id") if t["customer"] == cust["id"]]
+
+
+def tax_ids_list(store: Store, cust: Obj) -> Obj:
+    """A customer's ``tax_ids`` (includable: sent with ``expand[]=tax_ids``)."""
+    tax_ids = [public(t) for t in customer_tax_ids(store, cust)]
+    return list_object(f"/v1/customers/{cust['id']}/tax_ids", tax_ids)
 
 
 @router.route(

@@ -419,6 +419,7 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
     vat = v1.customers.tax_ids.create(taxed.id, params={"type": "eu_vat", "value": "DE123456789"})
     v1.customers.tax_ids.retrieve(taxed.id, vat.id)
     v1.customers.tax_ids.list(taxed.id)
+    v1.customers.retrieve(taxed.id, params={"expand": ["tax_ids"]})
     v1.subscriptions.create(
         params={"customer": taxed.id, "items": [{"price": monthly.id, "tax_rates": [rate.id]}]}
     )

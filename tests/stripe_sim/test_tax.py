@@ -240,6 +240,9 @@ def test_customer_tax_ids_create_list_delete_and_events(
     listed = client.v1.customers.tax_ids.list(cust.id)
     assert {t.id for t in listed.data} == {vat.id, ein.id}
     assert client.v1.customers.tax_ids.retrieve(cust.id, vat.id).value == "DE123456789"
+    included = client.v1.customers.retrieve(cust.id, params={"expand": ["tax_ids"]})
+    assert [t.id for t in included.tax_ids.data] == [vat.id, ein.id]
+    assert "tax_ids" not in client.v1.customers.retrieve(cust.id)
     deleted = client.v1.customers.tax_ids.delete(cust.id, vat.id)
     assert deleted.deleted is True
     assert [t.id for t in client.v1.customers.tax_ids.list(cust.id).data] == [ein.id]
