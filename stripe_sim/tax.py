@@ -53,9 +53,8 @@ def _percentage(params: dict[str, Any]) -> float:
     except InvalidOperation:
         raise invalid(f"Invalid decimal: {raw}", param="percentage") from None
     if not Decimal(0) <= value <= Decimal(100):
-        raise invalid(
-            "Invalid percentage: must be between 0 and 100", param="percentage"
-        )  # Stripe's exact wording is not verified
+        # Stripe's wording is not verified.
+        raise invalid("Invalid percentage: must be between 0 and 100", param="percentage")
     return float(value)
 
 
@@ -246,25 +245,28 @@ TAX_ID_TYPES: dict[str, tuple[str, str | None, bool]] = {
 }
 
 
-def validated_tax_id(type_: str | None, value: str | None, param: str = "") -> tuple[str, str]:
-    """(type, value) of a tax id to save, or Stripe's ``tax_id_invalid``."""
+def validated_tax_id(
+    type_: str | None, value: str | None, within: str | None = None
+) -> tuple[str, str]:
+    """(type, value) of a tax id to save, or Stripe's ``tax_id_invalid``. ``within``: the
+    hash the two fields came in (Checkout's ``tax_id``), for the param errors name."""
+
+    def param(field: str) -> str:
+        return f"{within}[{field}]" if within else field
+
     if not type_:
-        raise missing_param(f"{param}type" if not param else f"{param}[type]")
+        raise missing_param(param("type"))
     if type_ not in TAX_ID_TYPES:
         raise not_implemented(
             f"The Stripe simulator does not implement tax ids of type {type_} (it implements "
             f"{', '.join(TAX_ID_TYPES)}).",
-            param=f"{param}[type]" if param else "type",
+            param=param("type"),
         )
     if not value:
-        raise missing_param(f"{param}[value]" if param else "value")
+        raise missing_param(param("value"))
     pattern, _, _ = TAX_ID_TYPES[type_]
-    if not re.fullmatch(pattern, value.replace(" ", "") if type_ != "ch_vat" else value):
-        raise invalid(
-            f"Invalid value for {type_}.",
-            param=f"{param}[value]" if param else "value",
-            code="tax_id_invalid",
-        )
+    if not re.fullmatch(pattern, value):
+        raise invalid(f"Invalid value for {type_}.", param=param("value"), code="tax_id_invalid")
     return type_, value
 
 
