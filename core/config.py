@@ -139,6 +139,11 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000/billing/done", description="Where Checkout returns the customer."
     )
     checkout_cancel_url: str = "http://127.0.0.1:8000/billing/canceled"
+    automatic_tax: bool = Field(
+        False,
+        description="Stripe Tax on new subscriptions: Checkout asks for the billing address "
+        "(and an optional tax id) and Stripe adds the tax of the customer's country.",
+    )
 
     reconcile_events_every_minutes: int = Field(
         10, gt=0, description="How often Stripe's event list is replayed for lost webhooks."

@@ -36,6 +36,7 @@ from stripe_sim import (
     invoices,
     portal,
     schedules,
+    tax,
 )
 from stripe_sim import subscriptions as subscriptions_api
 from stripe_sim.billing import Engine
@@ -59,6 +60,7 @@ _ROUTERS: list[Router] = [
     catalog.router,
     coupons.router,
     customers.router,
+    tax.router,
     subscriptions_api.router,
     schedules.router,
     invoices.router,

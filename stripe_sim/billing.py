@@ -18,6 +18,7 @@ from stripe_sim.payments import Outcome, charge
 from stripe_sim.periods import format_date, period_bounds
 from stripe_sim.settings import DAY
 from stripe_sim.store import Obj, Store
+from stripe_sim.tax_amounts import apply_taxes, tax_totals
 
 ENDED_STATUSES = ("canceled", "incomplete_expired")
 
@@ -328,6 +329,7 @@ class Engine:
             self._add_line(inv, sub, spec)
         if sub is not None:
             self._apply_discounts(inv, sub, at)
+            apply_taxes(store, inv, sub)
         self._recompute(inv)
         emit(store, "invoice.created", inv, at=at)
         return inv
@@ -364,12 +366,13 @@ class Engine:
     def _recompute(self, inv: Obj) -> None:
         subtotal = sum(self.store.objects[i]["amount"] for i in inv["_line_ids"])
         off = sum(d["amount"] for d in inv["total_discount_amounts"])
-        total = subtotal - off
+        taxes = tax_totals(self.store, inv)
+        total = subtotal - off + taxes.exclusive
         inv.update(
             subtotal=subtotal,
-            subtotal_excluding_tax=subtotal,
+            subtotal_excluding_tax=subtotal - taxes.inclusive_before_discounts,
             total=total,
-            total_excluding_tax=total,
+            total_excluding_tax=subtotal - off - taxes.inclusive,
         )
         if inv["status"] == "draft":
             due = max(total, 0)
@@ -433,6 +436,7 @@ class Engine:
                 "subscription": sub_id,
                 "subtotal": spec.amount,
                 "taxes": [],
+                "_subscription_item": spec.subscription_item,
             }
         )
         inv["_line_ids"].append(line["id"])

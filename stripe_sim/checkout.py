@@ -16,6 +16,14 @@ from stripe_sim.render import list_object, public, render_expanded
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj
 from stripe_sim.subscriptions import _quantity, _recurring_price, subscribe
+from stripe_sim.tax import (
+    CHECKOUT_TAX_PARAMS,
+    checkout_location,
+    checkout_tax_fields,
+    checkout_tax_id,
+    complete_checkout_tax,
+    save_checkout_details,
+)
 
 router = Router()
 
@@ -59,7 +67,7 @@ def _line_items(ctx: Ctx) -> list[dict[str, Any]]:
         "subscription_data.trial_end",
         "subscription_data.description",
         "subscription_data.trial_settings.end_behavior.missing_payment_method",
-        "automatic_tax.enabled=false",  # no tax is calculated
+        *CHECKOUT_TAX_PARAMS,
         "expand",
     ),
 )
@@ -84,6 +92,7 @@ def create_session(ctx: Ctx) -> Obj:
     sub_data = as_dict(params, "subscription_data")
     now = store.clock_now(None)
     amount = sum(store.objects[i["price"]]["unit_amount"] * i["quantity"] for i in items)
+    tax_fields = checkout_tax_fields(store, params, cust)
     session_id = store.new_id("cs_test_", 58)
     session = store.insert(
         {
@@ -95,13 +104,6 @@ def create_session(ctx: Ctx) -> Obj:
             "allowed_payment_method_types": None,
             "amount_subtotal": amount,
             "amount_total": amount,
-            "automatic_tax": {
-                "enabled": False,
-                "liability": None,
-                "provider": None,
-                "status": None,
-            },
-            "billing_address_collection": None,
             "branding_settings": None,
             "cancel_url": as_str(params, "cancel_url"),
             "client_reference_id": as_str(params, "client_reference_id"),
@@ -160,11 +162,11 @@ def create_session(ctx: Ctx) -> Obj:
             "submit_type": None,
             "subscription": None,
             "success_url": success_url,
-            "tax_id_collection": None,
             "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
             "ui_mode": "hosted_page",
             "url": f"{store.base_url}/checkout/{session_id}",
             "wallet_options": None,
+            **tax_fields,
             "_line_items": items,
             "_subscription_data": {
                 "metadata": merge_metadata({}, sub_data),
@@ -248,15 +250,27 @@ def expire_session(ctx: Ctx, cs_id: str) -> Obj:
 
 
 def complete(
-    ctx: Ctx, session: Obj, pm_ref: str, email: str | None = None, name: str | None = None
+    ctx: Ctx,
+    session: Obj,
+    pm_ref: str,
+    email: str | None = None,
+    name: str | None = None,
+    *,
+    address: Any = None,
+    tax_id: Any = None,
 ) -> str:
     """What the hosted page does when the customer pays: customer, card, subscription, first
     invoice, ``checkout.session.completed``. Returns the success URL to redirect to.
-    Raises StripeError (card errors) and leaves the session open when the card fails."""
+    ``address`` and ``tax_id``: the billing address and tax id typed in (hashes as the form
+    sends them). Raises StripeError (card errors, a missing address) and leaves the session
+    open when the card fails."""
     store = ctx.store
     if session["status"] != "open":
         raise invalid(f"This Checkout Session is {session['status']}.")
     cust = store.get(session["customer"], "customer")
+    billing_address = checkout_location(session, cust, address)
+    collected_tax_id = checkout_tax_id(session, tax_id)
+    created = cust is None
     if cust is not None and cust["email"]:
         # Stripe: a customer's email is prefilled and cannot be changed on the page.
         email = cust["email"]
@@ -275,6 +289,9 @@ def complete(
         with tracked(store, cust, "customer.updated", at=at):
             cust["email"] = email
     ctx.touched_clocks.add(cust["test_clock"])
+    save_checkout_details(
+        store, session, cust, billing_address, collected_tax_id, name, created=created, at=at
+    )
     pm = attach(store, pm_ref, cust, at)
     plan = ItemPlan()
     for item in session["_line_items"]:
@@ -289,6 +306,8 @@ def complete(
         params["description"] = data["description"]
     if data["trial_settings"]:
         params["trial_settings"] = data["trial_settings"]
+    if session["automatic_tax"]["enabled"]:
+        params["automatic_tax"] = {"enabled": "true"}
     sub = subscribe(ctx, cust, plan, params, "error_if_incomplete", at, on_session=True)
     invoice = store.objects[sub["latest_invoice"]]
     session.update(
@@ -307,6 +326,7 @@ def complete(
             "tax_ids": [],
         },
     )
+    complete_checkout_tax(store, session, cust, billing_address)
     emit(store, "checkout.session.completed", session, at=at)
     success = session["success_url"] or session["url"]
     return success.replace("{CHECKOUT_SESSION_ID}", session["id"])

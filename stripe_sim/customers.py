@@ -19,6 +19,7 @@ from stripe_sim.params import as_dict, as_int, as_str, merge_metadata
 from stripe_sim.render import public, render_expanded
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj, Store
+from stripe_sim.tax import ADDRESS_PARAMS, set_address, tax_ids_list
 
 router = Router()
 
@@ -234,6 +235,8 @@ def _apply_customer_params(store: Store, cust: Obj, params: dict[str, Any], at: 
             cust[key] = as_str(params, key) or None
     if "balance" in params:
         cust["balance"] = as_int(params, "balance") or 0
+    if "address" in params:
+        set_address(store, cust, params["address"])
     cust["metadata"] = merge_metadata(cust["metadata"], params)
     if params.get("payment_method"):
         attach(store, str(params["payment_method"]), cust, at)
@@ -260,6 +263,7 @@ def _apply_customer_params(store: Store, cust: Obj, params: dict[str, Any], at: 
     "/v1/customers",
     implements=(
         *_CUSTOMER_FIELDS,
+        *ADDRESS_PARAMS,
         "balance",
         "metadata",
         "payment_method",
@@ -304,7 +308,10 @@ def retrieve_customer(ctx: Ctx, cust_id: str) -> Obj:
     if cust is not None and cust.get("_deleted"):
         return {"id": cust_id, "object": "customer", "deleted": True}
     cust = ctx.store.require("customer", cust_id)
-    return render_expanded(ctx.store, cust, ctx.expand)
+    out = render_expanded(ctx.store, cust, [p for p in ctx.expand if p != "tax_ids"])
+    if "tax_ids" in ctx.expand:
+        out["tax_ids"] = tax_ids_list(ctx.store, cust)
+    return out
 
 
 @router.route(
@@ -312,6 +319,7 @@ def retrieve_customer(ctx: Ctx, cust_id: str) -> Obj:
     "/v1/customers/{cust_id}",
     implements=(
         *_CUSTOMER_FIELDS,
+        *ADDRESS_PARAMS,
         "balance",
         "metadata",
         "invoice_settings.default_payment_method",

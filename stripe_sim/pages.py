@@ -4,7 +4,9 @@ Plain HTML forms (no JavaScript) so a browser, curl or a test can drive them. Pa
 here are on-session: a card that needs 3D Secure is "authenticated" by the customer on the
 page and succeeds; declined cards show Stripe's decline message and change nothing.
 Headless use: ``POST <session url>`` with ``payment_method=pm_card_visa`` answers 303 to the
-success URL (402 with the message when the card fails).
+success URL (402 with the message when the card fails); a session that collects a billing
+address or tax id also takes ``address[country]=DE`` (``line1``, ``postal_code``, ``city``,
+``state``) and ``tax_id[type]=eu_vat`` + ``tax_id[value]=DE123456789``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from stripe_sim.periods import format_date
 from stripe_sim.render import public
 from stripe_sim.router import Ctx
 from stripe_sim.store import RequestInfo
+from stripe_sim.tax import TAX_ID_TYPES
 
 if TYPE_CHECKING:
     from stripe_sim.app import Simulator
@@ -79,6 +82,9 @@ def page_routes(sim: Simulator) -> list[Route]:
                 session=public(session),
                 lines=lines,
                 email_on_file=customer["email"] if customer else None,
+                address_on_file=customer["address"] if customer else None,
+                tax_id_types=list(TAX_ID_TYPES),
+                session_updates_name=session["_customer_update"]["name"] == "auto",
             )
 
     async def checkout_submit(request: Request) -> Response:
@@ -89,7 +95,13 @@ def page_routes(sim: Simulator) -> list[Route]:
         def complete(ctx: Ctx) -> str:
             session = ctx.store.require("checkout.session", cs_id)
             return checkout.complete(
-                ctx, session, pm, data.get("email") or None, data.get("name") or None
+                ctx,
+                session,
+                pm,
+                data.get("email") or None,
+                data.get("name") or None,
+                address=data.get("address"),
+                tax_id=data.get("tax_id"),
             )
 
         try:

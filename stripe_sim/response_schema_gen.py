@@ -68,6 +68,8 @@ RENDERED = (
     "subscription",
     "subscription_item",
     "subscription_schedule",
+    "tax_id",
+    "tax_rate",
     "test_helpers.test_clock",
     "webhook_endpoint",
 )

@@ -32,6 +32,8 @@ _KIND_NAMES = {
     "payment_intent": "payment_intent",
     "webhook_endpoint": "webhook endpoint",
     "subscription_item": "subscription item",
+    "tax_rate": "tax rate",
+    "tax_id": "tax ID",
 }
 
 # Fields an object keeps for life (Stripe never moves a subscription, invoice or invoice item

@@ -27,6 +27,7 @@ from stripe_sim.render import plan_from_price, public, render_expanded
 from stripe_sim.request_schema import not_implemented
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj, Store
+from stripe_sim.tax import SUBSCRIPTION_TAX_PARAMS, apply_subscription_tax
 
 router = Router()
 
@@ -55,7 +56,7 @@ _SUBSCRIPTION_FIELDS = (
     "cancel_at",
     "cancel_at_period_end",
     "collection_method=charge_automatically",
-    "automatic_tax.enabled=false",  # no tax is calculated
+    *SUBSCRIPTION_TAX_PARAMS,
 )
 
 
@@ -117,6 +118,7 @@ def _choice(params: dict[str, Any], key: str, allowed: tuple[str, ...], default:
         "items.price",
         "items.quantity",
         "items.metadata",
+        "items.tax_rates",
         "payment_behavior=" + "|".join(PAYMENT_BEHAVIORS[:3]),
         *_SUBSCRIPTION_FIELDS,
         "trial_from_plan",
@@ -233,6 +235,7 @@ def subscribe(
             _apply_cancel_params(sub, params, at)
             if trial_end is None and anchor is None and proration != "none":
                 _end_first_period_at_cancel_at(engine, sub, params, at)
+            apply_subscription_tax(store, cust, sub, params)
             _redeem_discounts(ctx, cust, sub, plan, params, trial_end, at)
         except StripeError:
             _discard(store, sub, None)
@@ -736,6 +739,9 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
             if missing:
                 sub["trial_settings"]["end_behavior"]["missing_payment_method"] = missing
         _apply_cancel_params(sub, params, at)
+        taxes = {k: v for k, v in params.items() if k in ("automatic_tax", "default_tax_rates")}
+        if taxes:
+            apply_subscription_tax(store, cust, sub, taxes)
         if params.get("cancel_at") and proration != "none":
             error = _credit_time_after_cancel_at(ctx, sub, proration, behavior, at)
         if "discounts" in params:
@@ -962,6 +968,7 @@ def _pending_item(
         )
     item = public(current)
     item.update(price=public(price), plan=plan_from_price(public(price)), quantity=qty)
+    item["tax_rates"] = [public(store.objects[i]) for i in current["tax_rates"]]
     return item
 
 

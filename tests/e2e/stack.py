@@ -175,8 +175,13 @@ class Stack:
 
 @asynccontextmanager
 async def running_stack(
-    env: WorkflowEnvironment, database_url: str, sessions: sessionmaker[Session]
+    env: WorkflowEnvironment,
+    database_url: str,
+    sessions: sessionmaker[Session],
+    **setting_overrides: Any,
 ) -> AsyncIterator[Stack]:
+    """The service (API and worker) against a fresh simulator; `setting_overrides` are
+    service settings (`automatic_tax=True`) for a test that needs other than the defaults."""
     sim_settings = SimulatorSettings(
         webhook_backoff_seconds=(0.05, 0.1, 0.2), webhook_max_attempts=5
     )
@@ -190,6 +195,7 @@ async def running_stack(
             app_api_token=APP_TOKEN,
             admin_api_token=ADMIN_TOKEN,
             task_queue=task_queue,
+            **setting_overrides,
         )
         async with worker_connections(settings) as connections:
             stripe_client = connections.stripe

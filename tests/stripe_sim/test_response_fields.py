@@ -425,6 +425,24 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
         == 303
     )
     done = v1.checkout.sessions.retrieve(session.id)
+    taxed_session = v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "line_items": [{"price": monthly.id, "quantity": 1}],
+            "success_url": "https://app.example/done",
+            "automatic_tax": {"enabled": True},
+            "billing_address_collection": "required",
+            "tax_id_collection": {"enabled": True},
+        }
+    )
+    collected = {
+        "payment_method": "pm_card_visa",
+        "address[country]": "DE",
+        "tax_id[type]": "eu_vat",
+        "tax_id[value]": "DE123456789",
+    }
+    assert httpx.post(taxed_session.url, data=collected).status_code == 303
+    v1.checkout.sessions.retrieve(taxed_session.id)
     v1.checkout.sessions.list()
     expired = v1.checkout.sessions.create(
         params={
@@ -438,6 +456,32 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
     v1.billing_portal.sessions.create(
         params={"customer": done.customer, "return_url": "https://app.example"}
     )
+
+    # Tax: manual rates, a customer's address and tax ids, automatic tax.
+    rate = v1.tax_rates.create(
+        params={"display_name": "VAT", "percentage": 19, "inclusive": False, "country": "DE"}
+    )
+    v1.tax_rates.update(rate.id, params={"description": "German VAT"})
+    v1.tax_rates.retrieve(rate.id)
+    v1.tax_rates.list()
+    address = {"line1": "Unter den Linden 1", "postal_code": "10117", "country": "DE"}
+    taxed = make_customer(client, clock, email="tax@example.com", address=address)
+    vat = v1.customers.tax_ids.create(taxed.id, params={"type": "eu_vat", "value": "DE123456789"})
+    v1.customers.tax_ids.retrieve(taxed.id, vat.id)
+    v1.customers.tax_ids.list(taxed.id)
+    v1.customers.retrieve(taxed.id, params={"expand": ["tax_ids"]})
+    v1.subscriptions.create(
+        params={"customer": taxed.id, "items": [{"price": monthly.id, "tax_rates": [rate.id]}]}
+    )
+    automatic = v1.subscriptions.create(
+        params={
+            "customer": taxed.id,
+            "items": [{"price": monthly.id}],
+            "automatic_tax": {"enabled": True},
+        }
+    )
+    assert v1.invoices.retrieve(automatic.latest_invoice).total_taxes
+    v1.customers.tax_ids.delete(taxed.id, vat.id)
 
     # Deletions and the rest.
     v1.products.delete(v1.products.create(params={"name": "Gone"}).id)
