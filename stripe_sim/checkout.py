@@ -87,10 +87,6 @@ def create_session(ctx: Ctx) -> Obj:
     sub_data = as_dict(params, "subscription_data")
     now = store.clock_now(None)
     amount = sum(store.objects[i["price"]]["unit_amount"] * i["quantity"] for i in items)
-    trial_period_days = as_int(
-        sub_data, "trial_period_days", param="subscription_data[trial_period_days]"
-    )
-    trial_end = as_int(sub_data, "trial_end", param="subscription_data[trial_end]")
     currency = store.objects[items[0]["price"]]["currency"]
     allow_promotion_codes, discounts = checkout_discounts.read_create_params(
         store,
@@ -98,7 +94,6 @@ def create_session(ctx: Ctx) -> Obj:
         cust=cust,
         amounts=[store.objects[i["price"]]["unit_amount"] * i["quantity"] for i in items],
         currency=currency,
-        has_trial=bool(trial_period_days or trial_end),
         at=now,
     )
     session_id = store.new_id("cs_test_", 58)
@@ -185,8 +180,10 @@ def create_session(ctx: Ctx) -> Obj:
             "_line_items": items,
             "_subscription_data": {
                 "metadata": merge_metadata({}, sub_data),
-                "trial_period_days": trial_period_days,
-                "trial_end": trial_end,
+                "trial_period_days": as_int(
+                    sub_data, "trial_period_days", param="subscription_data[trial_period_days]"
+                ),
+                "trial_end": as_int(sub_data, "trial_end", param="subscription_data[trial_end]"),
                 "description": sub_data.get("description"),
                 "trial_settings": sub_data.get("trial_settings"),
             },

@@ -16,11 +16,6 @@ from stripe_sim.render import render_expanded
 from stripe_sim.request_schema import not_implemented
 from stripe_sim.store import Obj, Store
 
-_TRIAL_REFUSAL = (
-    "The Stripe simulator does not implement discounts on a subscription that starts with a "
-    "trial (when a `once` coupon is used up is not modelled); it refuses them rather than guess."
-)
-
 
 def read_create_params(
     store: Store,
@@ -29,7 +24,6 @@ def read_create_params(
     cust: Obj | None,
     amounts: list[int],
     currency: str,
-    has_trial: bool,
     at: int,
 ) -> tuple[bool | None, list[dict[str, str | None]]]:
     """``allow_promotion_codes`` and the ``discounts`` entries of a session create, checked as
@@ -46,8 +40,6 @@ def read_create_params(
         raise invalid(
             "Only one discount may be specified on a Checkout Session.", param="discounts"
         )
-    if refs and has_trial:
-        raise not_implemented(_TRIAL_REFUSAL, param="discounts")
     entries = []
     for index, ref in enumerate(refs):
         param = f"discounts[{index}]"
@@ -71,9 +63,6 @@ def apply_promotion_code(store: Store, session: Obj, code: str) -> None:
         raise invalid(f"This Checkout Session is {session['status']}.")
     if not session["allow_promotion_codes"]:
         raise invalid("This Checkout Session does not accept promotion codes.")
-    trial = session["_subscription_data"]
-    if trial["trial_period_days"] or trial["trial_end"]:
-        raise not_implemented(_TRIAL_REFUSAL)
     promo = next(
         (
             p

@@ -9,7 +9,6 @@ import httpx
 import pytest
 import stripe
 
-from stripe_sim.request_schema import NOT_IMPLEMENTED
 from tests.stripe_sim.conftest import DAY, HOUR, JAN_1, advance, events, make_customer
 
 FEB_1 = JAN_1 + 31 * DAY
@@ -242,20 +241,31 @@ def test_create_validates_the_discount(
     assert client.v1.checkout.sessions.list().data == []
 
 
-def test_discounts_with_a_trial_are_refused_loudly(
+def test_a_code_on_a_trial_discounts_the_first_invoice_after_the_trial(
     client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
 ) -> None:
-    promotion_code(client)
+    promo = promotion_code(client)
     cust = make_customer(client, clock, pm=None)
-    trial = {"subscription_data": {"trial_period_days": 14}}
-    coupon = client.v1.coupons.create(params={"percent_off": 10})
-    with pytest.raises(stripe.InvalidRequestError) as refused:
-        open_session(client, cust, catalog["pro"], discounts=[{"coupon": coupon.id}], **trial)
-    assert (refused.value.code, refused.value.param) == (NOT_IMPLEMENTED, "discounts")
-    # Allowing codes is only a permission: the session opens, a typed code is refused.
-    session = open_session(client, cust, catalog["pro"], allow_promotion_codes=True, **trial)
-    refused_code = pay(session, promotion_code="SPRING20")
-    assert refused_code.status_code == 400 and "trial" in refused_code.text
-    assert pay(session).status_code == 303
+    session = open_session(
+        client,
+        cust,
+        catalog["pro"],
+        allow_promotion_codes=True,
+        subscription_data={"trial_period_days": 14},
+    )
+    assert pay(session, promotion_code="SPRING20").status_code == 303
     session = client.v1.checkout.sessions.retrieve(session.id)
-    assert client.v1.subscriptions.retrieve(session.subscription).status == "trialing"
+    assert session.payment_status == "no_payment_required"
+    sub = client.v1.subscriptions.retrieve(session.subscription)
+    assert sub.status == "trialing" and len(sub.discounts) == 1
+    assert client.v1.invoices.retrieve(session.invoice).total == 0
+    assert client.v1.promotion_codes.retrieve(promo.id).times_redeemed == 1
+    trial_end = JAN_1 + 14 * DAY
+    advance(client, clock, trial_end + 2 * HOUR)
+    after_trial = client.v1.invoices.retrieve(
+        client.v1.subscriptions.retrieve(sub.id).latest_invoice
+    )
+    assert (after_trial.subtotal, after_trial.total, after_trial.status) == (2000, 1600, "paid")
+    advance(client, clock, trial_end + 31 * DAY + 2 * HOUR)
+    renewal = client.v1.invoices.retrieve(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    assert renewal.total == 2000
