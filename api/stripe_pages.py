@@ -44,6 +44,7 @@ def open_checkout(
     name: str | None,
     success_url: str,
     cancel_url: str,
+    allow_promotion_codes: bool,
 ) -> CheckoutPage:
     """A Checkout page for `purchase`: the account's open one when it is for the same purchase,
     else a new one (an open page for another purchase is expired first), so an account never
@@ -73,6 +74,7 @@ def open_checkout(
         "metadata": {"account_id": account_id},
         "success_url": success_url,
         "cancel_url": cancel_url,
+        "allow_promotion_codes": allow_promotion_codes,
     }
     # One key per attempt: concurrent checkouts of the same purchase get one session, of
     # another purchase Stripe's idempotency error; a new attempt (the last one ended) gets a

@@ -139,6 +139,9 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000/billing/done", description="Where Checkout returns the customer."
     )
     checkout_cancel_url: str = "http://127.0.0.1:8000/billing/canceled"
+    checkout_allow_promotion_codes: bool = Field(
+        True, description="Whether Checkout offers the customer a promotion code field."
+    )
 
     reconcile_events_every_minutes: int = Field(
         10, gt=0, description="How often Stripe's event list is replayed for lost webhooks."
