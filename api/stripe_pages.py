@@ -45,12 +45,14 @@ def open_checkout(
     success_url: str,
     cancel_url: str,
     automatic_tax: bool,
+    allow_promotion_codes: bool,
 ) -> CheckoutPage:
     """A Checkout page for `purchase`: the account's open one when it is for the same purchase,
     else a new one (an open page for another purchase is expired first), so an account never
     has two pages it could complete. The account's Stripe customer is created on the way
     (once, with `email` and `name`) if it has none. With `automatic_tax` the page collects
-    the billing address and a tax id, and the subscription is taxed by Stripe Tax."""
+    the billing address and a tax id, and the subscription is taxed by Stripe Tax; with
+    `allow_promotion_codes` the customer may enter a Stripe promotion code."""
     customer_id = _customer_for(client, sessions, account_id, email=email, name=name)
     with sessions() as session:
         stored = repository.stored_checkout(session, account_id)
@@ -75,6 +77,7 @@ def open_checkout(
         "metadata": {"account_id": account_id},
         "success_url": success_url,
         "cancel_url": cancel_url,
+        "allow_promotion_codes": allow_promotion_codes,
     }
     if automatic_tax:
         # Stripe Tax locates the customer by the billing address typed into Checkout, saved

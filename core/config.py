@@ -144,6 +144,9 @@ class Settings(BaseSettings):
         description="Stripe Tax on new subscriptions: Checkout asks for the billing address "
         "(and an optional tax id) and Stripe adds the tax of the customer's country.",
     )
+    checkout_allow_promotion_codes: bool = Field(
+        True, description="Whether Checkout offers the customer a promotion code field."
+    )
 
     reconcile_events_every_minutes: int = Field(
         10, gt=0, description="How often Stripe's event list is replayed for lost webhooks."

@@ -339,7 +339,9 @@ class Engine:
         """Apply the subscription's discounts that are still running to the invoice's
         discountable lines. A discount that has run its course (``repeating``: ``end``
         reached; ``once``: already applied to an invoice) leaves the subscription first,
-        with ``customer.discount.deleted``."""
+        with ``customer.discount.deleted``. Stripe ignores coupons on zero-cost invoices
+        (API changelog 2013-10-29), so a trial's $0 invoice leaves a ``once`` discount for
+        the first invoice with an amount."""
         store = self.store
         running = []
         for discount_id in sub["discounts"]:
@@ -351,6 +353,8 @@ class Engine:
             running.append(discount)
         sub["discounts"] = [d["id"] for d in running]
         lines = [store.objects[i] for i in inv["_line_ids"] if store.objects[i]["discountable"]]
+        if not any(line["amount"] > 0 for line in lines):
+            return
         for discount in running:
             coupon = store.objects[discount["source"]["coupon"]]
             amounts = discount_amounts(coupon, [line["amount"] for line in lines])

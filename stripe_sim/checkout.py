@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stripe_sim import objects
+from stripe_sim import checkout_discounts, objects
 from stripe_sim.billing import ItemPlan
 from stripe_sim.customers import attach
 from stripe_sim.errors import invalid
@@ -68,6 +68,9 @@ def _line_items(ctx: Ctx) -> list[dict[str, Any]]:
         "subscription_data.description",
         "subscription_data.trial_settings.end_behavior.missing_payment_method",
         *CHECKOUT_TAX_PARAMS,
+        "allow_promotion_codes",
+        "discounts.coupon",
+        "discounts.promotion_code",
         "expand",
     ),
 )
@@ -93,6 +96,15 @@ def create_session(ctx: Ctx) -> Obj:
     now = store.clock_now(None)
     amount = sum(store.objects[i["price"]]["unit_amount"] * i["quantity"] for i in items)
     tax_fields = checkout_tax_fields(store, params, cust)
+    currency = store.objects[items[0]["price"]]["currency"]
+    allow_promotion_codes, discounts = checkout_discounts.read_create_params(
+        store,
+        params,
+        cust=cust,
+        amounts=[store.objects[i["price"]]["unit_amount"] * i["quantity"] for i in items],
+        currency=currency,
+        at=now,
+    )
     session_id = store.new_id("cs_test_", 58)
     session = store.insert(
         {
@@ -100,7 +112,7 @@ def create_session(ctx: Ctx) -> Obj:
             "object": "checkout.session",
             "adaptive_pricing": None,
             "after_expiration": None,
-            "allow_promotion_codes": None,
+            "allow_promotion_codes": allow_promotion_codes,
             "allowed_payment_method_types": None,
             "amount_subtotal": amount,
             "amount_total": amount,
@@ -112,7 +124,7 @@ def create_session(ctx: Ctx) -> Obj:
             "consent": None,
             "consent_collection": None,
             "created": now,
-            "currency": store.objects[items[0]["price"]]["currency"],
+            "currency": currency,
             "currency_conversion": None,
             "custom_fields": [],
             "custom_text": {
@@ -126,7 +138,7 @@ def create_session(ctx: Ctx) -> Obj:
             "customer_creation": None if cust else "always",
             "customer_details": None,
             "customer_email": as_str(params, "customer_email"),
-            "discounts": [],
+            "discounts": discounts,
             "excluded_payment_method_types": None,
             "expires_at": now + 24 * 3600,
             "integration_identifier": None,
@@ -177,20 +189,26 @@ def create_session(ctx: Ctx) -> Obj:
                 "description": sub_data.get("description"),
                 "trial_settings": sub_data.get("trial_settings"),
             },
+            "_discount_ids": [],  # the subscription's, once the customer has paid
         }
     )
+    checkout_discounts.show_discount(store, session)
     return _render(ctx, session)
 
 
 def _render(ctx: Ctx, session: Obj) -> Obj:
-    out = render_expanded(ctx.store, session, [p for p in ctx.expand if p != "line_items"])
+    included = ("line_items", "total_details.breakdown")
+    out = render_expanded(ctx.store, session, [p for p in ctx.expand if p not in included])
     if "line_items" in ctx.expand:
         out["line_items"] = line_items_list(ctx, session)
+    if "total_details.breakdown" in ctx.expand:
+        out["total_details"]["breakdown"] = checkout_discounts.breakdown(ctx.store, session)
     return out
 
 
 def line_items_list(ctx: Ctx, session: Obj) -> Obj:
     data = []
+    discounts = checkout_discounts.line_discounts(ctx.store, session)
     for n, item in enumerate(session["_line_items"]):
         price = ctx.store.objects[item["price"]]
         amount = price["unit_amount"] * item["quantity"]
@@ -199,10 +217,10 @@ def line_items_list(ctx: Ctx, session: Obj) -> Obj:
                 "id": f"li_{session['id'][8:30]}{n}",
                 "object": "item",
                 "adjustable_quantity": None,
-                "amount_discount": 0,
+                "amount_discount": discounts[n],
                 "amount_subtotal": amount,
                 "amount_tax": 0,
-                "amount_total": amount,
+                "amount_total": amount - discounts[n],
                 "currency": price["currency"],
                 "description": ctx.engine.product_name(price),
                 "metadata": {},
@@ -308,9 +326,12 @@ def complete(
         params["trial_settings"] = data["trial_settings"]
     if session["automatic_tax"]["enabled"]:
         params["automatic_tax"] = {"enabled": "true"}
+    if session["discounts"]:
+        params["discounts"] = checkout_discounts.subscription_discounts(session)
     sub = subscribe(ctx, cust, plan, params, "error_if_incomplete", at, on_session=True)
     invoice = store.objects[sub["latest_invoice"]]
     session.update(
+        _discount_ids=list(sub["discounts"]),
         status="complete",
         payment_status="paid" if invoice["amount_due"] > 0 else "no_payment_required",
         subscription=sub["id"],
@@ -326,7 +347,9 @@ def complete(
             "tax_ids": [],
         },
     )
-    complete_checkout_tax(store, session, cust, billing_address)
+    complete_checkout_tax(
+        store, session, cust, billing_address, checkout_discounts.line_discounts(store, session)
+    )
     emit(store, "checkout.session.completed", session, at=at)
     success = session["success_url"] or session["url"]
     return success.replace("{CHECKOUT_SESSION_ID}", session["id"])

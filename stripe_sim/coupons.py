@@ -315,13 +315,16 @@ def _referenced(store: Store, kind: str, object_id: str, param: str) -> Obj:
 
 
 def _check_restrictions(
-    store: Store, promo: Obj, cust: Obj, amount: int, currency: str, param: str
+    store: Store, promo: Obj, cust: Obj | None, amount: int, currency: str, param: str
 ) -> None:
     """``amount`` in ``currency``: what the first invoice comes to before discounts (a
-    minimum in another currency cannot be met: currency options are not implemented)."""
+    minimum in another currency cannot be met: currency options are not implemented).
+    ``cust`` None: the customer Checkout is about to create, who has no prior transactions."""
     rules = promo["restrictions"]
-    if rules["first_time_transaction"] and any(
-        inv["amount_paid"] > 0 for inv in store.where("invoice", "customer", cust["id"])
+    if (
+        rules["first_time_transaction"]
+        and cust is not None
+        and any(inv["amount_paid"] > 0 for inv in store.where("invoice", "customer", cust["id"]))
     ):
         raise invalid(
             "This promotion code cannot be redeemed because the associated customer has prior "
@@ -337,19 +340,19 @@ def _check_restrictions(
         )
 
 
-def redeem(
+def redeemable(
     store: Store,
     ref: dict[str, Any],
     param: str,
     *,
-    cust: Obj,
-    sub: Obj,
+    cust: Obj | None,
     amount: int,
+    currency: str,
     at: int,
-) -> Obj:
-    """Turn one ``discounts[]`` entry (``coupon`` or ``promotion_code``) into a Discount on
-    ``sub``: check the coupon / code can be redeemed now (``amount``: the first invoice before
-    discounts, for a code's minimum), count the redemption."""
+) -> tuple[Obj, Obj | None]:
+    """The coupon (and promotion code) one ``discounts[]`` entry names, once checked that it
+    can be redeemed now by ``cust`` on a first invoice of ``amount`` in ``currency`` before
+    discounts; else Stripe's 400. Counts nothing."""
     coupon_id = as_str(ref, "coupon")
     promo_id = as_str(ref, "promotion_code")
     if coupon_id and promo_id:
@@ -364,7 +367,7 @@ def redeem(
                 f"This promotion code cannot be redeemed: {promo['code']}",
                 param=f"{param}[promotion_code]",
             )
-        _check_restrictions(store, promo, cust, amount, sub["currency"], f"{param}[promotion_code]")
+        _check_restrictions(store, promo, cust, amount, currency, f"{param}[promotion_code]")
         coupon = store.objects[promo["promotion"]["coupon"]]
     elif coupon_id:
         coupon = _referenced(store, "coupon", coupon_id, f"{param}[coupon]")
@@ -378,12 +381,31 @@ def redeem(
             code="coupon_expired",
             param=f"{param}[promotion_code]" if promo else f"{param}[coupon]",
         )
-    if coupon["amount_off"] is not None and coupon["currency"] != sub["currency"]:
+    if coupon["amount_off"] is not None and coupon["currency"] != currency:
         raise invalid(
             f"The currency of the coupon ({coupon['currency']}) must match the currency of "
-            f"the subscription ({sub['currency']}).",
+            f"the subscription ({currency}).",
             param=f"{param}[coupon]",
         )
+    return coupon, promo
+
+
+def redeem(
+    store: Store,
+    ref: dict[str, Any],
+    param: str,
+    *,
+    cust: Obj,
+    sub: Obj,
+    amount: int,
+    at: int,
+) -> Obj:
+    """Turn one ``discounts[]`` entry (``coupon`` or ``promotion_code``) into a Discount on
+    ``sub``: check the coupon / code can be redeemed now (``amount``: the first invoice before
+    discounts, for a code's minimum), count the redemption."""
+    coupon, promo = redeemable(
+        store, ref, param, cust=cust, amount=amount, currency=sub["currency"], at=at
+    )
     end = None
     if coupon["duration"] == "repeating":
         end = add_intervals(at, "month", coupon["duration_in_months"])

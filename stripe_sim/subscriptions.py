@@ -236,7 +236,7 @@ def subscribe(
             if trial_end is None and anchor is None and proration != "none":
                 _end_first_period_at_cancel_at(engine, sub, params, at)
             apply_subscription_tax(store, cust, sub, params)
-            _redeem_discounts(ctx, cust, sub, plan, params, trial_end, at)
+            _redeem_discounts(ctx, cust, sub, plan, params, at)
         except StripeError:
             _discard(store, sub, None)
             raise
@@ -325,19 +325,11 @@ def _redeem_discounts(
     sub: Obj,
     plan: ItemPlan,
     params: dict[str, Any],
-    trial_end: int | None,
     at: int,
 ) -> None:
     refs = as_list(params, "discounts")
     if not refs:
         return
-    if trial_end is not None:
-        raise not_implemented(
-            "The Stripe simulator does not implement discounts on a subscription that starts "
-            "with a trial (when a `once` coupon is used up is not modelled); it refuses them "
-            "rather than guess.",
-            param="discounts",
-        )
     if len(refs) > 1:
         raise not_implemented(
             "The Stripe simulator implements one discount per subscription; it refuses "

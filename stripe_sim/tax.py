@@ -506,8 +506,11 @@ def save_checkout_details(
         add_tax_id(store, cust, *tax_id, at=at)
 
 
-def complete_checkout_tax(store: Store, session: Obj, cust: Obj, address: Any) -> None:
-    """The session's tax once its customer is located: Stripe Tax's rate on each line item."""
+def complete_checkout_tax(
+    store: Store, session: Obj, cust: Obj, address: Any, line_discounts: list[int]
+) -> None:
+    """The session's tax once its customer is located: Stripe Tax's rate on each line item,
+    after what the session's discount takes off it (`line_discounts`, one per line item)."""
     session["customer_details"]["address"] = address or cust["address"]
     session["customer_details"]["tax_ids"] = [
         {"type": t["type"], "value": t["value"]} for t in customer_tax_ids(store, cust)
@@ -517,14 +520,17 @@ def complete_checkout_tax(store: Store, session: Obj, cust: Obj, address: Any) -
     session["automatic_tax"]["status"] = "complete"
     country = location_country(cust) or (address or {}).get("country")
     exclusive = inclusive = 0
-    for item in session["_line_items"]:
+    for item, off in zip(session["_line_items"], line_discounts, strict=True):
         price = store.objects[item["price"]]
         is_inclusive = price["tax_behavior"] == "inclusive"
         rate = automatic_rate(store, country, is_inclusive) if country else None
-        for tax in line_taxes(price["unit_amount"] * item["quantity"], [rate] if rate else [], ""):
+        taxable = price["unit_amount"] * item["quantity"] - off
+        for tax in line_taxes(taxable, [rate] if rate else [], ""):
             if is_inclusive:
                 inclusive += tax["amount"]
             else:
                 exclusive += tax["amount"]
     session["total_details"]["amount_tax"] = exclusive + inclusive
-    session["amount_total"] = session["amount_subtotal"] + exclusive
+    session["amount_total"] = (
+        session["amount_subtotal"] - session["total_details"]["amount_discount"] + exclusive
+    )

@@ -407,6 +407,7 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
             "customer_email": "new@example.com",
             "success_url": "https://app.example/done",
             "cancel_url": "https://app.example/billing",
+            "allow_promotion_codes": True,
         }
     )
     v1.checkout.sessions.line_items.list(session.id)
@@ -420,11 +421,16 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
         }
     )
     assert httpx.post(trial.url, data={"payment_method": "pm_card_visa"}).status_code == 303
-    assert (
-        httpx.post(session.url, data={"payment_method": "pm_card_visa", "name": "N"}).status_code
-        == 303
+    paid = httpx.post(
+        session.url,
+        data={"payment_method": "pm_card_visa", "name": "N", "promotion_code": "WELCOME"},
     )
-    done = v1.checkout.sessions.retrieve(session.id)
+    assert paid.status_code == 303
+    done = v1.checkout.sessions.retrieve(
+        session.id, params={"expand": ["line_items", "total_details.breakdown"]}
+    )
+    assert done.total_details.amount_discount == 500
+    assert done.total_details.breakdown.discounts[0].amount == 500
     taxed_session = v1.checkout.sessions.create(
         params={
             "mode": "subscription",
@@ -450,6 +456,7 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
             "line_items": [{"price": monthly.id, "quantity": 1}],
             "customer": cust.id,
             "success_url": "https://app.example/done",
+            "discounts": [{"coupon": coupon.id}],
         }
     )
     v1.checkout.sessions.expire(expired.id)

@@ -99,7 +99,7 @@ def test_invoice_items_and_backdating_are_refused(
     )
 
 
-def test_checkout_promotion_codes_are_refused(
+def test_checkout_consent_collection_is_refused(
     client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
 ) -> None:
     cust = make_customer(client, clock)
@@ -110,11 +110,11 @@ def test_checkout_promotion_codes_are_refused(
                 "customer": cust.id,
                 "line_items": [{"price": catalog["pro"].id, "quantity": 1}],
                 "success_url": "https://example.com/ok",
-                "allow_promotion_codes": True,
+                "consent_collection": {"terms_of_service": "required"},
             }
         )
     )
-    assert (error.code, error.param) == (NOT_IMPLEMENTED, "allow_promotion_codes")
+    assert (error.code, error.param) == (NOT_IMPLEMENTED, "consent_collection")
     assert client.v1.checkout.sessions.list().data == []
 
 

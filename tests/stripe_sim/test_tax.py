@@ -350,3 +350,40 @@ def test_checkout_for_an_existing_customer_saves_the_address_only_when_asked(
     done = client.v1.checkout.sessions.retrieve(session.id)
     assert (done.total_details.amount_tax, done.amount_total) == (400, 2400)
     assert done.customer_details.tax_ids == []
+
+
+def test_checkout_taxes_the_discounted_amount(
+    client: stripe.StripeClient, catalog: dict[str, Any]
+) -> None:
+    """A promotion code and automatic tax: the tax is on what is left after the discount,
+    on the session as on the invoice it pays."""
+    coupon = client.v1.coupons.create(params={"percent_off": 25, "duration": "once"})
+    client.v1.promotion_codes.create(
+        params={"promotion": {"type": "coupon", "coupon": coupon.id}, "code": "QUARTER"}
+    )
+    session = taxed_session(
+        client, catalog["pro"], customer_email="eve@example.com", allow_promotion_codes=True
+    )
+    paid = httpx.post(
+        session.url,
+        data={
+            "payment_method": "pm_card_visa",
+            "promotion_code": "QUARTER",
+            "address[country]": "DE",
+        },
+    )
+    assert paid.status_code == 303, paid.text
+    done = client.v1.checkout.sessions.retrieve(session.id)
+    # 2000 − 500 discount = 1500, 19 % of it = 285.
+    assert (
+        done.amount_subtotal,
+        done.total_details.amount_discount,
+        done.total_details.amount_tax,
+        done.amount_total,
+    ) == (2000, 500, 285, 1785)
+    invoice = client.v1.invoices.retrieve(done.invoice)
+    assert (invoice.total, invoice.amount_paid) == (1785, 1785)
+    with pytest.raises(stripe.InvalidRequestError, match="breakdown of a taxed Checkout"):
+        client.v1.checkout.sessions.retrieve(
+            session.id, params={"expand": ["total_details.breakdown"]}
+        )
