@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.console_session import SESSION_COOKIE, new_session, read_session
 from api.main import create_app
 from core.config import Settings
+from tests import console_client
+from tests.console_client import csrf_of
 from tests.workflows.harness import Harness, subscription
 
 from .conftest import (
@@ -49,20 +51,8 @@ async def browser(console_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def csrf_of(page: httpx.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match is not None, page.text
-    return match.group(1)
-
-
 async def sign_in(browser: httpx.AsyncClient, token: str = OPERATOR_TOKEN, name: str = "") -> None:
-    form = await browser.get("/console/sign-in")
-    signed_in = await browser.post(
-        "/console/sign-in",
-        data={"token": token, "name": name, "csrf_token": csrf_of(form), "next": "/console"},
-    )
-    assert signed_in.status_code == 303, signed_in.text
-    assert signed_in.headers["location"] == "/console"
+    await console_client.sign_in(browser, token, name)
 
 
 async def act(
