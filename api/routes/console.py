@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowUpdateFailedError
 
 from api import console_session, operations
-from api.account_workflows import SyncErrorAccount
+from api.account_workflows import AccountWorkflows, SyncErrorAccount
 from api.console_session import ConsoleSession
 from api.deps import (
     AccountIdPath,
@@ -349,11 +349,7 @@ async def account_page(
             },
             status_code=status.HTTP_404_NOT_FOUND,
         )
-    notice = console_session.unsign(
-        request.cookies.get(console_session.NOTICE_COOKIE),
-        settings.console_session_secret.get_secret_value(),
-    )
-    response = _page(
+    return _page(
         request,
         session,
         "account.html",
@@ -361,7 +357,6 @@ async def account_page(
             "detail": detail,
             "entitlements": detail.entitlements,
             "timeline": timeline(detail),
-            "notice": notice if notice and notice.get("account_id") == account_id else None,
             "actions": ACTION_LABELS,
             "takes_plan": TAKES_PLAN,
             "takes_until": TAKES_UNTIL,
@@ -370,9 +365,6 @@ async def account_page(
             "customer_url": _customer_url(settings, detail.stripe_customer_id),
         },
     )
-    if notice is not None:
-        response.delete_cookie(console_session.NOTICE_COOKIE, path=console_session.COOKIE_PATH)
-    return response
 
 
 @router.post("/accounts/{account_id}/actions/{action}")
@@ -457,23 +449,11 @@ async def attention_page(
 
     context = await run_in_threadpool(read)
     sync_errors: list[SyncErrorAccount] | None = await workflows.with_sync_error(LIST_LIMIT)
-    notice = console_session.unsign(
-        request.cookies.get(console_session.NOTICE_COOKIE),
-        settings.console_session_secret.get_secret_value(),
-    )
-    response = _page(
-        request,
-        session,
-        "attention.html",
-        {**context, "sync_errors": sync_errors, "notice": notice},
-    )
-    if notice is not None:
-        response.delete_cookie(console_session.NOTICE_COOKIE, path=console_session.COOKIE_PATH)
-    return response
+    return _page(request, session, "attention.html", {**context, "sync_errors": sync_errors})
 
 
 @router.post("/unroutable/link")
-async def link_and_replay(
+async def link_unroutable(
     request: Request,
     session: SessionCookieDep,
     sessions: SessionFactoryDep,
@@ -484,7 +464,41 @@ async def link_and_replay(
     reason: Annotated[str, Form()] = "",
     csrf_token: CsrfField = None,
 ) -> Response:
+    """Link the customer of unroutable events to an account and replay them."""
     _check_csrf(session, csrf_token)
+    notice = await _link(sessions, workflows, session, customer_id, account_id, reason)
+    response = RedirectResponse(f"{PREFIX}/attention", status.HTTP_303_SEE_OTHER)
+    _set_notice(request, response, settings, notice)
+    return response
+
+
+@router.post("/accounts/{account_id}/link")
+async def link_customer(
+    request: Request,
+    session: SessionCookieDep,
+    account_id: AccountIdPath,
+    sessions: SessionFactoryDep,
+    workflows: AccountWorkflowsDep,
+    settings: SettingsDep,
+    customer_id: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    csrf_token: CsrfField = None,
+) -> Response:
+    """Link a Stripe customer to this account (and replay its unroutable events)."""
+    _check_csrf(session, csrf_token)
+    notice = await _link(sessions, workflows, session, customer_id, account_id, reason)
+    return _back_to_account(request, settings, account_id, notice)
+
+
+async def _link(
+    sessions: sessionmaker[Session],
+    workflows: AccountWorkflows,
+    session: ConsoleSession,
+    customer_id: str,
+    account_id: str,
+    reason: str,
+) -> dict[str, str]:
+    """The admin API's link and replay, as the signed-in operator; what it answered."""
     try:
         body = LinkRequest(
             customer_id=customer_id.strip(),
@@ -494,20 +508,16 @@ async def link_and_replay(
         )
         linked = await operations.link_and_replay(sessions, workflows, body)
     except ValidationError as err:
-        notice = {"kind": "refused", "text": "; ".join(_field_errors(err))}
+        return {"kind": "refused", "text": "; ".join(_field_errors(err))}
     except operations.LinkRefused as err:
-        notice = {"kind": "refused", "text": str(err)}
+        return {"kind": "refused", "text": str(err)}
     except TemporalUnavailable as err:
-        notice = {"kind": "refused", "text": f"Temporal did not answer: {err.reason}"}
-    else:
-        notice = {
-            "kind": "done",
-            "text": f"{linked.customer_id} is linked to {linked.account_id}; "
-            f"{linked.replayed} event(s) replayed.",
-        }
-    response = RedirectResponse(f"{PREFIX}/attention", status.HTTP_303_SEE_OTHER)
-    _set_notice(request, response, settings, notice)
-    return response
+        return {"kind": "refused", "text": f"Temporal did not answer: {err.reason}"}
+    return {
+        "kind": "done",
+        "text": f"{linked.customer_id} is linked to {linked.account_id}; "
+        f"{linked.replayed} event(s) replayed.",
+    }
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -520,12 +530,26 @@ def _page(
     context: Mapping[str, Any],
     status_code: int = status.HTTP_200_OK,
 ) -> Response:
-    return templates.TemplateResponse(
+    """A signed-in page, with the answer of the action that led to it (shown once)."""
+    settings: Settings = request.app.state.settings
+    notice = console_session.unsign(
+        request.cookies.get(console_session.NOTICE_COOKIE),
+        settings.console_session_secret.get_secret_value(),
+    )
+    response = templates.TemplateResponse(
         request,
         template,
-        {"operator": session.operator, "csrf_token": session.csrf_token, **context},
+        {
+            "operator": session.operator,
+            "csrf_token": session.csrf_token,
+            "notice": notice,
+            **context,
+        },
         status_code=status_code,
     )
+    if notice is not None:
+        response.delete_cookie(console_session.NOTICE_COOKIE, path=console_session.COOKIE_PATH)
+    return response
 
 
 def _to_account(account_id: str) -> Response:
@@ -536,7 +560,7 @@ def _back_to_account(
     request: Request, settings: Settings, account_id: str, notice: dict[str, str]
 ) -> Response:
     response = _to_account(account_id)
-    _set_notice(request, response, settings, {**notice, "account_id": account_id})
+    _set_notice(request, response, settings, notice)
     return response
 
 

@@ -282,3 +282,29 @@ async def test_an_unroutable_event_is_linked_and_replayed_from_the_page(
     assert f"{customer} is linked to {account}; 1 event(s) replayed." in page.text
     assert "evt_console_1" not in page.text
     await harness.wait_for_entitlements(account, state="active")
+
+
+async def test_a_customer_is_linked_from_the_account_page_or_the_refusal_shown(
+    harness: Harness, browser: httpx.AsyncClient, session_factory: sessionmaker[Session]
+) -> None:
+    taken_account, taken_customer = await active_account(harness)
+    account, customer = harness.new_account()
+    harness.accounts.add(account)
+    await sign_in(browser)
+
+    async def link(customer_id: str) -> str:
+        page = await browser.get(f"/console/accounts/{taken_account}")
+        response = await browser.post(
+            f"/console/accounts/{account}/link",
+            data={"csrf_token": csrf_of(page), "customer_id": customer_id, "reason": "ticket 3"},
+        )
+        assert response.headers["location"] == f"/console/accounts/{account}"
+        shown = await browser.get(response.headers["location"])
+        match = re.search(r'id="notice">([^<]*)<', shown.text)
+        assert match is not None, shown.text
+        return match.group(1)
+
+    assert "linked" in await link(taken_customer) and taken_account in await link(taken_customer)
+    assert await link(customer) == f"{customer} is linked to {account}; 0 event(s) replayed."
+    [audit] = audit_rows(session_factory, account)
+    assert (audit.action, audit.actor, audit.reason) == ("link_customer", "alice", "ticket 3")
