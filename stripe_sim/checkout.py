@@ -80,7 +80,7 @@ def create_session(ctx: Ctx) -> Obj:
     if mode != "subscription":
         raise invalid("The simulator supports Checkout in mode=subscription only.", param="mode")
     cust_id = as_str(params, "customer")
-    cust = store.require("customer", cust_id, "customer") if cust_id else None
+    cust = store.require_referenced("customer", cust_id, "customer") if cust_id else None
     if cust_id and params.get("customer_email"):
         raise invalid(
             "You may only specify one of these parameters: customer, customer_email.",

@@ -201,7 +201,7 @@ def create_promotion_code(ctx: Ctx) -> Obj:
     coupon_id = as_str(promotion, "coupon")
     if not coupon_id:
         raise missing_param("promotion[coupon]")
-    coupon = store.require("coupon", coupon_id, "promotion[coupon]")
+    coupon = store.require_referenced("coupon", coupon_id, "promotion[coupon]")
     code = as_str(params, "code") or "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
     for other in store.of_kind("promotion_code"):
         if other["active"] and other["code"].lower() == code.lower():
@@ -305,15 +305,6 @@ def list_promotion_codes(ctx: Ctx) -> Obj:
 
 
 # discounts -------------------------------------------------------------------------------------
-def _referenced(store: Store, kind: str, object_id: str, param: str) -> Obj:
-    """An object named in the request body: a missing one is a 400 (a 404 is for the
-    object in the URL)."""
-    try:
-        return store.require(kind, object_id, param)
-    except StripeError as exc:
-        raise invalid(exc.message, param=param, code="resource_missing") from None
-
-
 def _check_restrictions(
     store: Store, promo: Obj, cust: Obj | None, amount: int, currency: str, param: str
 ) -> None:
@@ -361,7 +352,7 @@ def redeemable(
         )
     promo: Obj | None = None
     if promo_id:
-        promo = _referenced(store, "promotion_code", promo_id, f"{param}[promotion_code]")
+        promo = store.require_referenced("promotion_code", promo_id, f"{param}[promotion_code]")
         if not promotion_code_valid(promo, at):
             raise invalid(
                 f"This promotion code cannot be redeemed: {promo['code']}",
@@ -370,7 +361,7 @@ def redeemable(
         _check_restrictions(store, promo, cust, amount, currency, f"{param}[promotion_code]")
         coupon = store.objects[promo["promotion"]["coupon"]]
     elif coupon_id:
-        coupon = _referenced(store, "coupon", coupon_id, f"{param}[coupon]")
+        coupon = store.require_referenced("coupon", coupon_id, f"{param}[coupon]")
     else:
         raise missing_param(f"{param}[coupon]")
     if not coupon_valid(coupon, at):

@@ -6,7 +6,7 @@ from typing import Any
 
 from stripe_sim import objects
 from stripe_sim.cards import MAGIC_PAYMENT_METHODS, TOKENS, card_for_number
-from stripe_sim.errors import card_error, invalid, no_such
+from stripe_sim.errors import card_error, invalid, no_such, no_such_referenced
 from stripe_sim.events import buffered, emit, publish, tracked
 from stripe_sim.listing import (
     LIST_PARAMS,
@@ -45,7 +45,7 @@ def attach(store: Store, pm_ref: str, cust: Obj, at: int, param: str = "payment_
     if pm is None:
         pm = payment_method_from_magic(store, pm_ref, at)
     if pm is None:
-        raise no_such("PaymentMethod", pm_ref, param)
+        raise no_such_referenced("PaymentMethod", pm_ref, param)
     if pm["customer"] == cust["id"]:
         return pm
     if pm["customer"] is not None:
@@ -69,7 +69,7 @@ def resolve_owned(store: Store, pm_ref: str, cust: Obj, at: int, param: str) -> 
         return attach(store, pm_ref, cust, at, param)
     pm = store.get(pm_ref, "payment_method")
     if pm is None:
-        raise no_such("PaymentMethod", pm_ref, param)
+        raise no_such_referenced("PaymentMethod", pm_ref, param)
     if pm["customer"] != cust["id"]:
         raise invalid(
             f"The customer does not have a payment method with the ID {pm_ref}. The payment "
@@ -102,7 +102,7 @@ def create_payment_method(ctx: Ctx) -> Obj:
     if "token" in card_params:
         profile = TOKENS.get(str(card_params["token"]))
         if profile is None:
-            raise no_such("token", str(card_params["token"]), "card[token]")
+            raise no_such_referenced("token", str(card_params["token"]), "card[token]")
     elif "number" in card_params:
         profile = card_for_number(str(card_params["number"]))
     else:
@@ -155,8 +155,8 @@ def update_payment_method(ctx: Ctx, pm_id: str) -> Obj:
 @router.route("POST", "/v1/payment_methods/{pm_id}/attach", implements=("customer", "expand"))
 def attach_payment_method(ctx: Ctx, pm_id: str) -> Obj:
     cust_id = as_str(ctx.params, "customer", required=True)
-    cust = ctx.store.require("customer", cust_id, "customer")
-    pm = attach(ctx.store, pm_id, cust, ctx.store.now_for(cust), param="payment_method")
+    cust = ctx.store.require_referenced("customer", cust_id, "customer")
+    pm = attach(ctx.store, _pm(ctx, pm_id)["id"], cust, ctx.store.now_for(cust))
     return render_expanded(ctx.store, pm, ctx.expand)
 
 
@@ -276,7 +276,7 @@ def create_customer(ctx: Ctx) -> Obj:
     store, params = ctx.store, ctx.params
     clock_id = as_str(params, "test_clock")
     if clock_id:
-        clock = store.require("test_helpers.test_clock", clock_id, "test_clock")
+        clock = store.require_referenced("test_helpers.test_clock", clock_id, "test_clock")
         if clock["status"] != "ready":
             raise invalid(
                 "The test clock is advancing; try again once it is ready.", param="test_clock"

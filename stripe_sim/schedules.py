@@ -278,12 +278,14 @@ def create_schedule(ctx: Ctx) -> Obj:
             raise invalid(
                 f"You cannot set `{others[0]}` when `from_subscription` is set.", param=others[0]
             )
-        sched = _from_subscription(ctx, store.require("subscription", source, "from_subscription"))
+        sched = _from_subscription(
+            ctx, store.require_referenced("subscription", source, "from_subscription")
+        )
     else:
         cust_id = as_str(params, "customer")
         if not cust_id:
             raise missing_param("customer")
-        sched = _from_phases(ctx, store.require("customer", cust_id, "customer"))
+        sched = _from_phases(ctx, store.require_referenced("customer", cust_id, "customer"))
     return render_expanded(store, sched, ctx.expand)
 
 

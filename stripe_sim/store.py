@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stripe_sim.errors import no_such
+from stripe_sim.errors import no_such, no_such_referenced
 from stripe_sim.settings import SimulatorSettings
 
 Obj = dict[str, Any]
@@ -111,11 +111,24 @@ class Store:
             return None
         return obj
 
-    def require(self, kind: str, object_id: Any, param: str = "id") -> Obj:
-        obj = self.get(object_id, kind)
-        if obj is None or obj.get("_deleted"):
-            raise no_such(_KIND_NAMES.get(kind, kind), str(object_id), param)
+    def require(self, kind: str, object_id: Any) -> Obj:
+        """The object the URL names; Stripe's 404 if there is none."""
+        obj = self._live(kind, object_id)
+        if obj is None:
+            raise no_such(_KIND_NAMES.get(kind, kind), str(object_id))
         return obj
+
+    def require_referenced(self, kind: str, object_id: Any, param: str) -> Obj:
+        """The object the request parameter ``param`` names; a 400 naming it if there is
+        none."""
+        obj = self._live(kind, object_id)
+        if obj is None:
+            raise no_such_referenced(_KIND_NAMES.get(kind, kind), str(object_id), param)
+        return obj
+
+    def _live(self, kind: str, object_id: Any) -> Obj | None:
+        obj = self.get(object_id, kind)
+        return None if obj is None or obj.get("_deleted") else obj
 
     def of_kind(self, kind: str) -> list[Obj]:
         return [

@@ -10,7 +10,13 @@ from stripe_sim.anchors import requested_anchor
 from stripe_sim.billing import ENDED_STATUSES, Engine, ItemPlan, LineSpec
 from stripe_sim.coupons import redeem
 from stripe_sim.customers import resolve_owned
-from stripe_sim.errors import StripeError, card_error, invalid, missing_param
+from stripe_sim.errors import (
+    StripeError,
+    card_error,
+    invalid,
+    missing_param,
+    no_such_referenced,
+)
 from stripe_sim.events import buffered, emit, publish, tracked
 from stripe_sim.listing import (
     LIST_PARAMS,
@@ -63,7 +69,7 @@ _SUBSCRIPTION_FIELDS = (
 def _recurring_price(store: Store, ref: Any, param: str) -> Obj:
     if not ref:
         raise missing_param(param)
-    price = store.require("price", ref, param)
+    price = store.require_referenced("price", ref, param)
     if price["type"] != "recurring":
         raise invalid(
             "The price specified is set to `type=one_time` but this field only "
@@ -134,7 +140,7 @@ def _choice(params: dict[str, Any], key: str, allowed: tuple[str, ...], default:
 def create_subscription(ctx: Ctx) -> Obj:
     store, params = ctx.store, ctx.params
     cust_id = as_str(params, "customer", required=True)
-    cust = store.require("customer", cust_id, "customer")
+    cust = store.require_referenced("customer", cust_id, "customer")
     raw_items = as_list(params, "items")
     if not raw_items:
         raise missing_param("items")
@@ -371,11 +377,7 @@ def _replace_discounts(ctx: Ctx, cust: Obj, sub: Obj, refs: list[Any], at: int) 
                     param=param,
                 )
             if existing not in sub["discounts"]:
-                raise invalid(
-                    f"No such discount: '{existing}'",
-                    param=f"{param}[discount]",
-                    code="resource_missing",
-                )
+                raise no_such_referenced("discount", existing, f"{param}[discount]")
             kept.append(existing)
             continue
         if any(ii["proration"] for ii in ctx.engine.pending_invoice_items(sub)):
@@ -543,7 +545,7 @@ def list_subscriptions(ctx: Ctx) -> Obj:
 
 @router.route("GET", "/v1/subscription_items", implements=(*LIST_PARAMS, "subscription"))
 def list_subscription_items(ctx: Ctx) -> Obj:
-    sub = ctx.store.require(
+    sub = ctx.store.require_referenced(
         "subscription", as_str(ctx.params, "subscription", required=True), "subscription"
     )
     return paginate(

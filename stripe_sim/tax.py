@@ -11,7 +11,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from stripe_sim.errors import StripeError, invalid, missing_param, no_such
+from stripe_sim.errors import StripeError, invalid, missing_param, no_such, no_such_referenced
 from stripe_sim.events import emit, tracked
 from stripe_sim.listing import LIST_PARAMS, filter_created, paginate
 from stripe_sim.params import as_bool, as_dict, as_list, as_str, merge_metadata
@@ -172,7 +172,7 @@ def tax_rate_ids(store: Store, refs: list[Any], param: str) -> list[str]:
             raise invalid("Invalid string", param=name)
         rate = store.get(ref, "tax_rate")
         if rate is None or rate.get("_automatic"):
-            raise invalid(f"No such tax rate: '{ref}'", param=name, code="resource_missing")
+            raise no_such_referenced("tax rate", ref, name)
         if not rate["active"]:
             raise invalid(f"Tax rate {ref} is inactive and cannot be applied.", param=name)
         ids.append(ref)

@@ -152,7 +152,9 @@ def recording_client(sim: SimulatorServer, checker: Checker) -> stripe.StripeCli
             content, status, response_headers = super().request(method, url, headers, post_data)
             if status < 400:
                 path = urlsplit(url).path
-                route, _ = _match(method.upper(), path)
+                matched = _match(method.upper(), path)
+                assert matched is not None
+                route, _ = matched
                 checker.routes.add((route.method, route.pattern))
                 checker.response(json.loads(content), f"{method.upper()} {path}")
             return content, status, response_headers
