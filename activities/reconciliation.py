@@ -37,7 +37,12 @@ from domain.stripe_events import (
     route_event,
     signal_for,
 )
-from domain.subscriptions import deciding_subscription, snapshot_from_stripe
+from domain.subscriptions import (
+    deciding_subscription,
+    products_to_expand,
+    snapshot_from_stripe,
+    with_products,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +213,7 @@ class ReconciliationActivities:
             if count % LIST_LIMIT == 0:
                 activity.heartbeat(count)
         findings = SweepFindings(subscriptions_checked=sum(map(len, by_customer.values())))
+        self._expand_plan_products(by_customer)
         with self._sessions() as session:
             for customer_id, subscriptions in sorted(by_customer.items()):
                 account_id = repository.account_for_customer(session, customer_id) or next(
@@ -271,6 +277,21 @@ class ReconciliationActivities:
             logger.warning("sweep cannot read the subscription of %s: %s", account_id, err)
             return None
         return drift_reason(repository.stored_lifecycle(session, account_id), truth)
+
+    def _expand_plan_products(self, by_customer: dict[str, list[dict[str, Any]]]) -> None:
+        """Expand the products that can name a negotiated plan (`products_to_expand`), read in
+        pages of 100, so the sweep reads subscriptions as the account workflows do."""
+        all_subscriptions = [s for subscriptions in by_customer.values() for s in subscriptions]
+        product_ids = sorted(products_to_expand(all_subscriptions, self._catalog))
+        products: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(product_ids), LIST_LIMIT):
+            page = self._stripe.v1.products.list(
+                params={"ids": product_ids[start : start + LIST_LIMIT], "limit": LIST_LIMIT}
+            )
+            products.update((product.id, product.to_dict()) for product in page.data)
+        if products:
+            for customer_id, subscriptions in by_customer.items():
+                by_customer[customer_id] = with_products(subscriptions, products)
 
     def _link(self, account_id: str, customer_id: str) -> None:
         with self._sessions.begin() as session:

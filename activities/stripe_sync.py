@@ -13,7 +13,12 @@ from activities.failures import classify_failures
 from core.stripe_client import retrieve_customer
 from domain.catalog import Catalog, DunningPolicy
 from domain.lifecycle import SubscriptionSnapshot
-from domain.subscriptions import deciding_subscription, snapshot_from_stripe
+from domain.subscriptions import (
+    deciding_subscription,
+    products_to_expand,
+    snapshot_from_stripe,
+    with_products,
+)
 
 
 @dataclass
@@ -90,8 +95,20 @@ class StripeSyncActivities:
             page: dict[str, Any] = response.data
             subscriptions.extend(page["data"])
             if not page["has_more"] or not page["data"]:
-                return subscriptions
+                break
             params["starting_after"] = page["data"][-1]["id"]
+        # Stripe expands at most four levels (`data.items.data.price.product` is five), so the
+        # products that can name a negotiated plan are read apart, and only when needed.
+        product_ids = sorted(products_to_expand(subscriptions, self._catalog))
+        if not product_ids:
+            return subscriptions
+        products: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(product_ids), 100):
+            response = await self._client.raw_request_async(
+                "get", "/v1/products", ids=product_ids[start : start + 100], limit=100
+            )
+            products.update((p["id"], p) for p in response.data["data"])
+        return with_products(subscriptions, products)
 
 
 def _customer_missing(customer_id: str, what: str) -> ApplicationError:

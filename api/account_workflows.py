@@ -36,6 +36,7 @@ from workflows.account import (
     UpdatedAccount,
     workflow_id_for,
 )
+from workflows.account.visibility import ACCOUNT_ID, BILLING_SYNC_ERROR
 from workflows.starter import signal_stripe_event, update_with_start
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,16 @@ class ActionApplied:
     action: str
     # The workflow as the action left it.
     workflow: LiveWorkflow
+
+
+SYNC_ERROR_QUERY = f'{BILLING_SYNC_ERROR.name} IS NOT NULL AND ExecutionStatus = "Running"'
+
+
+@dataclass(frozen=True)
+class SyncErrorAccount:
+    account_id: str
+    # The error's class, as the search attribute holds it (`CatalogError`, ...).
+    kind: str
 
 
 class AccountWorkflows:
@@ -202,6 +213,27 @@ class AccountWorkflows:
         except Exception as err:  # informative only: the database answer stands on its own
             return _no_view(account_id, err)
         return LiveWorkflow(status="running", snapshot=WorkflowSnapshot.of(state.summary()))
+
+    async def with_sync_error(self, limit: int) -> list[SyncErrorAccount] | None:
+        """Running accounts showing a sync error (`BillingSyncError`, the Web UI's list of
+        accounts that need an operator), up to `limit`; None when Temporal does not answer in
+        time (the console says so rather than showing none)."""
+        found: list[SyncErrorAccount] = []
+        try:
+            async with asyncio.timeout(2 * LIVE_VIEW_TIMEOUT.total_seconds()):
+                async for execution in self._client.list_workflows(
+                    SYNC_ERROR_QUERY, limit=limit, rpc_timeout=LIVE_VIEW_TIMEOUT
+                ):
+                    attributes = execution.typed_search_attributes
+                    account_id = attributes.get(ACCOUNT_ID)
+                    if account_id is not None:
+                        found.append(
+                            SyncErrorAccount(account_id, attributes.get(BILLING_SYNC_ERROR) or "")
+                        )
+        except Exception as err:  # informative only, as the live view
+            logger.info("no list of accounts with a sync error: %r", err)
+            return None
+        return found
 
     # --- Stripe events -------------------------------------------------------------------
 

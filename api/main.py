@@ -20,6 +20,7 @@ from api.routes import (
     admin,
     billing,
     codec,
+    console,
     customer_pages,
     entitlements,
     feed,
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     for unreachable in edge.DATABASE_UNREACHABLE:
         app.add_exception_handler(unreachable, edge.database_unavailable)  # 503
     app.add_exception_handler(RequestValidationError, edge.validation_failed)  # 422 that encodes
+    app.add_exception_handler(console.SignInRequired, console.sign_in_required)  # 303 or 401
+    app.add_exception_handler(console.CsrfRefused, console.csrf_refused)  # 403
     # Innermost, so the metrics and the log see the 413s too.
     app.add_middleware(
         BodyLimit,
@@ -111,6 +114,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     app.include_router(billing.router)
     app.include_router(customer_pages.router)
     app.include_router(admin.router)
+    app.include_router(console.router)
     payload_codec = temporal.payload_codec(settings)
     if payload_codec is not None:
         app.mount(codec.MOUNT_PATH, codec.codec_app(settings, payload_codec))

@@ -47,11 +47,15 @@ def open_checkout(
     name: str | None,
     success_url: str,
     cancel_url: str,
+    automatic_tax: bool,
+    allow_promotion_codes: bool,
 ) -> CheckoutPage:
     """A Checkout page for `purchase`: the account's open one when it is for the same purchase,
     else a new one (an open page for another purchase is expired first), so an account never
     has two pages it could complete. The account's Stripe customer is created on the way
-    (once, with `email` and `name`) if it has none."""
+    (once, with `email` and `name`) if it has none. With `automatic_tax` the page collects
+    the billing address and a tax id, and the subscription is taxed by Stripe Tax; with
+    `allow_promotion_codes` the customer may enter a Stripe promotion code."""
     customer_id = _customer_for(client, sessions, account_id, email=email, name=name)
     with sessions() as session:
         stored = repository.stored_checkout(session, account_id)
@@ -76,7 +80,18 @@ def open_checkout(
         "metadata": {"account_id": account_id},
         "success_url": success_url_with_session_id(success_url),
         "cancel_url": cancel_url,
+        "allow_promotion_codes": allow_promotion_codes,
     }
+    if automatic_tax:
+        # Stripe Tax locates the customer by the billing address typed into Checkout, saved
+        # on the (existing) customer for the renewals; a tax id typed in goes there too,
+        # which Stripe allows for an existing customer only when it may update the name.
+        params.update(
+            automatic_tax={"enabled": True},
+            billing_address_collection="required",
+            tax_id_collection={"enabled": True},
+            customer_update={"address": "auto", "name": "auto"},
+        )
     # One key per attempt: concurrent checkouts of the same purchase get one session, of
     # another purchase Stripe's idempotency error; a new attempt (the last one ended) gets a
     # new session even within Stripe's 24-hour key window. A key reused after that window

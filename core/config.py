@@ -105,6 +105,23 @@ class Settings(BaseSettings):
     app_api_token: str = Field("dev-app-token", min_length=1)
     admin_api_token: str = Field("dev-admin-token", min_length=1)
 
+    console_operator_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description='The support console\'s operators, as JSON `{"name": "token"}`: each '
+        "signs in with their own token and is the actor of what they do. The admin token "
+        "signs in too, with the operator's name typed on the sign-in page.",
+    )
+    console_session_secret: SecretStr = Field(
+        SecretStr("dev-console-session-secret"),
+        description="Signs the console's session cookies: the same on every API process, "
+        "long and random in production (changing it signs everybody out).",
+    )
+    console_session_minutes: int = Field(480, gt=0, description="How long a console sign-in lasts.")
+    temporal_web_url: str = Field(
+        "http://127.0.0.1:8233",
+        description="The Temporal Web UI the console links each account's workflow to.",
+    )
+
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_starttls: bool = Field(False, description="Upgrade the connection with STARTTLS.")
@@ -122,6 +139,14 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000/billing/done", description="Where Checkout returns the customer."
     )
     checkout_cancel_url: str = "http://127.0.0.1:8000/billing/canceled"
+    automatic_tax: bool = Field(
+        False,
+        description="Stripe Tax on new subscriptions: Checkout asks for the billing address "
+        "(and an optional tax id) and Stripe adds the tax of the customer's country.",
+    )
+    checkout_allow_promotion_codes: bool = Field(
+        True, description="Whether Checkout offers the customer a promotion code field."
+    )
 
     reconcile_events_every_minutes: int = Field(
         10, gt=0, description="How often Stripe's event list is replayed for lost webhooks."

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -22,6 +22,7 @@ from db.models import (
     StripeEvent,
     UnroutableEvent,
 )
+from db.outbox import DeliveryStatus
 
 # What operators may filter accounts on besides billing states: the operator overrides, which
 # only show in `effective_state` (a locked account keeps its billing state underneath).
@@ -115,6 +116,14 @@ def accounts(
     return [AccountListing(account=row[0], entitlements=row[1]) for row in rows]
 
 
+def account_listing(session: Session, account_id: str) -> AccountListing | None:
+    """One account as `accounts` lists it."""
+    account = session.get(Account, account_id)
+    if account is None:
+        return None
+    return AccountListing(account=account, entitlements=session.get(EntitlementRow, account_id))
+
+
 def unroutable_events(
     session: Session,
     *,
@@ -162,3 +171,56 @@ def mark_unroutable_resolved(
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- what needs an operator (the console's front page) --------------------------------------
+
+# Emails that ended without going out for a reason an operator can fix (an obsolete one was
+# about a state the account already left: nothing to do).
+GIVEN_UP_EMAIL_STATUSES = (DeliveryStatus.FAILED.value, DeliveryStatus.NO_RECIPIENT.value)
+
+
+def state_counts(session: Session) -> dict[str, int]:
+    """How many accounts are in each billing state, and comped / locked on top of one."""
+    by_state = select(EntitlementRow.billing_state, func.count()).group_by(
+        EntitlementRow.billing_state
+    )
+    counts: dict[str, int] = {state: count for state, count in session.execute(by_state)}
+    never_written = session.scalar(
+        select(func.count())
+        .select_from(Account)
+        .outerjoin(EntitlementRow, EntitlementRow.account_id == Account.account_id)
+        .where(EntitlementRow.account_id.is_(None))
+    )
+    if never_written:
+        counts["free"] = counts.get("free", 0) + never_written
+    for override in sorted(OVERRIDE_STATES):
+        overridden = session.scalar(
+            select(func.count()).where(EntitlementRow.effective_state == override)
+        )
+        if overridden:
+            counts[override] = overridden
+    return counts
+
+
+def stuck_in_state(
+    session: Session, state: str, *, since_before: datetime, limit: int
+) -> Sequence[EntitlementRow]:
+    """Accounts in billing state `state` whose entitlements last changed before
+    `since_before`, longest stuck first."""
+    return session.scalars(
+        select(EntitlementRow)
+        .where(EntitlementRow.billing_state == state, EntitlementRow.updated_at < since_before)
+        .order_by(EntitlementRow.updated_at, EntitlementRow.account_id)
+        .limit(limit)
+    ).all()
+
+
+def emails_given_up(session: Session, limit: int) -> Sequence[EmailDelivery]:
+    """Emails that ended without being sent for a reason an operator can fix, newest first."""
+    return session.scalars(
+        select(EmailDelivery)
+        .where(EmailDelivery.status.in_(GIVEN_UP_EMAIL_STATUSES))
+        .order_by(EmailDelivery.created_at.desc(), EmailDelivery.key)
+        .limit(limit)
+    ).all()

@@ -66,18 +66,54 @@ def snapshot_from_stripe(subscription: Mapping[str, Any], catalog: Catalog) -> S
 def _plan_of(item: Mapping[str, Any], catalog: Catalog) -> tuple[str, str] | None:
     """The (plan, interval) an item's price sells, or None for an add-on or unknown price.
 
-    A price is a plan price by its catalog lookup key, or by a `plan` metadata entry naming a
-    catalog plan (a negotiated price made by hand in the Dashboard) on a recurring price.
+    A price is a plan price by its catalog lookup key, else (a negotiated price made by hand
+    in the Dashboard for an enterprise deal) a recurring price whose own `plan` metadata, or
+    its product's when the product is expanded (`with_products`), names a catalog plan. The
+    catalog's products carry that metadata (`ops/catalog_sync.py`), so a new price on the
+    plan's product is that plan.
     """
     price = item["price"]
     plan_price = catalog.price_by_lookup_key(price.get("lookup_key") or "")
     if plan_price is not None:
         return plan_price.plan, plan_price.interval
-    plan_id = (price.get("metadata") or {}).get("plan")
     interval = (price.get("recurring") or {}).get("interval")
-    if plan_id in catalog.plans and interval is not None:
-        return plan_id, interval
+    product = price.get("product")
+    for named_by in (price, product if isinstance(product, Mapping) else {}):
+        plan_id = (named_by.get("metadata") or {}).get("plan")
+        if plan_id in catalog.plans and interval is not None:
+            return plan_id, interval
     return None
+
+
+def products_to_expand(subscriptions: Iterable[Mapping[str, Any]], catalog: Catalog) -> set[str]:
+    """The products whose metadata could make a live subscription a plan subscription: those
+    of its prices when none of them is a plan price by lookup key or price metadata. A
+    subscription that already has its plan item costs no product read."""
+    return {
+        item["price"]["product"]
+        for s in subscriptions
+        if s["status"] not in ENDED_STRIPE_STATUSES
+        and not any(_plan_of(item, catalog) for item in s["items"]["data"])
+        for item in s["items"]["data"]
+        if isinstance(item["price"].get("product"), str)
+    }
+
+
+def with_products(
+    subscriptions: Iterable[Mapping[str, Any]], products: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The subscriptions with each price's product id replaced by that product, as Stripe
+    renders an expanded `items.data.price.product`, for the products given."""
+
+    def expanded(item: Mapping[str, Any]) -> Mapping[str, Any]:
+        product_id = item["price"].get("product")
+        product = products.get(product_id) if isinstance(product_id, str) else None
+        return item if product is None else {**item, "price": {**item["price"], "product": product}}
+
+    return [
+        {**s, "items": {**s["items"], "data": [expanded(item) for item in s["items"]["data"]]}}
+        for s in subscriptions
+    ]
 
 
 # Which live plan subscription decides access when a customer has more than one, best first.

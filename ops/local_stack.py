@@ -21,6 +21,7 @@ import uvicorn
 from temporalio.client import Client
 
 from api.main import create_app
+from api.routes.console import PREFIX as CONSOLE_PREFIX
 from core.config import Settings
 from core.stripe_client import make_stripe_client
 from core.temporal import connect, installed_binary
@@ -137,6 +138,7 @@ def startup_summary(settings: Settings, ports: LocalPorts, data_dir: Path) -> st
     )
     rows = [
         ("API", f"{api}  (OpenAPI docs: {api}/docs)"),
+        ("support console", f"{api}{CONSOLE_PREFIX}  (sign in with the admin token and a name)"),
         ("Temporal Web UI", f"http://127.0.0.1:{ports.temporal_ui}"),
         ("Stripe", stripe),
         ("app token", f"{settings.app_api_token}  (APP_API_TOKEN)"),

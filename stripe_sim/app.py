@@ -35,6 +35,8 @@ from stripe_sim import (
     expandable,
     invoices,
     portal,
+    schedules,
+    tax,
 )
 from stripe_sim import subscriptions as subscriptions_api
 from stripe_sim.billing import Engine
@@ -42,7 +44,15 @@ from stripe_sim.errors import StripeError, invalid
 from stripe_sim.formdata import decode
 from stripe_sim.pages import page_routes
 from stripe_sim.params import as_list
-from stripe_sim.request_schema import conform, load_table, route_key, undeclarable
+from stripe_sim.request_schema import (
+    conform,
+    load_stripe_routes,
+    load_table,
+    more_literal_routes,
+    route_key,
+    undeclarable,
+    unserved,
+)
 from stripe_sim.router import Ctx, Router
 from stripe_sim.router import Route as ApiRoute
 from stripe_sim.store import IdempotentResult, RequestInfo, Store
@@ -58,7 +68,9 @@ _ROUTERS: list[Router] = [
     catalog.router,
     coupons.router,
     customers.router,
+    tax.router,
     subscriptions_api.router,
+    schedules.router,
     invoices.router,
     clocks.router,
     events_api.router,
@@ -73,8 +85,15 @@ class Simulator:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.engine = Engine(store)
+        schedules.attach(self.engine)
         self.webhooks = WebhookDispatcher(store, store.settings)
         self._schemas = route_schemas()
+        self._stripe_routes = load_stripe_routes()
+        served = {route_key(method, pattern) for method, pattern in served_routes()}
+        self._unserved_more_literal = {
+            route: more_literal_routes(self._stripe_routes, served, route.method, route.pattern)
+            for route in self._schemas
+        }
         self.app = Starlette(
             routes=[
                 *page_routes(self),
@@ -184,7 +203,13 @@ class Simulator:
                         media_type="application/json",
                     )
                 headers["Original-Request"] = request_id
-            route, path_params = _match(request.method, request.url.path)
+            matched = _match(request.method, request.url.path)
+            if matched is None or any(
+                other.regex.match(request.url.path)
+                for other in self._unserved_more_literal[matched[0]]
+            ):
+                raise unserved(self._stripe_routes, request.method, request.url.path)
+            route, path_params = matched
             params = self._checked(route, request, params)
             # Stripe saves the result once the endpoint started executing (errors included,
             # 500s too); a request refused before that, by parameter validation, is not.
@@ -339,15 +364,12 @@ def served_routes() -> list[tuple[str, str]]:
     return [(route.method, route.pattern) for router in _ROUTERS for route in router.routes]
 
 
-def _match(method: str, path: str) -> tuple[ApiRoute, dict[str, str]]:
-    last_error: StripeError | None = None
+def _match(method: str, path: str) -> tuple[ApiRoute, dict[str, str]] | None:
     for router in _ROUTERS:
-        try:
-            return router.match(method, path)
-        except StripeError as exc:
-            last_error = exc
-    assert last_error is not None
-    raise last_error
+        matched = router.match(method, path)
+        if matched is not None:
+            return matched
+    return None
 
 
 def _api_key(request: Request) -> str:

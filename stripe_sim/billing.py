@@ -7,9 +7,10 @@ ticker. Events are emitted as Stripe documents them for each transition.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from stripe_sim import objects
 from stripe_sim.events import emit, tracked
@@ -17,6 +18,7 @@ from stripe_sim.payments import Outcome, charge
 from stripe_sim.periods import format_date, period_bounds
 from stripe_sim.settings import DAY
 from stripe_sim.store import Obj, Store
+from stripe_sim.tax_amounts import apply_taxes, tax_totals
 
 ENDED_STATUSES = ("canceled", "incomplete_expired")
 
@@ -48,6 +50,13 @@ def money(amount: int, currency: str = "usd") -> str:
     return f"{sign}{symbol}{abs(amount) / 100:,.2f}"
 
 
+def prorated(amount: int, period: tuple[int, int], at: int) -> int:
+    """The share of ``amount`` (a whole ``period``'s price) for the time from ``at`` to the
+    period's end; Stripe prorates to the second and rounds to the currency's smallest unit."""
+    start, end = period
+    return round(amount * (end - at) / (end - start))
+
+
 def discount_amounts(coupon: Obj, amounts: list[int]) -> list[int]:
     """What ``coupon`` takes off each of an invoice's discountable line ``amounts``.
 
@@ -73,9 +82,20 @@ def discount_amounts(coupon: Obj, amounts: list[int]) -> list[int]:
     return result
 
 
+class DueWork(Protocol):
+    """Work another module schedules on the same clocks (subscription schedules). Its
+    actions are ``(perform, obj)``: ``perform(obj, at)`` does it."""
+
+    def due_actions(self, clock_id: str | None, until: int) -> list[tuple[int, int, int, Any]]: ...
+
+
 class Engine:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.other_work: list[DueWork] = []
+        # Called as (subscription, time, reason) once a subscription is canceled, so that
+        # what depends on it (its schedule) follows.
+        self.cancel_listeners: list[Callable[[Obj, int, str], None]] = []
 
     @property
     def settings(self) -> Any:
@@ -114,6 +134,7 @@ class Engine:
     # periods -------------------------------------------------------------------------------
     def set_period(self, sub: Obj, start: int, end: int) -> None:
         sub["_period"] = (start, end)
+        sub["_full_period"] = None
         for item in self.items(sub):
             item["current_period_start"] = start
             item["current_period_end"] = end
@@ -125,6 +146,31 @@ class Engine:
         sub["billing_cycle_anchor"] = anchor
         sub["_cycle"] = 0
         self.set_period(sub, *period_bounds(anchor, interval, count, 0))
+
+    def start_anchored_cycle(self, sub: Obj, at: int, anchor: int) -> None:
+        """Periods aligned with ``anchor`` (``billing_cycle_anchor``): a shortened first
+        period from ``at`` to the next period boundary, then full periods. The full period
+        the first one is cut from is kept: prorations are fractions of it. (A trial can end
+        after the anchor, or on a boundary: then the first period is a full one.)"""
+        interval, count = self.interval_of(sub)
+        cycle = 0
+        while period_bounds(anchor, interval, count, cycle)[0] > at:
+            cycle -= 1
+        while period_bounds(anchor, interval, count, cycle)[1] <= at:
+            cycle += 1
+        full = period_bounds(anchor, interval, count, cycle)
+        sub["_anchor"] = anchor
+        sub["billing_cycle_anchor"] = anchor
+        sub["_cycle"] = cycle
+        self.set_period(sub, at, full[1])
+        if full[0] != at:
+            sub["_full_period"] = full
+
+    def proration_period(self, sub: Obj) -> tuple[int, int]:
+        """What a proration in the current period is a fraction of: the period itself, or
+        the full period a shortened first period was cut from."""
+        full: tuple[int, int] | None = sub["_full_period"]
+        return full or sub["_period"]
 
     def next_cycle(self, sub: Obj) -> None:
         interval, count = self.interval_of(sub)
@@ -158,6 +204,29 @@ class Engine:
             f"{price['recurring']['interval']})"
         )
 
+    def first_period_lines(self, sub: Obj, at: int) -> list[LineSpec]:
+        """The lines of a subscription's first paid period, starting ``at``: the full charge,
+        or a prorated one when a billing cycle anchor shortened it."""
+        if sub["_full_period"] is None:
+            return self.cycle_lines(sub)
+        _, end = sub["_period"]
+        when = format_date(at)
+        lines = []
+        for item in self.items(sub):
+            price, qty = self.price_of(item), item["quantity"]
+            lines.append(
+                LineSpec(
+                    prorated(price["unit_amount"] * qty, self.proration_period(sub), at),
+                    f"Remaining time on {self._qty_name(price, qty)} after {when}",
+                    price,
+                    qty,
+                    (at, end),
+                    proration=True,
+                    subscription_item=item["id"],
+                )
+            )
+        return lines
+
     def trial_lines(self, sub: Obj) -> list[LineSpec]:
         start, end = sub["_period"]
         return [
@@ -176,10 +245,9 @@ class Engine:
         """Credit for the unused time of what changes, charge for the remaining time of what
         replaces it, both from ``at`` to the end of the current period (Stripe prorates to
         the second)."""
-        start, end = sub["_period"]
+        start, end = self.proration_period(sub)
         if end <= start or at >= end:
             return []
-        fraction = (end - at) / (end - start)
         current = {item["id"]: (self.price_of(item), item["quantity"]) for item in self.items(sub)}
         planned = {item_id: (price, qty) for item_id, price, qty in plan.items if item_id}
         lines: list[LineSpec] = []
@@ -188,7 +256,7 @@ class Engine:
             new = planned.get(item_id)
             if new is not None and new[0]["id"] == price["id"] and new[1] == qty:
                 continue
-            amount = -round(price["unit_amount"] * qty * fraction)
+            amount = -prorated(price["unit_amount"] * qty, (start, end), at)
             lines.append(
                 LineSpec(
                     amount,
@@ -204,7 +272,7 @@ class Engine:
             old = current.get(item_id) if item_id else None
             if old is not None and old[0]["id"] == price["id"] and old[1] == qty:
                 continue
-            amount = round(price["unit_amount"] * qty * fraction)
+            amount = prorated(price["unit_amount"] * qty, (start, end), at)
             lines.append(
                 LineSpec(
                     amount,
@@ -261,6 +329,7 @@ class Engine:
             self._add_line(inv, sub, spec)
         if sub is not None:
             self._apply_discounts(inv, sub, at)
+            apply_taxes(store, inv, sub)
         self._recompute(inv)
         emit(store, "invoice.created", inv, at=at)
         return inv
@@ -270,7 +339,9 @@ class Engine:
         """Apply the subscription's discounts that are still running to the invoice's
         discountable lines. A discount that has run its course (``repeating``: ``end``
         reached; ``once``: already applied to an invoice) leaves the subscription first,
-        with ``customer.discount.deleted``."""
+        with ``customer.discount.deleted``. Stripe ignores coupons on zero-cost invoices
+        (API changelog 2013-10-29), so a trial's $0 invoice leaves a ``once`` discount for
+        the first invoice with an amount."""
         store = self.store
         running = []
         for discount_id in sub["discounts"]:
@@ -282,6 +353,8 @@ class Engine:
             running.append(discount)
         sub["discounts"] = [d["id"] for d in running]
         lines = [store.objects[i] for i in inv["_line_ids"] if store.objects[i]["discountable"]]
+        if not any(line["amount"] > 0 for line in lines):
+            return
         for discount in running:
             coupon = store.objects[discount["source"]["coupon"]]
             amounts = discount_amounts(coupon, [line["amount"] for line in lines])
@@ -297,12 +370,13 @@ class Engine:
     def _recompute(self, inv: Obj) -> None:
         subtotal = sum(self.store.objects[i]["amount"] for i in inv["_line_ids"])
         off = sum(d["amount"] for d in inv["total_discount_amounts"])
-        total = subtotal - off
+        taxes = tax_totals(self.store, inv)
+        total = subtotal - off + taxes.exclusive
         inv.update(
             subtotal=subtotal,
-            subtotal_excluding_tax=subtotal,
+            subtotal_excluding_tax=subtotal - taxes.inclusive_before_discounts,
             total=total,
-            total_excluding_tax=total,
+            total_excluding_tax=subtotal - off - taxes.inclusive,
         )
         if inv["status"] == "draft":
             due = max(total, 0)
@@ -366,6 +440,7 @@ class Engine:
                 "subscription": sub_id,
                 "subtotal": spec.amount,
                 "taxes": [],
+                "_subscription_item": spec.subscription_item,
             }
         )
         inv["_line_ids"].append(line["id"])
@@ -545,6 +620,8 @@ class Engine:
             if inv["status"] == "open":
                 inv["next_payment_attempt"] = None
         emit(self.store, "customer.subscription.deleted", sub, at=at)
+        for listener in self.cancel_listeners:
+            listener(sub, at, reason)
 
     def renew(self, sub: Obj, at: int) -> None:
         """Period boundary: start the next period and draft its invoice, which is finalized
@@ -555,13 +632,15 @@ class Engine:
             inv = self._cycle_invoice(sub, at, period=(old_start, at))
             sub["latest_invoice"] = inv["id"]
 
-    def _cycle_invoice(self, sub: Obj, at: int, *, period: tuple[int, int]) -> Obj:
+    def _cycle_invoice(
+        self, sub: Obj, at: int, *, period: tuple[int, int], lines: list[LineSpec] | None = None
+    ) -> Obj:
         inv = self.create_invoice(
             self.customer_of(sub),
             sub,
             "subscription_cycle",
             at,
-            self.cycle_lines(sub),
+            self.cycle_lines(sub) if lines is None else lines,
             period=period,
             include_pending_items=True,
         )
@@ -608,8 +687,15 @@ class Engine:
         old_start, _ = sub["_period"]
         with tracked(self.store, sub, "customer.subscription.updated", at=at):
             sub["status"] = "active"
-            self.start_cycle(sub, at)
-            inv = self._cycle_invoice(sub, at, period=(old_start, at))
+            if sub["_requested_anchor"]:
+                # A trial with a billing cycle anchor: the period up to the anchor's next
+                # boundary is prorated (Stripe's free-trials guide).
+                self.start_anchored_cycle(sub, at, sub["_anchor"])
+                lines = self.first_period_lines(sub, at)
+            else:
+                self.start_cycle(sub, at)
+                lines = self.cycle_lines(sub)
+            inv = self._cycle_invoice(sub, at, period=(old_start, at), lines=lines)
             sub["latest_invoice"] = inv["id"]
 
     def trial_will_end(self, sub: Obj, at: int) -> None:
@@ -718,11 +804,15 @@ class Engine:
                 continue
             if when <= until:
                 due.append((when, 1, inv["_seq"], (kind, inv)))
+        for work in self.other_work:
+            due.extend(work.due_actions(clock_id, until))
         return due
 
-    def perform(self, action: tuple[str, Obj], at: int) -> None:
+    def perform(self, action: tuple[Any, Obj], at: int) -> None:
         kind, obj = action
-        if kind == "expire":
+        if callable(kind):  # another module's work (DueWork)
+            kind(obj, at)
+        elif kind == "expire":
             self.expire_incomplete(obj, at)
         elif kind == "expire_pending":
             self.expire_pending_update(obj, at)

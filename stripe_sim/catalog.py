@@ -99,7 +99,7 @@ def update_product(ctx: Ctx, prod_id: str) -> Obj:
         if "default_price" in ctx.params:
             ref = as_str(ctx.params, "default_price")
             if ref:
-                ctx.store.require("price", ref, "default_price")
+                ctx.store.require_referenced("price", ref, "default_price")
             prod["default_price"] = ref or None
         prod["updated"] = at
     return render_expanded(ctx.store, prod, ctx.expand)
@@ -149,7 +149,7 @@ def new_price(store: Store, params: dict[str, Any], at: int) -> Obj:
     product_id = as_str(params, "product")
     product_data = as_dict(params, "product_data")
     if product_id:
-        store.require("product", product_id, "product")
+        store.require_referenced("product", product_id, "product")
     elif product_data:
         product_id = new_product(store, product_data, at)["id"]
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stripe_sim import objects
+from stripe_sim import checkout_discounts, objects
 from stripe_sim.billing import ItemPlan
 from stripe_sim.customers import attach
 from stripe_sim.errors import invalid
@@ -16,6 +16,14 @@ from stripe_sim.render import list_object, public, render_expanded
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj
 from stripe_sim.subscriptions import _quantity, _recurring_price, subscribe
+from stripe_sim.tax import (
+    CHECKOUT_TAX_PARAMS,
+    checkout_location,
+    checkout_tax_fields,
+    checkout_tax_id,
+    complete_checkout_tax,
+    save_checkout_details,
+)
 
 router = Router()
 
@@ -59,7 +67,10 @@ def _line_items(ctx: Ctx) -> list[dict[str, Any]]:
         "subscription_data.trial_end",
         "subscription_data.description",
         "subscription_data.trial_settings.end_behavior.missing_payment_method",
-        "automatic_tax.enabled=false",  # no tax is calculated
+        *CHECKOUT_TAX_PARAMS,
+        "allow_promotion_codes",
+        "discounts.coupon",
+        "discounts.promotion_code",
         "expand",
     ),
 )
@@ -69,7 +80,7 @@ def create_session(ctx: Ctx) -> Obj:
     if mode != "subscription":
         raise invalid("The simulator supports Checkout in mode=subscription only.", param="mode")
     cust_id = as_str(params, "customer")
-    cust = store.require("customer", cust_id, "customer") if cust_id else None
+    cust = store.require_referenced("customer", cust_id, "customer") if cust_id else None
     if cust_id and params.get("customer_email"):
         raise invalid(
             "You may only specify one of these parameters: customer, customer_email.",
@@ -84,6 +95,16 @@ def create_session(ctx: Ctx) -> Obj:
     sub_data = as_dict(params, "subscription_data")
     now = store.clock_now(None)
     amount = sum(store.objects[i["price"]]["unit_amount"] * i["quantity"] for i in items)
+    tax_fields = checkout_tax_fields(store, params, cust)
+    currency = store.objects[items[0]["price"]]["currency"]
+    allow_promotion_codes, discounts = checkout_discounts.read_create_params(
+        store,
+        params,
+        cust=cust,
+        amounts=[store.objects[i["price"]]["unit_amount"] * i["quantity"] for i in items],
+        currency=currency,
+        at=now,
+    )
     session_id = store.new_id("cs_test_", 58)
     session = store.insert(
         {
@@ -91,17 +112,10 @@ def create_session(ctx: Ctx) -> Obj:
             "object": "checkout.session",
             "adaptive_pricing": None,
             "after_expiration": None,
-            "allow_promotion_codes": None,
+            "allow_promotion_codes": allow_promotion_codes,
             "allowed_payment_method_types": None,
             "amount_subtotal": amount,
             "amount_total": amount,
-            "automatic_tax": {
-                "enabled": False,
-                "liability": None,
-                "provider": None,
-                "status": None,
-            },
-            "billing_address_collection": None,
             "branding_settings": None,
             "cancel_url": as_str(params, "cancel_url"),
             "client_reference_id": as_str(params, "client_reference_id"),
@@ -110,7 +124,7 @@ def create_session(ctx: Ctx) -> Obj:
             "consent": None,
             "consent_collection": None,
             "created": now,
-            "currency": store.objects[items[0]["price"]]["currency"],
+            "currency": currency,
             "currency_conversion": None,
             "custom_fields": [],
             "custom_text": {
@@ -124,7 +138,7 @@ def create_session(ctx: Ctx) -> Obj:
             "customer_creation": None if cust else "always",
             "customer_details": None,
             "customer_email": as_str(params, "customer_email"),
-            "discounts": [],
+            "discounts": discounts,
             "excluded_payment_method_types": None,
             "expires_at": now + 24 * 3600,
             "integration_identifier": None,
@@ -160,11 +174,11 @@ def create_session(ctx: Ctx) -> Obj:
             "submit_type": None,
             "subscription": None,
             "success_url": success_url,
-            "tax_id_collection": None,
             "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
             "ui_mode": "hosted_page",
             "url": f"{store.base_url}/checkout/{session_id}",
             "wallet_options": None,
+            **tax_fields,
             "_line_items": items,
             "_subscription_data": {
                 "metadata": merge_metadata({}, sub_data),
@@ -175,20 +189,26 @@ def create_session(ctx: Ctx) -> Obj:
                 "description": sub_data.get("description"),
                 "trial_settings": sub_data.get("trial_settings"),
             },
+            "_discount_ids": [],  # the subscription's, once the customer has paid
         }
     )
+    checkout_discounts.show_discount(store, session)
     return _render(ctx, session)
 
 
 def _render(ctx: Ctx, session: Obj) -> Obj:
-    out = render_expanded(ctx.store, session, [p for p in ctx.expand if p != "line_items"])
+    included = ("line_items", "total_details.breakdown")
+    out = render_expanded(ctx.store, session, [p for p in ctx.expand if p not in included])
     if "line_items" in ctx.expand:
         out["line_items"] = line_items_list(ctx, session)
+    if "total_details.breakdown" in ctx.expand:
+        out["total_details"]["breakdown"] = checkout_discounts.breakdown(ctx.store, session)
     return out
 
 
 def line_items_list(ctx: Ctx, session: Obj) -> Obj:
     data = []
+    discounts = checkout_discounts.line_discounts(ctx.store, session)
     for n, item in enumerate(session["_line_items"]):
         price = ctx.store.objects[item["price"]]
         amount = price["unit_amount"] * item["quantity"]
@@ -197,10 +217,10 @@ def line_items_list(ctx: Ctx, session: Obj) -> Obj:
                 "id": f"li_{session['id'][8:30]}{n}",
                 "object": "item",
                 "adjustable_quantity": None,
-                "amount_discount": 0,
+                "amount_discount": discounts[n],
                 "amount_subtotal": amount,
                 "amount_tax": 0,
-                "amount_total": amount,
+                "amount_total": amount - discounts[n],
                 "currency": price["currency"],
                 "description": ctx.engine.product_name(price),
                 "metadata": {},
@@ -248,15 +268,27 @@ def expire_session(ctx: Ctx, cs_id: str) -> Obj:
 
 
 def complete(
-    ctx: Ctx, session: Obj, pm_ref: str, email: str | None = None, name: str | None = None
+    ctx: Ctx,
+    session: Obj,
+    pm_ref: str,
+    email: str | None = None,
+    name: str | None = None,
+    *,
+    address: Any = None,
+    tax_id: Any = None,
 ) -> str:
     """What the hosted page does when the customer pays: customer, card, subscription, first
     invoice, ``checkout.session.completed``. Returns the success URL to redirect to.
-    Raises StripeError (card errors) and leaves the session open when the card fails."""
+    ``address`` and ``tax_id``: the billing address and tax id typed in (hashes as the form
+    sends them). Raises StripeError (card errors, a missing address) and leaves the session
+    open when the card fails."""
     store = ctx.store
     if session["status"] != "open":
         raise invalid(f"This Checkout Session is {session['status']}.")
     cust = store.get(session["customer"], "customer")
+    billing_address = checkout_location(session, cust, address)
+    collected_tax_id = checkout_tax_id(session, tax_id)
+    created = cust is None
     if cust is not None and cust["email"]:
         # Stripe: a customer's email is prefilled and cannot be changed on the page.
         email = cust["email"]
@@ -275,6 +307,9 @@ def complete(
         with tracked(store, cust, "customer.updated", at=at):
             cust["email"] = email
     ctx.touched_clocks.add(cust["test_clock"])
+    save_checkout_details(
+        store, session, cust, billing_address, collected_tax_id, name, created=created, at=at
+    )
     pm = attach(store, pm_ref, cust, at)
     plan = ItemPlan()
     for item in session["_line_items"]:
@@ -289,9 +324,14 @@ def complete(
         params["description"] = data["description"]
     if data["trial_settings"]:
         params["trial_settings"] = data["trial_settings"]
+    if session["automatic_tax"]["enabled"]:
+        params["automatic_tax"] = {"enabled": "true"}
+    if session["discounts"]:
+        params["discounts"] = checkout_discounts.subscription_discounts(session)
     sub = subscribe(ctx, cust, plan, params, "error_if_incomplete", at, on_session=True)
     invoice = store.objects[sub["latest_invoice"]]
     session.update(
+        _discount_ids=list(sub["discounts"]),
         status="complete",
         payment_status="paid" if invoice["amount_due"] > 0 else "no_payment_required",
         subscription=sub["id"],
@@ -306,6 +346,9 @@ def complete(
             "tax_exempt": "none",
             "tax_ids": [],
         },
+    )
+    complete_checkout_tax(
+        store, session, cust, billing_address, checkout_discounts.line_discounts(store, session)
     )
     emit(store, "checkout.session.completed", session, at=at)
     success = session["success_url"] or session["url"]

@@ -201,7 +201,7 @@ def create_promotion_code(ctx: Ctx) -> Obj:
     coupon_id = as_str(promotion, "coupon")
     if not coupon_id:
         raise missing_param("promotion[coupon]")
-    coupon = store.require("coupon", coupon_id, "promotion[coupon]")
+    coupon = store.require_referenced("coupon", coupon_id, "promotion[coupon]")
     code = as_str(params, "code") or "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
     for other in store.of_kind("promotion_code"):
         if other["active"] and other["code"].lower() == code.lower():
@@ -305,23 +305,17 @@ def list_promotion_codes(ctx: Ctx) -> Obj:
 
 
 # discounts -------------------------------------------------------------------------------------
-def _referenced(store: Store, kind: str, object_id: str, param: str) -> Obj:
-    """An object named in the request body: a missing one is a 400 (a 404 is for the
-    object in the URL)."""
-    try:
-        return store.require(kind, object_id, param)
-    except StripeError as exc:
-        raise invalid(exc.message, param=param, code="resource_missing") from None
-
-
 def _check_restrictions(
-    store: Store, promo: Obj, cust: Obj, amount: int, currency: str, param: str
+    store: Store, promo: Obj, cust: Obj | None, amount: int, currency: str, param: str
 ) -> None:
     """``amount`` in ``currency``: what the first invoice comes to before discounts (a
-    minimum in another currency cannot be met: currency options are not implemented)."""
+    minimum in another currency cannot be met: currency options are not implemented).
+    ``cust`` None: the customer Checkout is about to create, who has no prior transactions."""
     rules = promo["restrictions"]
-    if rules["first_time_transaction"] and any(
-        inv["amount_paid"] > 0 for inv in store.where("invoice", "customer", cust["id"])
+    if (
+        rules["first_time_transaction"]
+        and cust is not None
+        and any(inv["amount_paid"] > 0 for inv in store.where("invoice", "customer", cust["id"]))
     ):
         raise invalid(
             "This promotion code cannot be redeemed because the associated customer has prior "
@@ -337,6 +331,56 @@ def _check_restrictions(
         )
 
 
+def redeemable(
+    store: Store,
+    ref: dict[str, Any],
+    param: str,
+    *,
+    cust: Obj | None,
+    amount: int,
+    currency: str,
+    at: int,
+) -> tuple[Obj, Obj | None]:
+    """The coupon (and promotion code) one ``discounts[]`` entry names, once checked that it
+    can be redeemed now by ``cust`` on a first invoice of ``amount`` in ``currency`` before
+    discounts; else Stripe's 400. Counts nothing."""
+    coupon_id = as_str(ref, "coupon")
+    promo_id = as_str(ref, "promotion_code")
+    if coupon_id and promo_id:
+        raise invalid(
+            "You may only specify one of these parameters: coupon, promotion_code.", param=param
+        )
+    promo: Obj | None = None
+    if promo_id:
+        promo = store.require_referenced("promotion_code", promo_id, f"{param}[promotion_code]")
+        if not promotion_code_valid(promo, at):
+            raise invalid(
+                f"This promotion code cannot be redeemed: {promo['code']}",
+                param=f"{param}[promotion_code]",
+            )
+        _check_restrictions(store, promo, cust, amount, currency, f"{param}[promotion_code]")
+        coupon = store.objects[promo["promotion"]["coupon"]]
+    elif coupon_id:
+        coupon = store.require_referenced("coupon", coupon_id, f"{param}[coupon]")
+    else:
+        raise missing_param(f"{param}[coupon]")
+    if not coupon_valid(coupon, at):
+        raise StripeError(
+            400,
+            "invalid_request_error",
+            f"Coupon expired: {coupon['id']}",
+            code="coupon_expired",
+            param=f"{param}[promotion_code]" if promo else f"{param}[coupon]",
+        )
+    if coupon["amount_off"] is not None and coupon["currency"] != currency:
+        raise invalid(
+            f"The currency of the coupon ({coupon['currency']}) must match the currency of "
+            f"the subscription ({currency}).",
+            param=f"{param}[coupon]",
+        )
+    return coupon, promo
+
+
 def redeem(
     store: Store,
     ref: dict[str, Any],
@@ -350,40 +394,9 @@ def redeem(
     """Turn one ``discounts[]`` entry (``coupon`` or ``promotion_code``) into a Discount on
     ``sub``: check the coupon / code can be redeemed now (``amount``: the first invoice before
     discounts, for a code's minimum), count the redemption."""
-    coupon_id = as_str(ref, "coupon")
-    promo_id = as_str(ref, "promotion_code")
-    if coupon_id and promo_id:
-        raise invalid(
-            "You may only specify one of these parameters: coupon, promotion_code.", param=param
-        )
-    promo: Obj | None = None
-    if promo_id:
-        promo = _referenced(store, "promotion_code", promo_id, f"{param}[promotion_code]")
-        if not promotion_code_valid(promo, at):
-            raise invalid(
-                f"This promotion code cannot be redeemed: {promo['code']}",
-                param=f"{param}[promotion_code]",
-            )
-        _check_restrictions(store, promo, cust, amount, sub["currency"], f"{param}[promotion_code]")
-        coupon = store.objects[promo["promotion"]["coupon"]]
-    elif coupon_id:
-        coupon = _referenced(store, "coupon", coupon_id, f"{param}[coupon]")
-    else:
-        raise missing_param(f"{param}[coupon]")
-    if not coupon_valid(coupon, at):
-        raise StripeError(
-            400,
-            "invalid_request_error",
-            f"Coupon expired: {coupon['id']}",
-            code="coupon_expired",
-            param=f"{param}[promotion_code]" if promo else f"{param}[coupon]",
-        )
-    if coupon["amount_off"] is not None and coupon["currency"] != sub["currency"]:
-        raise invalid(
-            f"The currency of the coupon ({coupon['currency']}) must match the currency of "
-            f"the subscription ({sub['currency']}).",
-            param=f"{param}[coupon]",
-        )
+    coupon, promo = redeemable(
+        store, ref, param, cust=cust, amount=amount, currency=sub["currency"], at=at
+    )
     end = None
     if coupon["duration"] == "repeating":
         end = add_intervals(at, "month", coupon["duration_in_months"])

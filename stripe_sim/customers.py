@@ -6,7 +6,7 @@ from typing import Any
 
 from stripe_sim import objects
 from stripe_sim.cards import MAGIC_PAYMENT_METHODS, TOKENS, card_for_number
-from stripe_sim.errors import card_error, invalid, no_such
+from stripe_sim.errors import card_error, invalid, no_such, no_such_referenced
 from stripe_sim.events import buffered, emit, publish, tracked
 from stripe_sim.listing import (
     LIST_PARAMS,
@@ -19,6 +19,7 @@ from stripe_sim.params import as_dict, as_int, as_str, merge_metadata
 from stripe_sim.render import public, render_expanded
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj, Store
+from stripe_sim.tax import ADDRESS_PARAMS, set_address, tax_ids_list
 
 router = Router()
 
@@ -44,7 +45,7 @@ def attach(store: Store, pm_ref: str, cust: Obj, at: int, param: str = "payment_
     if pm is None:
         pm = payment_method_from_magic(store, pm_ref, at)
     if pm is None:
-        raise no_such("PaymentMethod", pm_ref, param)
+        raise no_such_referenced("PaymentMethod", pm_ref, param)
     if pm["customer"] == cust["id"]:
         return pm
     if pm["customer"] is not None:
@@ -68,7 +69,7 @@ def resolve_owned(store: Store, pm_ref: str, cust: Obj, at: int, param: str) -> 
         return attach(store, pm_ref, cust, at, param)
     pm = store.get(pm_ref, "payment_method")
     if pm is None:
-        raise no_such("PaymentMethod", pm_ref, param)
+        raise no_such_referenced("PaymentMethod", pm_ref, param)
     if pm["customer"] != cust["id"]:
         raise invalid(
             f"The customer does not have a payment method with the ID {pm_ref}. The payment "
@@ -101,7 +102,7 @@ def create_payment_method(ctx: Ctx) -> Obj:
     if "token" in card_params:
         profile = TOKENS.get(str(card_params["token"]))
         if profile is None:
-            raise no_such("token", str(card_params["token"]), "card[token]")
+            raise no_such_referenced("token", str(card_params["token"]), "card[token]")
     elif "number" in card_params:
         profile = card_for_number(str(card_params["number"]))
     else:
@@ -154,8 +155,8 @@ def update_payment_method(ctx: Ctx, pm_id: str) -> Obj:
 @router.route("POST", "/v1/payment_methods/{pm_id}/attach", implements=("customer", "expand"))
 def attach_payment_method(ctx: Ctx, pm_id: str) -> Obj:
     cust_id = as_str(ctx.params, "customer", required=True)
-    cust = ctx.store.require("customer", cust_id, "customer")
-    pm = attach(ctx.store, pm_id, cust, ctx.store.now_for(cust), param="payment_method")
+    cust = ctx.store.require_referenced("customer", cust_id, "customer")
+    pm = attach(ctx.store, _pm(ctx, pm_id)["id"], cust, ctx.store.now_for(cust))
     return render_expanded(ctx.store, pm, ctx.expand)
 
 
@@ -234,6 +235,8 @@ def _apply_customer_params(store: Store, cust: Obj, params: dict[str, Any], at: 
             cust[key] = as_str(params, key) or None
     if "balance" in params:
         cust["balance"] = as_int(params, "balance") or 0
+    if "address" in params:
+        set_address(store, cust, params["address"])
     cust["metadata"] = merge_metadata(cust["metadata"], params)
     if params.get("payment_method"):
         attach(store, str(params["payment_method"]), cust, at)
@@ -260,6 +263,7 @@ def _apply_customer_params(store: Store, cust: Obj, params: dict[str, Any], at: 
     "/v1/customers",
     implements=(
         *_CUSTOMER_FIELDS,
+        *ADDRESS_PARAMS,
         "balance",
         "metadata",
         "payment_method",
@@ -272,7 +276,7 @@ def create_customer(ctx: Ctx) -> Obj:
     store, params = ctx.store, ctx.params
     clock_id = as_str(params, "test_clock")
     if clock_id:
-        clock = store.require("test_helpers.test_clock", clock_id, "test_clock")
+        clock = store.require_referenced("test_helpers.test_clock", clock_id, "test_clock")
         if clock["status"] != "ready":
             raise invalid(
                 "The test clock is advancing; try again once it is ready.", param="test_clock"
@@ -304,7 +308,10 @@ def retrieve_customer(ctx: Ctx, cust_id: str) -> Obj:
     if cust is not None and cust.get("_deleted"):
         return {"id": cust_id, "object": "customer", "deleted": True}
     cust = ctx.store.require("customer", cust_id)
-    return render_expanded(ctx.store, cust, ctx.expand)
+    out = render_expanded(ctx.store, cust, [p for p in ctx.expand if p != "tax_ids"])
+    if "tax_ids" in ctx.expand:
+        out["tax_ids"] = tax_ids_list(ctx.store, cust)
+    return out
 
 
 @router.route(
@@ -312,6 +319,7 @@ def retrieve_customer(ctx: Ctx, cust_id: str) -> Obj:
     "/v1/customers/{cust_id}",
     implements=(
         *_CUSTOMER_FIELDS,
+        *ADDRESS_PARAMS,
         "balance",
         "metadata",
         "invoice_settings.default_payment_method",

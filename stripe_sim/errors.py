@@ -49,14 +49,21 @@ def missing_param(param: str) -> StripeError:
     return invalid(f"Missing required param: {param}.", param=param, code="parameter_missing")
 
 
-def no_such(kind: str, object_id: str, param: str = "id") -> StripeError:
+def no_such(kind: str, object_id: str) -> StripeError:
+    """The object the URL names does not exist: Stripe's 404 (``param`` is ``id``)."""
     return StripeError(
         404,
         "invalid_request_error",
         f"No such {kind}: '{object_id}'",
         code="resource_missing",
-        param=param,
+        param="id",
     )
+
+
+def no_such_referenced(kind: str, object_id: str, param: str) -> StripeError:
+    """The object a request parameter names does not exist: the request is bad, not the URL,
+    so Stripe answers 400 (same code and message), naming the parameter."""
+    return invalid(f"No such {kind}: '{object_id}'", param=param, code="resource_missing")
 
 
 def card_error(

@@ -226,6 +226,12 @@ def subscription(store: Store, *, now: int, customer_id: str, clock: str | None)
         "_anchor": now,
         "_cycle": 0,
         "_period": (now, now),
+        # The full period a shortened first period is cut from (billing_cycle_anchor).
+        "_full_period": None,
+        # billing_cycle_anchor(_config) was given: a trial's end keeps the anchor.
+        "_requested_anchor": False,
+        # A credit for the time after cancel_at was made (changing cancel_at is refused).
+        "_cancel_at_credited": False,
         "_trial_will_end_sent": False,
         "_incomplete_deadline": None,
         "_pending_plan": None,

@@ -4,7 +4,10 @@ Plain HTML forms (no JavaScript) so a browser, curl or a test can drive them. Pa
 here are on-session: a card that needs 3D Secure is "authenticated" by the customer on the
 page and succeeds; declined cards show Stripe's decline message and change nothing.
 Headless use: ``POST <session url>`` with ``payment_method=pm_card_visa`` answers 303 to the
-success URL (402 with the message when the card fails).
+success URL (402 with the message when the card fails); a session that collects a billing
+address or tax id also takes ``address[country]=DE`` (``line1``, ``postal_code``, ``city``,
+``state``) and ``tax_id[type]=eu_vat`` + ``tax_id[value]=DE123456789``; ``promotion_code=CODE``
+applies a code first (400 with the reason when it does not apply, and nothing is paid).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from stripe_sim import checkout, portal
+from stripe_sim import checkout, checkout_discounts, portal
 from stripe_sim.billing import money
 from stripe_sim.cards import PAGE_CHOICES
 from stripe_sim.customers import resolve_owned
@@ -28,6 +31,7 @@ from stripe_sim.periods import format_date
 from stripe_sim.render import public
 from stripe_sim.router import Ctx
 from stripe_sim.store import RequestInfo
+from stripe_sim.tax import TAX_ID_TYPES
 
 if TYPE_CHECKING:
     from stripe_sim.app import Simulator
@@ -74,24 +78,53 @@ def page_routes(sim: Simulator) -> list[Route]:
             ctx = Ctx(sim.store, sim.engine, "GET", "", {})
             lines = checkout.line_items_list(ctx, session)["data"]
             customer = sim.store.get(session["customer"], "customer")
+            promo_ids = [d["promotion_code"] for d in session["discounts"] if d["promotion_code"]]
             return _page(
                 "checkout.html",
                 session=public(session),
                 lines=lines,
                 email_on_file=customer["email"] if customer else None,
+                address_on_file=customer["address"] if customer else None,
+                tax_id_types=list(TAX_ID_TYPES),
+                session_updates_name=session["_customer_update"]["name"] == "auto",
+                promotion_code=sim.store.objects[promo_ids[0]]["code"] if promo_ids else None,
             )
 
     async def checkout_submit(request: Request) -> Response:
         cs_id = request.path_params["cs_id"]
         data = await form(request)
         pm = str(data.get("payment_method") or "pm_card_visa")
+        code = str(data.get("promotion_code") or "").strip()
+
+        def apply_code(ctx: Ctx) -> None:
+            session = ctx.store.require("checkout.session", cs_id)
+            checkout_discounts.apply_promotion_code(ctx.store, session, code)
 
         def complete(ctx: Ctx) -> str:
             session = ctx.store.require("checkout.session", cs_id)
             return checkout.complete(
-                ctx, session, pm, data.get("email") or None, data.get("name") or None
+                ctx,
+                session,
+                pm,
+                data.get("email") or None,
+                data.get("name") or None,
+                address=data.get("address"),
+                tax_id=data.get("tax_id"),
             )
 
+        if code:
+            try:
+                act(apply_code)
+            except StripeError as exc:
+                return _page(
+                    "message.html",
+                    exc.status,
+                    title="Promotion code not applied",
+                    message=exc.message,
+                    back=f"/checkout/{cs_id}",
+                )
+        if data.get("apply"):  # the page's Apply button: back to the page, showing the new total
+            return RedirectResponse(f"/checkout/{cs_id}", status_code=303)
         try:
             target = act(complete)
         except StripeError as exc:

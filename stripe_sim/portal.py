@@ -21,7 +21,9 @@ router = Router()
 )
 def create_portal_session(ctx: Ctx) -> Obj:
     store = ctx.store
-    cust = store.require("customer", as_str(ctx.params, "customer", required=True), "customer")
+    cust = store.require_referenced(
+        "customer", as_str(ctx.params, "customer", required=True), "customer"
+    )
     session_id = store.new_id("bps_")
     session = store.insert(
         {

@@ -31,6 +31,11 @@ def list_object(url: str, data: list[Obj], has_more: bool = False) -> Obj:
 def render(store: Store, obj: Obj) -> Obj:
     kind = obj["object"]
     out = public(obj)
+    for key in ("default_tax_rates", "tax_rates"):
+        # Subscriptions, their items, invoices and invoice items keep tax rate ids; Stripe
+        # sends the rates.
+        if isinstance(obj.get(key), list):
+            out[key] = [public(store.objects[i]) for i in obj[key]]
     if kind == "subscription":
         items = [render(store, store.objects[i]) for i in obj["_item_ids"] if i in store.objects]
         out["items"] = list_object(f"/v1/subscription_items?subscription={obj['id']}", items)

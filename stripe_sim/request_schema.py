@@ -8,6 +8,8 @@
   missing: Stripe's own errors.
 * A parameter Stripe knows but the simulator does not implement (or a value of it that it
   does not implement): ``parameter_not_implemented_by_simulator``, never a silent drop.
+* A route Stripe has that the simulator does not serve: ``route_not_implemented_by_simulator``;
+  a URL Stripe does not have: Stripe's own "Unrecognized request URL".
 
 A declaration names parameters with Stripe's dotted child notation (``items.price``); a name
 covers everything below it; ``name=a|b`` implements only those values. Arrays are
@@ -28,6 +30,7 @@ from stripe_sim.errors import StripeError, invalid, missing_param
 
 SCHEMA_PATH = Path(__file__).with_name("request_schema.json")
 NOT_IMPLEMENTED = "parameter_not_implemented_by_simulator"
+ROUTE_NOT_IMPLEMENTED = "route_not_implemented_by_simulator"
 _INTEGER = re.compile(r"^-?\d+$")
 _PLACEHOLDER = re.compile(r"\{\w*\}")
 
@@ -42,6 +45,72 @@ def load_table() -> dict[str, Any]:
 def route_key(method: str, pattern: str) -> str:
     """``"POST /v1/customers/{}"``: the table's key for a route."""
     return f"{method.upper()} {_PLACEHOLDER.sub('{}', pattern)}"
+
+
+# routes the simulator does not serve ---------------------------------------------------------
+@dataclass(frozen=True)
+class StripeRoute:
+    """A route of Stripe's API, whether the simulator serves it or not."""
+
+    method: str
+    segments: tuple[str, ...]  # ("", "v1", "customers", "{}")
+    regex: re.Pattern[str]
+    stripe_python: str  # the method that calls it: "invoices.create"
+
+
+def load_stripe_routes() -> list[StripeRoute]:
+    """Every route of Stripe's API, a literal segment before a placeholder at the same place:
+    ``GET /v1/customers/search`` is the search, not the retrieval of a customer "search"."""
+    routes = []
+    for key, stripe_python in json.loads(SCHEMA_PATH.read_text())["stripe_routes"].items():
+        method, path = key.split(" ", 1)
+        segments = tuple(path.split("/"))
+        regex = "/".join("[^/]+" if s == "{}" else re.escape(s) for s in segments)
+        routes.append(StripeRoute(method, segments, re.compile(f"^{regex}$"), stripe_python))
+    return sorted(routes, key=lambda r: tuple(s == "{}" for s in r.segments))
+
+
+def more_literal_routes(
+    routes: list[StripeRoute], served: set[str], method: str, pattern: str
+) -> list[StripeRoute]:
+    """The routes the simulator does not serve that a request matching the served ``pattern``
+    may mean instead, by a literal segment where the pattern has a placeholder: a request
+    for ``GET /v1/invoices/search`` is Stripe's invoice search, never the retrieval of an
+    invoice "search". ``served``: the route keys the simulator serves."""
+    segments = route_key(method, pattern).split(" ", 1)[1].split("/")
+    return [
+        route
+        for route in routes
+        if route.method == method
+        and len(route.segments) == len(segments)
+        and all(
+            mine in ("{}", theirs) for mine, theirs in zip(segments, route.segments, strict=True)
+        )
+        and route_key(method, "/".join(route.segments)) not in served
+        and list(route.segments) != segments
+    ]
+
+
+def unserved(routes: list[StripeRoute], method: str, path: str) -> StripeError:
+    """The answer to a request no route of the simulator serves. A route Stripe has is refused
+    by name, so the caller knows the call is right and the simulator lacks it; any other URL
+    gets Stripe's own answer for a URL it does not have."""
+    for route in routes:
+        if route.method == method and route.regex.match(path):
+            return StripeError(
+                404,
+                "invalid_request_error",
+                f"The Stripe simulator does not implement {method} {path} "
+                f"({route.stripe_python} in stripe-python): Stripe has this route, the "
+                "simulator does not serve it.",
+                code=ROUTE_NOT_IMPLEMENTED,
+            )
+    return StripeError(
+        404,
+        "invalid_request_error",
+        f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs "
+        "or we can help at https://support.stripe.com/.",
+    )
 
 
 # what a route implements ---------------------------------------------------------------------

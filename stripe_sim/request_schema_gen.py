@@ -1,6 +1,7 @@
 """Write ``request_schema.json``: what Stripe accepts on every route the simulator serves,
 taken from stripe-python's ``*Params`` TypedDicts (generated from Stripe's OpenAPI spec at the
-pinned API version).
+pinned API version), and every route of Stripe's API, served or not, with the stripe-python
+method that calls it (so that a route the simulator lacks is refused by name).
 
     python -m stripe_sim.request_schema_gen          # rewrite the table
     python -m stripe_sim.request_schema_gen --check  # exit 1 when it is out of date
@@ -12,7 +13,9 @@ break, and that should break here, in a script, not in every simulator start; an
 upgrade shows up as a reviewable diff of what Stripe added or changed. A test regenerates the
 table in memory and compares, so it cannot drift from the installed stripe-python.
 
-Schema nodes (JSON):
+``"routes"`` holds the served routes' schemas; ``"stripe_routes"`` maps every route to its
+stripe-python method as reached from ``StripeClient.v1`` (``"POST /v1/invoices":
+"invoices.create"``). Schema nodes (JSON):
 ``"string" | "integer" | "boolean" | "number" | "decimal"`` scalars;
 ``{"enum": [...]}`` the wire values allowed (``[""]`` is "unset it");
 ``{"object": {name: node}, "required": [...]}``; ``{"array": node}``; ``{"map": node}``
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import decimal
+import importlib
 import re
 import sys
 import types
@@ -61,7 +65,30 @@ def build_table() -> dict[str, Any]:
         "stripe_python": stripe.VERSION,
         "api_version": stripe.api_version,
         "routes": dict(sorted(table.items())),
+        "stripe_routes": stripe_route_names(),
     }
+
+
+def stripe_route_names() -> dict[str, str]:
+    """Every route of Stripe's v1 API -> the stripe-python method that calls it, named by the
+    path from ``StripeClient.v1`` (``customers.tax_ids.create``): the walk follows each
+    service's ``_subservices``, which is how the client reaches them. A route two methods call
+    (a legacy one beside its sub-service) names both."""
+    names: dict[str, list[str]] = {}
+
+    def walk(module_name: str, class_name: str, prefix: str) -> None:
+        module = importlib.import_module(module_name)
+        tree = ast.parse(Path(str(module.__file__)).read_text())
+        for cls in (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name):
+            for func in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
+                endpoint = _endpoint_of(func)
+                if endpoint is not None:
+                    names.setdefault(route_key(*endpoint), []).append(prefix + func.name)
+        for attr, (sub_module, sub_class) in sorted(getattr(module, "_subservices", {}).items()):
+            walk(sub_module, sub_class, f"{prefix}{attr}.")
+
+    walk("stripe._v1_services", "V1Services", "")
+    return {key: " or ".join(sorted(found)) for key, found in sorted(names.items())}
 
 
 # stripe-python's service methods: which HTTP route each sends, with which *Params class -------
@@ -110,7 +137,7 @@ def _endpoint_of(func: ast.FunctionDef) -> tuple[str, str] | None:
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "_request"
+            and node.func.attr in ("_request", "_request_stream")  # stream: PDF downloads
             and len(node.args) >= 2
             and isinstance(node.args[0], ast.Constant)
         ):

@@ -67,6 +67,9 @@ RENDERED = (
     "promotion_code",
     "subscription",
     "subscription_item",
+    "subscription_schedule",
+    "tax_id",
+    "tax_rate",
     "test_helpers.test_clock",
     "webhook_endpoint",
 )
@@ -118,6 +121,7 @@ TYPE_KEYED = (
     "invoice_payment.payment",
     "invoice.issuer",  # {"type": "self"}; "account" only when type is account
     "subscription.invoice_settings.issuer",
+    "subscription_schedule.default_settings.invoice_settings.issuer",
 )
 
 # Hashes Stripe sends sparse (only the fields that apply): API error objects such as

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stripe_sim.billing import Engine
-from stripe_sim.errors import StripeError
 from stripe_sim.params import as_list
 from stripe_sim.request_schema import Declared, compile_declaration
 from stripe_sim.store import Obj, Store
@@ -61,14 +60,9 @@ class Router:
 
         return register
 
-    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         for route in self.routes:
             found = route.regex.match(path)
             if found and route.method == method:
                 return route, found.groupdict()
-        raise StripeError(
-            404,
-            "invalid_request_error",
-            f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs "
-            "or we can help at https://support.stripe.com/.",
-        )
+        return None

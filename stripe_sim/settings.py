@@ -66,6 +66,23 @@ class SimulatorSettings:
         "create_prorations"
     )
 
+    # Automatic tax (``automatic_tax[enabled]``): the percentage Stripe Tax charges in each
+    # country (ISO code) of a customer's address. A country not listed is one the account does
+    # not collect tax in: no tax. Set a dict at run time to model other registrations.
+    tax_rates_by_country: dict[str, float] = field(
+        default_factory=lambda: {
+            "AT": 20.0,
+            "BE": 21.0,
+            "DE": 19.0,
+            "ES": 21.0,
+            "FR": 20.0,
+            "GB": 20.0,
+            "IE": 23.0,
+            "IT": 22.0,
+            "NL": 21.0,
+        }
+    )
+
     # How often objects that are not on a test clock (real time) are checked for due work.
     realtime_tick_seconds: float = 1.0
 

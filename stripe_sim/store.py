@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stripe_sim.errors import no_such
+from stripe_sim.errors import no_such, no_such_referenced
 from stripe_sim.settings import SimulatorSettings
 
 Obj = dict[str, Any]
@@ -35,6 +35,8 @@ _KIND_NAMES = {
     "payment_intent": "payment_intent",
     "webhook_endpoint": "webhook endpoint",
     "subscription_item": "subscription item",
+    "tax_rate": "tax rate",
+    "tax_id": "tax ID",
 }
 
 # Fields an object keeps for life (Stripe never moves a subscription, invoice or invoice item
@@ -45,13 +47,15 @@ _INDEXED_FIELDS = {
     "subscription": ("customer", "test_clock"),
     "invoice": ("customer", "test_clock", "_subscription"),
     "invoiceitem": ("_subscription",),
+    "subscription_schedule": ("customer", "test_clock"),
 }
 
 
-# What a Store holds for this process only, never saved: everything else it holds is Stripe's
-# state, saved whole (`snapshot`), so whatever a module adds to the store is kept too.
+# What a Store holds for this process only (and its index, rebuilt from the objects), never
+# saved: everything else it holds is Stripe's state, saved whole (`snapshot`), so whatever a
+# module adds to the store is kept too.
 _PROCESS_ATTRIBUTES = frozenset(
-    {"settings", "lock", "request", "event_listeners", "event_buffer", "base_url"}
+    {"settings", "lock", "request", "event_listeners", "event_buffer", "base_url", "_index"}
 )
 _COUNT_REPR = re.compile(r"count\((-?\d+)\)")
 
@@ -65,6 +69,10 @@ class _SnapshotPickler(pickle.Pickler):
                 raise pickle.PicklingError(f"only unit-step counters are saved: {obj!r}")
             return itertools.count, (int(found.group(1)),)
         return NotImplemented
+
+
+def _empty_index() -> dict[tuple[str, str], dict[Any, dict[str, Obj]]]:
+    return {(kind, field): {} for kind, fields in _INDEXED_FIELDS.items() for field in fields}
 
 
 @dataclass
@@ -94,9 +102,7 @@ class Store:
         self.objects: dict[str, Obj] = {}
         self._kinds: dict[str, list[str]] = {}
         # (kind, field) -> field value -> the objects with that value, in insertion order.
-        self._index: dict[tuple[str, str], dict[Any, dict[str, Obj]]] = {
-            (kind, field): {} for kind, fields in _INDEXED_FIELDS.items() for field in fields
-        }
+        self._index: dict[tuple[str, str], dict[Any, dict[str, Obj]]] = _empty_index()
         self._seq = itertools.count(1)
         self.idempotency: dict[str, IdempotentResult] = {}
         self.request = RequestInfo()
@@ -110,9 +116,10 @@ class Store:
 
     # saved state -----------------------------------------------------------------------------
     def snapshot(self) -> bytes:
-        """Stripe's state (objects, indexes, counters, idempotency records) as bytes that
-        `restore` reads back. Pickle, unlike JSON, keeps one object that two tables share
-        one object; it also runs code from what it loads, so restore only own snapshots."""
+        """Stripe's state (objects, counters, idempotency records) as bytes that `restore`
+        reads back. Pickle takes whatever the store holds, a dict held twice staying one dict,
+        with no shape per type to keep up; it also runs code from what it loads, so restore
+        only the simulator's own snapshots."""
         state = {k: v for k, v in vars(self).items() if k not in _PROCESS_ATTRIBUTES}
         buffer = io.BytesIO()
         with self.lock:
@@ -122,6 +129,10 @@ class Store:
     def restore(self, snapshot: bytes) -> None:
         with self.lock:
             vars(self).update(pickle.loads(snapshot))
+            # Rebuilt, not saved: the code restoring may index kinds the saving code did not.
+            self._index = _empty_index()
+            for obj in self.objects.values():
+                self._add_to_index(obj)
 
     # ids -----------------------------------------------------------------------------------
     @staticmethod
@@ -133,9 +144,12 @@ class Store:
         obj["_seq"] = next(self._seq)
         self.objects[obj["id"]] = obj
         self._kinds.setdefault(obj["object"], []).append(obj["id"])
+        self._add_to_index(obj)
+        return obj
+
+    def _add_to_index(self, obj: Obj) -> None:
         for field in _INDEXED_FIELDS.get(obj["object"], ()):
             self._index[obj["object"], field].setdefault(obj[field], {})[obj["id"]] = obj
-        return obj
 
     def get(self, object_id: Any, kind: str | None = None) -> Obj | None:
         if not isinstance(object_id, str):
@@ -145,11 +159,24 @@ class Store:
             return None
         return obj
 
-    def require(self, kind: str, object_id: Any, param: str = "id") -> Obj:
-        obj = self.get(object_id, kind)
-        if obj is None or obj.get("_deleted"):
-            raise no_such(_KIND_NAMES.get(kind, kind), str(object_id), param)
+    def require(self, kind: str, object_id: Any) -> Obj:
+        """The object the URL names; Stripe's 404 if there is none."""
+        obj = self._live(kind, object_id)
+        if obj is None:
+            raise no_such(_KIND_NAMES.get(kind, kind), str(object_id))
         return obj
+
+    def require_referenced(self, kind: str, object_id: Any, param: str) -> Obj:
+        """The object the request parameter ``param`` names; a 400 naming it if there is
+        none."""
+        obj = self._live(kind, object_id)
+        if obj is None:
+            raise no_such_referenced(_KIND_NAMES.get(kind, kind), str(object_id), param)
+        return obj
+
+    def _live(self, kind: str, object_id: Any) -> Obj | None:
+        obj = self.get(object_id, kind)
+        return None if obj is None or obj.get("_deleted") else obj
 
     def of_kind(self, kind: str) -> list[Obj]:
         return [

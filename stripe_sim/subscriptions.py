@@ -6,10 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from stripe_sim import objects
+from stripe_sim.anchors import requested_anchor
 from stripe_sim.billing import ENDED_STATUSES, Engine, ItemPlan, LineSpec
 from stripe_sim.coupons import redeem
 from stripe_sim.customers import resolve_owned
-from stripe_sim.errors import StripeError, card_error, invalid, missing_param
+from stripe_sim.errors import (
+    StripeError,
+    card_error,
+    invalid,
+    missing_param,
+    no_such_referenced,
+)
 from stripe_sim.events import buffered, emit, publish, tracked
 from stripe_sim.listing import (
     LIST_PARAMS,
@@ -26,6 +33,7 @@ from stripe_sim.render import plan_from_price, public, render_expanded
 from stripe_sim.request_schema import not_implemented
 from stripe_sim.router import Ctx, Router
 from stripe_sim.store import Obj, Store
+from stripe_sim.tax import SUBSCRIPTION_TAX_PARAMS, apply_subscription_tax
 
 router = Router()
 
@@ -42,6 +50,8 @@ PAYMENT_BEHAVIORS = (
     "pending_if_incomplete",
 )
 PRORATION_BEHAVIORS = ("create_prorations", "always_invoice", "none")
+# On create, proration_behavior is only about the first period a billing cycle anchor makes.
+CREATE_PRORATION_BEHAVIORS = ("create_prorations", "none")
 # Implemented by both create and update.
 _SUBSCRIPTION_FIELDS = (
     "default_payment_method",
@@ -52,14 +62,14 @@ _SUBSCRIPTION_FIELDS = (
     "cancel_at",
     "cancel_at_period_end",
     "collection_method=charge_automatically",
-    "automatic_tax.enabled=false",  # no tax is calculated
+    *SUBSCRIPTION_TAX_PARAMS,
 )
 
 
 def _recurring_price(store: Store, ref: Any, param: str) -> Obj:
     if not ref:
         raise missing_param(param)
-    price = store.require("price", ref, param)
+    price = store.require_referenced("price", ref, param)
     if price["type"] != "recurring":
         raise invalid(
             "The price specified is set to `type=one_time` but this field only "
@@ -114,19 +124,23 @@ def _choice(params: dict[str, Any], key: str, allowed: tuple[str, ...], default:
         "items.price",
         "items.quantity",
         "items.metadata",
+        "items.tax_rates",
         "payment_behavior=" + "|".join(PAYMENT_BEHAVIORS[:3]),
         *_SUBSCRIPTION_FIELDS,
         "trial_from_plan",
         "trial_period_days",
         "discounts.coupon",
         "discounts.promotion_code",
+        "billing_cycle_anchor",
+        "billing_cycle_anchor_config",
+        "proration_behavior=create_prorations|none",
         "expand",
     ),
 )
 def create_subscription(ctx: Ctx) -> Obj:
     store, params = ctx.store, ctx.params
     cust_id = as_str(params, "customer", required=True)
-    cust = store.require("customer", cust_id, "customer")
+    cust = store.require_referenced("customer", cust_id, "customer")
     raw_items = as_list(params, "items")
     if not raw_items:
         raise missing_param("items")
@@ -153,6 +167,7 @@ def subscribe(
     at: int,
     *,
     on_session: bool = False,
+    schedule_id: str | None = None,
 ) -> Obj:
     """Create a subscription and its first invoice, finalized and charged at once.
 
@@ -161,13 +176,21 @@ def subscribe(
     """
     store, engine = ctx.store, ctx.engine
     trial_end = _trial_end(params, plan, at)
+    anchor = requested_anchor(params, plan.items[0][1], at)
+    proration = _choice(
+        params, "proration_behavior", CREATE_PRORATION_BEHAVIORS, "create_prorations"
+    )
+    if anchor is not None:
+        _refuse_with_anchor(params, trial_end, proration)
+    # proration_behavior=none with an anchor: the first period is free and not invoiced.
+    invoiced_now = anchor is None or proration != "none"
     with buffered(store) as events:
         pm = None
         if params.get("default_payment_method"):
             pm = resolve_owned(
                 store, str(params["default_payment_method"]), cust, at, "default_payment_method"
             )
-        if trial_end is None and behavior != "default_incomplete":
+        if trial_end is None and invoiced_now and behavior != "default_incomplete":
             has_amount = any(p["unit_amount"] * q > 0 for _, p, q in plan.items)
             if has_amount and pm is None and engine.payment_method_for(None, cust) is None:
                 raise StripeError(
@@ -184,6 +207,7 @@ def subscribe(
             objects.subscription(store, now=at, customer_id=cust["id"], clock=cust["test_clock"])
         )
         sub["default_payment_method"] = pm["id"] if pm else None
+        sub["schedule"] = schedule_id
         sub["metadata"] = merge_metadata({}, params)
         sub["description"] = as_str(params, "description")
         sub["currency"] = plan.items[0][1]["currency"]
@@ -198,27 +222,38 @@ def subscribe(
                 billing_cycle_anchor=trial_end,
                 _anchor=trial_end,
             )
+            if anchor is not None:
+                # The trial's end keeps the anchor (Engine.end_trial prorates up to it).
+                sub.update(
+                    billing_cycle_anchor=anchor.at,
+                    billing_cycle_anchor_config=anchor.config,
+                    _anchor=anchor.at,
+                    _requested_anchor=True,
+                )
             engine.set_period(sub, at, trial_end)
+        elif anchor is not None:
+            engine.start_anchored_cycle(sub, at, anchor.at)
+            sub["billing_cycle_anchor_config"] = anchor.config
+            sub["_requested_anchor"] = True
         else:
             engine.start_cycle(sub, at)
         try:
             _apply_cancel_params(sub, params, at)
-            _redeem_discounts(ctx, cust, sub, plan, params, trial_end, at)
+            if trial_end is None and anchor is None and proration != "none":
+                _end_first_period_at_cancel_at(engine, sub, params, at)
+            apply_subscription_tax(store, cust, sub, params)
+            _redeem_discounts(ctx, cust, sub, plan, params, at)
         except StripeError:
             _discard(store, sub, None)
             raise
-        lines = engine.trial_lines(sub) if trial_end is not None else engine.cycle_lines(sub)
-        inv = engine.create_invoice(cust, sub, "subscription_create", at, lines)
-        sub["latest_invoice"] = inv["id"]
-        engine.finalize(inv, at)
-        outcome: Outcome | None = None
-        if inv["status"] == "open" and behavior != "default_incomplete":
-            outcome = engine.pay(inv, at, on_session=on_session)
-        if sub["status"] == "incomplete":
-            sub["_incomplete_deadline"] = at + store.settings.incomplete_expiry_seconds
-        if outcome is not None and not outcome.ok and behavior == "error_if_incomplete":
-            _discard(store, sub, inv)
-            raise _payment_error(outcome, inv)
+        if trial_end is not None:
+            lines = engine.trial_lines(sub)
+        else:
+            lines = engine.first_period_lines(sub, at)
+        if invoiced_now:
+            _invoice_first_period(ctx, sub, lines, behavior, at, on_session=on_session)
+        else:
+            sub["status"] = "active"
         created = emit(store, "customer.subscription.created", sub, at=at)
     # Publish: created first; the incomplete->active update inside this request is folded
     # into the created event's snapshot, as Stripe reports it.
@@ -235,25 +270,72 @@ def subscribe(
     return sub
 
 
+def _invoice_first_period(
+    ctx: Ctx, sub: Obj, lines: list[LineSpec], behavior: str, at: int, *, on_session: bool
+) -> None:
+    """The first invoice, finalized and charged at once (unless ``default_incomplete``)."""
+    store, engine = ctx.store, ctx.engine
+    inv = engine.create_invoice(engine.customer_of(sub), sub, "subscription_create", at, lines)
+    sub["latest_invoice"] = inv["id"]
+    engine.finalize(inv, at)
+    outcome: Outcome | None = None
+    if inv["status"] == "open" and behavior != "default_incomplete":
+        outcome = engine.pay(inv, at, on_session=on_session)
+    if sub["status"] == "incomplete":
+        sub["_incomplete_deadline"] = at + store.settings.incomplete_expiry_seconds
+    if outcome is not None and not outcome.ok and behavior == "error_if_incomplete":
+        _discard(store, sub, inv)
+        raise _payment_error(outcome, inv)
+
+
+def _refuse_with_anchor(params: dict[str, Any], trial_end: int | None, proration: str) -> None:
+    """What the simulator does not combine with a billing cycle anchor, refused loudly."""
+    if trial_end is not None and proration == "none":
+        raise not_implemented(
+            "The Stripe simulator does not implement proration_behavior=none with a billing "
+            "cycle anchor and a trial (whether the period after the trial is free is not "
+            "modelled); it refuses it rather than guess.",
+            param="proration_behavior",
+        )
+    for param in ("discounts", "cancel_at", "cancel_at_period_end"):
+        if params.get(param) not in (None, "", [], "false", False):
+            raise not_implemented(
+                f"The Stripe simulator does not implement {param} together with a billing "
+                "cycle anchor (how Stripe combines them with the prorated first period is "
+                "not modelled); it refuses it rather than guess.",
+                param=param,
+            )
+
+
+def _end_first_period_at_cancel_at(
+    engine: Engine, sub: Obj, params: dict[str, Any], at: int
+) -> None:
+    """Created with ``cancel_at`` before the first renewal (and prorations on): Stripe resets
+    the billing cycle anchor to ``cancel_at``, so the only period, up to it, is prorated."""
+    cancel_at = sub["cancel_at"]
+    if cancel_at is None or cancel_at >= sub["_period"][1]:
+        return
+    if as_list(params, "discounts"):
+        raise not_implemented(
+            "The Stripe simulator does not implement discounts on a subscription created with "
+            "a cancel_at inside its first period (how Stripe discounts the prorated period is "
+            "not modelled); it refuses them rather than guess.",
+            param="discounts",
+        )
+    engine.start_anchored_cycle(sub, at, cancel_at)
+
+
 def _redeem_discounts(
     ctx: Ctx,
     cust: Obj,
     sub: Obj,
     plan: ItemPlan,
     params: dict[str, Any],
-    trial_end: int | None,
     at: int,
 ) -> None:
     refs = as_list(params, "discounts")
     if not refs:
         return
-    if trial_end is not None:
-        raise not_implemented(
-            "The Stripe simulator does not implement discounts on a subscription that starts "
-            "with a trial (when a `once` coupon is used up is not modelled); it refuses them "
-            "rather than guess.",
-            param="discounts",
-        )
     if len(refs) > 1:
         raise not_implemented(
             "The Stripe simulator implements one discount per subscription; it refuses "
@@ -295,11 +377,7 @@ def _replace_discounts(ctx: Ctx, cust: Obj, sub: Obj, refs: list[Any], at: int) 
                     param=param,
                 )
             if existing not in sub["discounts"]:
-                raise invalid(
-                    f"No such discount: '{existing}'",
-                    param=f"{param}[discount]",
-                    code="resource_missing",
-                )
+                raise no_such_referenced("discount", existing, f"{param}[discount]")
             kept.append(existing)
             continue
         if any(ii["proration"] for ii in ctx.engine.pending_invoice_items(sub)):
@@ -405,6 +483,13 @@ def _apply_cancel_params(sub: Obj, params: dict[str, Any], at: int) -> None:
                     "Invalid timestamp: must be an integer Unix timestamp in the future.",
                     param="cancel_at",
                 )
+            if when > period_end:
+                raise not_implemented(
+                    "The Stripe simulator does not implement a cancel_at after the current "
+                    "period's end (Stripe prorates the final period); it refuses it rather "
+                    "than charge that period in full.",
+                    param="cancel_at",
+                )
             sub["cancel_at"] = when
             sub["canceled_at"] = at
             sub["cancel_at_period_end"] = when == period_end
@@ -460,7 +545,7 @@ def list_subscriptions(ctx: Ctx) -> Obj:
 
 @router.route("GET", "/v1/subscription_items", implements=(*LIST_PARAMS, "subscription"))
 def list_subscription_items(ctx: Ctx) -> Obj:
-    sub = ctx.store.require(
+    sub = ctx.store.require_referenced(
         "subscription", as_str(ctx.params, "subscription", required=True), "subscription"
     )
     return paginate(
@@ -545,6 +630,7 @@ def _plan_changes_billing(engine: Engine, sub: Obj, plan: ItemPlan) -> bool:
         "items.deleted",
         "proration_behavior",
         "payment_behavior",
+        "billing_cycle_anchor.type",
         *_SUBSCRIPTION_FIELDS,
         "cancellation_details.comment",
         "cancellation_details.feedback",
@@ -583,8 +669,24 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
             "trialing (Stripe starts a new trial); it refuses it rather than ignore it.",
             param="trial_end",
         )
+    if params.get("trial_end") not in (None, "now") and sub["_requested_anchor"]:
+        raise not_implemented(
+            "The Stripe simulator does not implement moving the trial end of a subscription "
+            "with a billing cycle anchor (Stripe moves the anchor to it otherwise); it refuses "
+            "it rather than guess.",
+            param="trial_end",
+        )
+    if sub["schedule"] is not None:
+        _refuse_what_the_schedule_manages(sub, params)
     proration = _choice(params, "proration_behavior", PRORATION_BEHAVIORS, "create_prorations")
     behavior = _choice(params, "payment_behavior", PAYMENT_BEHAVIORS, "allow_incomplete")
+    if sub["_cancel_at_credited"] and ("cancel_at" in params or "cancel_at_period_end" in params):
+        raise not_implemented(
+            "The Stripe simulator does not implement changing cancel_at after a credit for the "
+            "time after it was made (how Stripe reverses the credit is not modelled); it "
+            "refuses it rather than guess.",
+            param="cancel_at" if "cancel_at" in params else "cancel_at_period_end",
+        )
     plan = _plan_from_params(engine, sub, as_list(params, "items")) if "items" in params else None
     discounted = sub["discounts"] or as_list(params, "discounts")
     if plan is not None and discounted and _plan_changes_billing(engine, sub, plan):
@@ -594,6 +696,16 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
             "it rather than guess.",
             param="items",
         )
+    if params.get("cancel_at") and plan is not None and _plan_changes_billing(engine, sub, plan):
+        raise not_implemented(
+            "The Stripe simulator does not implement cancel_at together with an item change "
+            "(how Stripe prorates both at once is not modelled); it refuses it rather than "
+            "guess.",
+            param="cancel_at",
+        )
+    reset_cycle = as_dict(params, "billing_cycle_anchor").get("type") == "now"
+    if reset_cycle:
+        _refuse_with_reset_cycle(ctx, sub, params, plan, behavior)
     error: StripeError | None = None
     with tracked(store, sub, "customer.subscription.updated", at=at):
         sub["metadata"] = merge_metadata(sub["metadata"], params)
@@ -621,10 +733,17 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
             if missing:
                 sub["trial_settings"]["end_behavior"]["missing_payment_method"] = missing
         _apply_cancel_params(sub, params, at)
+        taxes = {k: v for k, v in params.items() if k in ("automatic_tax", "default_tax_rates")}
+        if taxes:
+            apply_subscription_tax(store, cust, sub, taxes)
+        if params.get("cancel_at") and proration != "none":
+            error = _credit_time_after_cancel_at(ctx, sub, proration, behavior, at)
         if "discounts" in params:
             _replace_discounts(ctx, cust, sub, as_list(params, "discounts"), at)
         if plan is not None and _plan_changes_billing(engine, sub, plan):
             error = _change_items(ctx, sub, plan, proration, behavior, at)
+        if reset_cycle:
+            error = _reset_billing_cycle(ctx, sub, proration, behavior, at)
         if params.get("trial_end") == "now" and sub["status"] == "trialing":
             sub["trial_end"] = at
             engine.end_trial(sub, at)
@@ -647,13 +766,58 @@ def update_subscription(ctx: Ctx, sub_id: str) -> Obj:
     return render_expanded(store, sub, ctx.expand)
 
 
+def _refuse_with_reset_cycle(
+    ctx: Ctx, sub: Obj, params: dict[str, Any], plan: ItemPlan | None, behavior: str
+) -> None:
+    """What the simulator does not combine with ``billing_cycle_anchor[type]=now``."""
+    if sub["status"] != "active":
+        raise not_implemented(
+            "The Stripe simulator implements billing_cycle_anchor[type]=now on an active "
+            f"subscription only, not a {sub['status']} one; it refuses it rather than guess.",
+            param="billing_cycle_anchor[type]",
+        )
+    changes_items = plan is not None and _plan_changes_billing(ctx.engine, sub, plan)
+    for param, combined in (
+        ("items", changes_items),
+        ("trial_end", "trial_end" in params),
+        ("cancel_at", bool(params.get("cancel_at"))),
+        ("payment_behavior", behavior == "pending_if_incomplete"),
+    ):
+        if combined:
+            raise not_implemented(
+                f"The Stripe simulator does not implement billing_cycle_anchor[type]=now "
+                f"together with this {param} (how Stripe combines them is not modelled); it "
+                "refuses it rather than guess.",
+                param=param,
+            )
+
+
+def _refuse_what_the_schedule_manages(sub: Obj, params: dict[str, Any]) -> None:
+    """A subscription on a schedule: Stripe refuses changing when it cancels; the simulator
+    refuses the changes that would make the schedule's phases disagree with the
+    subscription (how Stripe reconciles them is not modelled)."""
+    if {"cancel_at", "cancel_at_period_end"} & set(params):
+        raise invalid(
+            f"The subscription is managed by the subscription schedule `{sub['schedule']}`, "
+            "and updating any cancelation behavior directly is not allowed. Please update "
+            "the schedule instead."
+        )
+    managed = sorted({"items", "discounts", "trial_end", "pause_collection"} & set(params))
+    if managed:
+        raise not_implemented(
+            f"The Stripe simulator does not implement changing {', '.join(managed)} of a "
+            "subscription managed by a subscription schedule (how Stripe keeps the schedule's "
+            "phases consistent is not modelled); update the schedule instead.",
+            param=managed[0],
+        )
+
+
 def _change_items(
     ctx: Ctx, sub: Obj, plan: ItemPlan, proration: str, behavior: str, at: int
 ) -> StripeError | None:
     """Change price/quantity with Stripe's proration rules; an interval change restarts the
     billing cycle and invoices at once."""
     engine = ctx.engine
-    cust = engine.customer_of(sub)
     old_interval = engine.interval_of(sub)
     new_price = plan.items[0][1]["recurring"]
     interval_changes = old_interval != (new_price["interval"], new_price["interval_count"])
@@ -684,8 +848,17 @@ def _change_items(
     if interval_changes:
         engine.start_cycle(sub, at)
         lines = lines + engine.cycle_lines(sub)
+    return _invoice_update_now(ctx, sub, lines, behavior, at)
+
+
+def _invoice_update_now(
+    ctx: Ctx, sub: Obj, lines: list[LineSpec], behavior: str, at: int
+) -> StripeError | None:
+    """An update invoiced at once, with the pending invoice items; the payment error to
+    raise, with ``error_if_incomplete``, once the update's events are out."""
+    engine = ctx.engine
     inv = engine.create_invoice(
-        cust, sub, "subscription_update", at, lines, include_pending_items=True
+        engine.customer_of(sub), sub, "subscription_update", at, lines, include_pending_items=True
     )
     sub["latest_invoice"] = inv["id"]
     engine.finalize(inv, at)
@@ -694,6 +867,38 @@ def _change_items(
         if not outcome.ok and behavior == "error_if_incomplete":
             return _payment_error(outcome, inv)
     return None
+
+
+def _reset_billing_cycle(
+    ctx: Ctx, sub: Obj, proration: str, behavior: str, at: int
+) -> StripeError | None:
+    """``billing_cycle_anchor[type]=now``: a full period starts now and is invoiced at once;
+    with prorations the unused time of the old period is credited on the same invoice."""
+    engine = ctx.engine
+    # Against an empty plan, proration_lines yields only the unused-time credits.
+    credit = [] if proration == "none" else engine.proration_lines(sub, ItemPlan(), at)
+    engine.start_cycle(sub, at)
+    sub["billing_cycle_anchor_config"] = None
+    sub["_requested_anchor"] = False
+    return _invoice_update_now(ctx, sub, credit + engine.cycle_lines(sub), behavior, at)
+
+
+def _credit_time_after_cancel_at(
+    ctx: Ctx, sub: Obj, proration: str, behavior: str, at: int
+) -> StripeError | None:
+    """``cancel_at`` inside a paid period: Stripe credits the time from it to the period's
+    end, as a pending proration (``create_prorations``) or invoiced now (``always_invoice``)."""
+    if sub["status"] == "trialing" or sub["cancel_at"] >= sub["_period"][1]:
+        return None  # nothing paid for the time after cancel_at
+    # Against an empty plan, proration_lines yields only the unused-time credits.
+    credits = ctx.engine.proration_lines(sub, ItemPlan(), sub["cancel_at"])
+    if not credits:
+        return None
+    sub["_cancel_at_credited"] = True
+    if proration == "create_prorations":
+        _pending_items(ctx, sub, credits, at)
+        return None
+    return _invoice_update_now(ctx, sub, credits, behavior, at)
 
 
 def _pending_items(ctx: Ctx, sub: Obj, lines: list[Any], at: int) -> None:
@@ -757,6 +962,7 @@ def _pending_item(
         )
     item = public(current)
     item.update(price=public(price), plan=plan_from_price(public(price)), quantity=qty)
+    item["tax_rates"] = [public(store.objects[i]) for i in current["tax_rates"]]
     return item
 
 

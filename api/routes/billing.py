@@ -84,6 +84,8 @@ def start_checkout(
             name=body.name,
             success_url=settings.checkout_success_url,
             cancel_url=settings.checkout_cancel_url,
+            automatic_tax=settings.automatic_tax,
+            allow_promotion_codes=settings.checkout_allow_promotion_codes,
         )
     except stripe_pages.CheckoutConflict as err:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err)) from err

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import stripe
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from fastapi.templating import Jinja2Templates
 
 from api.deps import CatalogDep, SessionFactoryDep, SettingsDep
 from api.routes.entitlements import current_answer
@@ -29,18 +29,17 @@ router = APIRouter(prefix="/billing", tags=["customer pages"], include_in_schema
 # The success page reloads itself this often until the account's webhook has landed.
 REFRESH_SECONDS = 2
 
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
-    autoescape=select_autoescape(["html"]),
-)
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "customer"
+templates = Jinja2Templates(directory=TEMPLATES)
 
 
-def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(_templates.get_template(template).render(**context), status_code)
+def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
 @router.get("/done", response_class=HTMLResponse)
 async def checkout_done(
+    request: Request,
     settings: SettingsDep,
     sessions: SessionFactoryDep,
     catalog: CatalogDep,
@@ -52,6 +51,7 @@ async def checkout_done(
     until then). Without a session: back from the customer portal."""
     if session_id is None:
         return _page(
+            request,
             "message.html",
             title="You are back from billing",
             message="Changes you made to your plan or card take effect in Dataface within "
@@ -63,6 +63,7 @@ async def checkout_done(
         )
     except stripe.InvalidRequestError:
         return _page(
+            request,
             "message.html",
             status.HTTP_404_NOT_FOUND,
             title="Unknown checkout",
@@ -71,6 +72,7 @@ async def checkout_done(
     account_id = checkout.client_reference_id
     if checkout.status != "complete" or account_id is None:
         return _page(
+            request,
             "message.html",
             title="Checkout not finished",
             message="This checkout was not completed, so nothing was charged. Start again "
@@ -79,9 +81,10 @@ async def checkout_done(
     answer = await run_in_threadpool(current_answer, sessions, catalog, account_id)
     if answer.billing_state == BillingState.FREE:
         return _page(
-            "checkout_done.html", title="Payment received", refresh_seconds=REFRESH_SECONDS
+            request, "checkout_done.html", title="Payment received", refresh_seconds=REFRESH_SECONDS
         )
     return _page(
+        request,
         "checkout_done.html",
         title="Your plan is ready",
         plan=catalog.plan(answer.plan).name,
@@ -90,8 +93,9 @@ async def checkout_done(
 
 
 @router.get("/canceled", response_class=HTMLResponse)
-async def checkout_canceled() -> HTMLResponse:
+async def checkout_canceled(request: Request) -> HTMLResponse:
     return _page(
+        request,
         "message.html",
         title="Checkout canceled",
         message="Nothing was charged and your plan is unchanged. You can close this page.",
@@ -99,9 +103,10 @@ async def checkout_canceled() -> HTMLResponse:
 
 
 @router.get("", response_class=HTMLResponse)
-async def billing_link() -> HTMLResponse:
+async def billing_link(request: Request) -> HTMLResponse:
     """Where the emails' "manage your plan" and "update your card" links lead."""
     return _page(
+        request,
         "message.html",
         title="Manage your plan",
         message="Open Settings → Billing in Dataface to change your plan, update your card or "

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from domain.catalog import CatalogError, default_catalog
-from domain.subscriptions import SubscriptionChoice, deciding_subscription, snapshot_from_stripe
+from domain.subscriptions import (
+    SubscriptionChoice,
+    deciding_subscription,
+    products_to_expand,
+    snapshot_from_stripe,
+    with_products,
+)
 
 CATALOG = default_catalog()
 PERIOD_END = 1_767_225_600
@@ -79,6 +85,48 @@ def test_price_outside_the_catalog_falls_back_to_plan_metadata() -> None:
     sub = stripe_subscription()
     sub["items"]["data"][0]["price"].update(lookup_key=None, metadata={"plan": "pro"})
     assert snapshot_from_stripe(sub, CATALOG).plan == "pro"
+
+
+def negotiated_subscription(**overrides: Any) -> dict[str, Any]:
+    """An enterprise deal: a price made in the Dashboard on the Team product, with a lookup
+    key and metadata the catalog does not know."""
+    sub = stripe_subscription(**{"id": "sub_deal", **overrides})
+    sub["items"]["data"][0]["price"].update(
+        lookup_key="acme_deal_2027", metadata={}, product="prod_team"
+    )
+    return sub
+
+
+TEAM_PRODUCT = {"id": "prod_team", "object": "product", "metadata": {"plan": "team"}}
+
+
+def test_a_negotiated_price_sells_the_plan_its_product_names() -> None:
+    [deal] = with_products([negotiated_subscription()], {"prod_team": TEAM_PRODUCT})
+    assert deal["items"]["data"][0]["price"]["product"] == TEAM_PRODUCT
+    snapshot = snapshot_from_stripe(deal, CATALOG)
+    assert (snapshot.plan, snapshot.interval, snapshot.seats) == ("team", "month", 3)
+    assert deciding_subscription([deal], CATALOG).deciding is deal
+
+
+def test_a_negotiated_price_with_its_product_unread_is_no_plan() -> None:
+    with pytest.raises(CatalogError, match="no price in the catalog"):
+        snapshot_from_stripe(negotiated_subscription(), CATALOG)
+
+
+def test_a_product_naming_no_catalog_plan_names_nothing() -> None:
+    gold = {"id": "prod_team", "metadata": {"plan": "gold"}}
+    [deal] = with_products([negotiated_subscription()], {"prod_team": gold})
+    assert deciding_subscription([deal], CATALOG).deciding is None
+
+
+def test_only_products_that_could_name_a_missing_plan_are_read() -> None:
+    plan_with_add_on = stripe_subscription(id="sub_plan")
+    plan_with_add_on["items"]["data"].append(add_on_item())
+    plan_with_add_on["items"]["data"][-1]["price"]["product"] = "prod_storage"
+    ended_deal = negotiated_subscription(id="sub_old_deal", status="canceled")
+    ended_deal["items"]["data"][0]["price"]["product"] = "prod_old"
+    subscriptions = [plan_with_add_on, ended_deal, negotiated_subscription()]
+    assert products_to_expand(subscriptions, CATALOG) == {"prod_team"}
 
 
 def test_price_unknown_to_the_catalog_is_refused() -> None:

@@ -157,11 +157,31 @@ class Stack:
         [price] = self.stripe.v1.prices.list(params={"lookup_keys": [lookup_key]}).data
         return str(price.id)
 
+    def negotiated_price(self, plan_lookup_key: str, unit_amount: int, deal: str) -> str:
+        """An enterprise deal's price, made as in the Dashboard: on the product of the catalog
+        price `plan_lookup_key`, with its own lookup key and no metadata."""
+        plan_price = self.stripe.v1.prices.retrieve(self.price_id(plan_lookup_key))
+        price = self.stripe.v1.prices.create(
+            params={
+                "product": str(plan_price.product),
+                "unit_amount": unit_amount,
+                "currency": plan_price.currency,
+                "recurring": {"interval": "year"},
+                "lookup_key": deal,
+            }
+        )
+        return str(price.id)
+
 
 @asynccontextmanager
 async def running_stack(
-    env: WorkflowEnvironment, database_url: str, sessions: sessionmaker[Session]
+    env: WorkflowEnvironment,
+    database_url: str,
+    sessions: sessionmaker[Session],
+    **setting_overrides: Any,
 ) -> AsyncIterator[Stack]:
+    """The service (API and worker) against a fresh simulator; `setting_overrides` are
+    service settings (`automatic_tax=True`) for a test that needs other than the defaults."""
     sim_settings = SimulatorSettings(
         webhook_backoff_seconds=(0.05, 0.1, 0.2), webhook_max_attempts=5
     )
@@ -175,6 +195,7 @@ async def running_stack(
             app_api_token=APP_TOKEN,
             admin_api_token=ADMIN_TOKEN,
             task_queue=task_queue,
+            **setting_overrides,
         )
         async with worker_connections(settings) as connections:
             stripe_client = connections.stripe

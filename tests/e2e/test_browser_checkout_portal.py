@@ -1,54 +1,16 @@
-"""A real browser through the hosted pages: Checkout, then the billing portal.
-
-Chromium (Debian's package) driven by Playwright's async API — the sync API would block the
-event loop that also runs the worker. Skipped, with the reason, where either is missing; CI
-installs both and sets REQUIRE_BROWSER_TESTS=1, which turns the skip into a failure
-(`.ci/run`).
-"""
+"""A real browser through the hosted pages: Checkout, then the billing portal
+(`tests.e2e.browser`)."""
 
 from __future__ import annotations
 
-import importlib
-import os
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import pytest
-
+from tests.e2e.browser import require_browser
 from tests.e2e.stack import Stack
 
-# CI sets this: there a missing browser is a broken setup, not a reason to skip.
-REQUIRED = os.environ.get("REQUIRE_BROWSER_TESTS") == "1"
-
-
-def _missing(reason: str) -> None:
-    if REQUIRED:
-        pytest.fail(f"{reason}, and REQUIRE_BROWSER_TESTS=1", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-
-try:
-    async_api: Any = importlib.import_module("playwright.async_api")
-except ImportError:
-    _missing("playwright is not installed (pip install -e '.[dev]')")
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    _missing("chromium is not installed (apt-get install chromium)")
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[Any]:
-    async with async_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield await browser.new_page()
-        finally:
-            await browser.close()
+async_api = require_browser()
 
 
 async def test_checkout_then_portal_plan_change_in_the_browser(

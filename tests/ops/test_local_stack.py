@@ -91,6 +91,8 @@ def test_the_start_up_block_names_every_address_credential_and_the_next_step() -
         "",
         "Dataface Billing is up.",
         "  API              http://127.0.0.1:8001  (OpenAPI docs: http://127.0.0.1:8001/docs)",
+        "  support console  http://127.0.0.1:8001/console  (sign in with the admin token and a "
+        "name)",
         "  Temporal Web UI  http://127.0.0.1:8234",
         "  Stripe           http://127.0.0.1:12112  (simulator; any sk_test_ key, state in "
         ".data/stripe_sim.pickle)",

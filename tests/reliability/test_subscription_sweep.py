@@ -112,6 +112,28 @@ async def test_an_account_linked_to_another_customer_is_reported_not_resynced(
     assert (await stack.entitlements(account))["billing_state"] == "free"
 
 
+async def test_an_account_on_a_negotiated_price_has_not_drifted(stack: Stack) -> None:
+    """The sweep reads a negotiated price's plan from its product, as the account does."""
+    account = new_account()
+    customer = stack.new_customer(account)
+    stack.attach_card(customer)
+    deal = stack.negotiated_price("pro_monthly", 20_000, f"deal_{account}")
+    stack.stripe.v1.subscriptions.create(
+        params={
+            "customer": customer,
+            "items": [{"price": deal}],
+            "metadata": {"account_id": account},
+        }
+    )
+    await stack.deliveries_done()
+    await stack.wait_for_entitlements(account, billing_state="active", plan="pro")
+
+    result = await sweep(stack)
+
+    assert account not in result.accounts_resynced
+    assert result.accounts_failed == []
+
+
 def forget_in_stripe(stack: Stack, subscription: dict[str, object]) -> None:
     """Stripe no longer lists the subscription, as after a restored sandbox or another key."""
     with stack.sim.store.lock:

@@ -152,7 +152,9 @@ def recording_client(sim: SimulatorServer, checker: Checker) -> stripe.StripeCli
             content, status, response_headers = super().request(method, url, headers, post_data)
             if status < 400:
                 path = urlsplit(url).path
-                route, _ = _match(method.upper(), path)
+                matched = _match(method.upper(), path)
+                assert matched is not None
+                route, _ = matched
                 checker.routes.add((route.method, route.pattern))
                 checker.response(json.loads(content), f"{method.upper()} {path}")
             return content, status, response_headers
@@ -249,6 +251,45 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
         }
     )
     assert discounted.latest_invoice.total == 1500
+    # Subscription schedules: one from a subscription, with a dearer phase after it that
+    # ends (released) during the advances below; one that starts then and is released; one
+    # canceled at once.
+    cal = make_customer(client, clock, name="Cal")
+    on_schedule = v1.subscriptions.create(
+        params={"customer": cal.id, "items": [{"price": monthly.id}]}
+    )
+    sched = v1.subscription_schedules.create(params={"from_subscription": on_schedule.id})
+    v1.subscription_schedules.update(
+        sched.id,
+        params={
+            "metadata": {"k": "v"},
+            "phases": [
+                {
+                    "items": [{"price": monthly.id}],
+                    "start_date": sched.phases[0].start_date,
+                    "end_date": sched.phases[0].end_date,
+                },
+                {"items": [{"price": monthly.id, "quantity": 2}], "end_date": JAN_1 + 33 * DAY},
+            ],
+        },
+    )
+    v1.subscription_schedules.retrieve(sched.id, params={"expand": ["subscription", "customer"]})
+    v1.subscription_schedules.list(params={"customer": cal.id})
+    starts_later = v1.subscription_schedules.create(
+        params={
+            "customer": cal.id,
+            "start_date": JAN_1 + 32 * DAY,
+            "phases": [{"items": [{"price": monthly.id}]}],
+        }
+    )
+    canceled_schedule = v1.subscription_schedules.create(
+        params={
+            "customer": cal.id,
+            "start_date": "now",
+            "phases": [{"items": [{"price": monthly.id}]}],
+        }
+    )
+    v1.subscription_schedules.cancel(canceled_schedule.id)
     item = v1.subscription_items.list(params={"subscription": sub.id}).data[0]
     v1.subscription_items.retrieve(item.id)
     invoices = v1.invoices.list(params={"customer": cust.id}).data
@@ -306,6 +347,16 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
     )
     v1.subscriptions.cancel(sub.id)
 
+    # An anchored subscription: billing_cycle_anchor_config and a prorated first invoice.
+    anchored = make_customer(client, clock, email="c@example.com")
+    v1.subscriptions.create(
+        params={
+            "customer": anchored.id,
+            "items": [{"price": monthly.id}],
+            "billing_cycle_anchor_config": {"day_of_month": 15, "hour": 12},
+        }
+    )
+
     # A card that needs 3DS: an incomplete subscription with an open invoice.
     strict = make_customer(
         client, clock, pm="pm_card_authenticationRequired", email="b@example.com"
@@ -344,6 +395,7 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
         }
     )
     advance(client, clock, JAN_1 + 33 * DAY)
+    v1.subscription_schedules.release(starts_later.id)
     v1.payment_methods.attach("pm_card_visa", params={"customer": later.id})
     card_id = v1.customers.payment_methods.list(later.id).data[0].id
     v1.customers.update(later.id, params={"invoice_settings": {"default_payment_method": card_id}})
@@ -357,6 +409,7 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
             "customer_email": "new@example.com",
             "success_url": "https://app.example/done",
             "cancel_url": "https://app.example/billing",
+            "allow_promotion_codes": True,
         }
     )
     v1.checkout.sessions.line_items.list(session.id)
@@ -370,11 +423,34 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
         }
     )
     assert httpx.post(trial.url, data={"payment_method": "pm_card_visa"}).status_code == 303
-    assert (
-        httpx.post(session.url, data={"payment_method": "pm_card_visa", "name": "N"}).status_code
-        == 303
+    paid = httpx.post(
+        session.url,
+        data={"payment_method": "pm_card_visa", "name": "N", "promotion_code": "WELCOME"},
     )
-    done = v1.checkout.sessions.retrieve(session.id)
+    assert paid.status_code == 303
+    done = v1.checkout.sessions.retrieve(
+        session.id, params={"expand": ["line_items", "total_details.breakdown"]}
+    )
+    assert done.total_details.amount_discount == 500
+    assert done.total_details.breakdown.discounts[0].amount == 500
+    taxed_session = v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "line_items": [{"price": monthly.id, "quantity": 1}],
+            "success_url": "https://app.example/done",
+            "automatic_tax": {"enabled": True},
+            "billing_address_collection": "required",
+            "tax_id_collection": {"enabled": True},
+        }
+    )
+    collected = {
+        "payment_method": "pm_card_visa",
+        "address[country]": "DE",
+        "tax_id[type]": "eu_vat",
+        "tax_id[value]": "DE123456789",
+    }
+    assert httpx.post(taxed_session.url, data=collected).status_code == 303
+    v1.checkout.sessions.retrieve(taxed_session.id)
     v1.checkout.sessions.list()
     expired = v1.checkout.sessions.create(
         params={
@@ -382,12 +458,39 @@ def test_every_object_has_exactly_stripes_fields(sim: SimulatorServer, receiver:
             "line_items": [{"price": monthly.id, "quantity": 1}],
             "customer": cust.id,
             "success_url": "https://app.example/done",
+            "discounts": [{"coupon": coupon.id}],
         }
     )
     v1.checkout.sessions.expire(expired.id)
     v1.billing_portal.sessions.create(
         params={"customer": done.customer, "return_url": "https://app.example"}
     )
+
+    # Tax: manual rates, a customer's address and tax ids, automatic tax.
+    rate = v1.tax_rates.create(
+        params={"display_name": "VAT", "percentage": 19, "inclusive": False, "country": "DE"}
+    )
+    v1.tax_rates.update(rate.id, params={"description": "German VAT"})
+    v1.tax_rates.retrieve(rate.id)
+    v1.tax_rates.list()
+    address = {"line1": "Unter den Linden 1", "postal_code": "10117", "country": "DE"}
+    taxed = make_customer(client, clock, email="tax@example.com", address=address)
+    vat = v1.customers.tax_ids.create(taxed.id, params={"type": "eu_vat", "value": "DE123456789"})
+    v1.customers.tax_ids.retrieve(taxed.id, vat.id)
+    v1.customers.tax_ids.list(taxed.id)
+    v1.customers.retrieve(taxed.id, params={"expand": ["tax_ids"]})
+    v1.subscriptions.create(
+        params={"customer": taxed.id, "items": [{"price": monthly.id, "tax_rates": [rate.id]}]}
+    )
+    automatic = v1.subscriptions.create(
+        params={
+            "customer": taxed.id,
+            "items": [{"price": monthly.id}],
+            "automatic_tax": {"enabled": True},
+        }
+    )
+    assert v1.invoices.retrieve(automatic.latest_invoice).total_taxes
+    v1.customers.tax_ids.delete(taxed.id, vat.id)
 
     # Deletions and the rest.
     v1.products.delete(v1.products.create(params={"name": "Gone"}).id)

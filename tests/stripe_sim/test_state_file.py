@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import stripe
 
+from stripe_sim import store as store_module
 from stripe_sim.server import SimulatorServer
 
 
@@ -70,3 +72,17 @@ def test_a_write_is_on_disk_before_its_answer_so_a_killed_simulator_loses_nothin
         with SimulatorServer(state_path=state) as restarted:
             found = stripe_client(restarted).v1.customers.retrieve(customer.id)
     assert found.email == "a@example.com"
+
+
+def test_a_state_file_saved_by_code_that_indexed_less_is_indexed_on_restore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "stripe_sim.pickle"
+    with SimulatorServer(state_path=state) as before:
+        customer = stripe_client(before).v1.customers.create(params={"email": "a@example.com"})
+
+    # Newer code indexes customers by email: the restored store must answer that lookup.
+    monkeypatch.setitem(store_module._INDEXED_FIELDS, "customer", ("email",))
+    with SimulatorServer(state_path=state) as after, after.store.lock:
+        found = after.store.where("customer", "email", "a@example.com")
+    assert [obj["id"] for obj in found] == [customer.id]

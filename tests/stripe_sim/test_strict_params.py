@@ -56,34 +56,36 @@ def test_unknown_nested_parameter_is_named_with_brackets(
 
 
 # known to Stripe, not implemented by the simulator -----------------------------------------------
-def test_automatic_tax_is_refused_until_implemented(
+def test_a_value_not_implemented_is_refused(
     client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
 ) -> None:
     cust = make_customer(client, clock)
     params: Any = {
         "customer": cust.id,
         "items": [{"price": catalog["pro"].id}],
-        "automatic_tax": {"enabled": True},
+        "collection_method": "send_invoice",
     }
     error = refusal(lambda: client.v1.subscriptions.create(params=params))
     assert error.code == NOT_IMPLEMENTED
-    assert error.param == "automatic_tax[enabled]"
-    assert "automatic_tax[enabled]=true" in error.user_message
+    assert error.param == "collection_method"
+    assert "collection_method=send_invoice" in error.user_message
     assert client.v1.subscriptions.list(params={"status": "all"}).data == []
-    # What the simulator does (no tax) may be asked for explicitly.
-    sub = client.v1.subscriptions.create(params={**params, "automatic_tax": {"enabled": False}})
-    assert sub.automatic_tax.enabled is False
+    # What the simulator does (charge the card) may be asked for explicitly.
+    sub = client.v1.subscriptions.create(
+        params={**params, "collection_method": "charge_automatically"}
+    )
+    assert sub.collection_method == "charge_automatically"
 
 
-def test_invoice_items_and_billing_cycle_anchor_are_refused(
+def test_invoice_items_and_backdating_are_refused(
     client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
 ) -> None:
     cust = make_customer(client, clock)
     base: Any = {"customer": cust.id, "items": [{"price": catalog["pro"].id}]}
     error = refusal(
-        lambda: client.v1.subscriptions.create(params={**base, "billing_cycle_anchor": 1800000000})
+        lambda: client.v1.subscriptions.create(params={**base, "backdate_start_date": 1760000000})
     )
-    assert (error.code, error.param) == (NOT_IMPLEMENTED, "billing_cycle_anchor")
+    assert (error.code, error.param) == (NOT_IMPLEMENTED, "backdate_start_date")
     sub = client.v1.subscriptions.create(params=base)
     error = refusal(
         lambda: client.v1.subscriptions.update(
@@ -97,7 +99,7 @@ def test_invoice_items_and_billing_cycle_anchor_are_refused(
     )
 
 
-def test_checkout_promotion_codes_are_refused(
+def test_checkout_consent_collection_is_refused(
     client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
 ) -> None:
     cust = make_customer(client, clock)
@@ -108,11 +110,11 @@ def test_checkout_promotion_codes_are_refused(
                 "customer": cust.id,
                 "line_items": [{"price": catalog["pro"].id, "quantity": 1}],
                 "success_url": "https://example.com/ok",
-                "allow_promotion_codes": True,
+                "consent_collection": {"terms_of_service": "required"},
             }
         )
     )
-    assert (error.code, error.param) == (NOT_IMPLEMENTED, "allow_promotion_codes")
+    assert (error.code, error.param) == (NOT_IMPLEMENTED, "consent_collection")
     assert client.v1.checkout.sessions.list().data == []
 
 

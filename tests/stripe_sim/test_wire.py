@@ -48,6 +48,54 @@ def test_resource_missing(client: stripe.StripeClient) -> None:
     assert info.value.user_message == "No such customer: 'cus_missing'"
 
 
+def test_a_missing_object_named_in_a_parameter_is_a_400_naming_it(
+    client: stripe.StripeClient, clock: Any, catalog: dict[str, Any]
+) -> None:
+    """404 is for the object the URL names; an object a parameter names makes the request
+    bad: 400, same code and message, ``param`` the parameter."""
+    cust = make_customer(client, clock)
+    pro = catalog["pro"].id
+
+    def refused(call: Any) -> tuple[int | None, str | None, str | None, str]:
+        with pytest.raises(stripe.InvalidRequestError) as info:
+            call()
+        error = info.value
+        return error.http_status, error.code, error.param, error.user_message or ""
+
+    assert refused(
+        lambda: client.v1.subscriptions.create(
+            params={"customer": "cus_nope", "items": [{"price": pro}]}
+        )
+    ) == (400, "resource_missing", "customer", "No such customer: 'cus_nope'")
+    assert refused(
+        lambda: client.v1.subscriptions.create(
+            params={"customer": cust.id, "items": [{"price": "price_nope"}]}
+        )
+    ) == (400, "resource_missing", "items[0][price]", "No such price: 'price_nope'")
+    assert refused(
+        lambda: client.v1.subscriptions.create(
+            params={
+                "customer": cust.id,
+                "items": [{"price": pro}],
+                "default_payment_method": "pm_nope",
+            }
+        )
+    ) == (400, "resource_missing", "default_payment_method", "No such PaymentMethod: 'pm_nope'")
+    assert refused(
+        lambda: client.v1.payment_methods.attach("pm_nope", params={"customer": cust.id})
+    ) == (404, "resource_missing", "id", "No such PaymentMethod: 'pm_nope'")
+    assert refused(
+        lambda: client.v1.payment_methods.attach("pm_card_visa", params={"customer": "cus_nope"})
+    ) == (400, "resource_missing", "customer", "No such customer: 'cus_nope'")
+    assert refused(lambda: client.v1.subscriptions.retrieve("sub_nope")) == (
+        404,
+        "resource_missing",
+        "id",
+        "No such subscription: 'sub_nope'",
+    )
+    assert client.v1.subscriptions.list(params={"status": "all"}).data == []
+
+
 def test_missing_param(client: stripe.StripeClient) -> None:
     with pytest.raises(stripe.InvalidRequestError) as info:
         client.v1.prices.create(params={"currency": "usd", "unit_amount": 5})

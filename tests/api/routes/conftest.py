@@ -21,6 +21,7 @@ from api.account_workflows import (
     ActionApplied,
     LiveWorkflow,
     PlanChanged,
+    SyncErrorAccount,
     WorkflowSnapshot,
 )
 from api.deps import get_account_workflows
@@ -71,6 +72,8 @@ class FakeAccountWorkflows:
         )
     )
     live: LiveWorkflow = field(default_factory=lambda: LiveWorkflow(status="not_found"))
+    # What the list of accounts with a sync error shows (None: Temporal did not answer).
+    sync_errors: list[SyncErrorAccount] | None = field(default_factory=list)
 
     def _update(self, method: str, account_id: str, argument: Any = None, **options: Any) -> None:
         self.calls.append(Call(method, account_id, argument, options))
@@ -99,6 +102,10 @@ class FakeAccountWorkflows:
     async def live_view(self, account_id: str) -> LiveWorkflow:
         self.calls.append(Call("live_view", account_id))
         return self.live
+
+    async def with_sync_error(self, limit: int) -> list[SyncErrorAccount] | None:
+        self.calls.append(Call("with_sync_error", "", limit))
+        return self.sync_errors
 
     async def send_stripe_event(
         self,

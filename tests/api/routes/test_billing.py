@@ -242,6 +242,54 @@ async def test_checkout_while_stripe_is_unreachable_is_a_503_saying_retry(
     assert_retry_later(response, "Stripe is unavailable; retry later")
 
 
+def spring_code(stripe_client: stripe.StripeClient) -> str:
+    """A 20%-off promotion code, unique to the test (the simulator is shared by the module)."""
+    coupon = stripe_client.v1.coupons.create(params={"percent_off": 20, "duration": "once"})
+    code = f"SPRING{uuid4().hex[:6].upper()}"
+    stripe_client.v1.promotion_codes.create(
+        params={"promotion": {"type": "coupon", "coupon": coupon.id}, "code": code}
+    )
+    return code
+
+
+async def test_checkout_offers_promotion_codes_by_default(
+    api: httpx.AsyncClient, stripe_client: stripe.StripeClient
+) -> None:
+    page = await api.post(checkout_url(new_account()), json={"plan": "pro"}, headers=AUTH)
+
+    session = stripe_client.v1.checkout.sessions.retrieve(page.json()["session_id"])
+    assert session.allow_promotion_codes is True
+    async with httpx.AsyncClient() as browser:
+        paid = await browser.post(
+            page.json()["url"],
+            data={"payment_method": "pm_card_visa", "promotion_code": spring_code(stripe_client)},
+        )
+    assert paid.status_code == 303
+    session = stripe_client.v1.checkout.sessions.retrieve(session.id)
+    assert (session.amount_subtotal, session.amount_total) == (2900, 2320)
+
+
+async def test_with_promotion_codes_off_checkout_refuses_a_code(
+    simulated_settings: Settings,
+    workflows: FakeAccountWorkflows,
+    stripe_client: stripe.StripeClient,
+) -> None:
+    off = simulated_settings.model_copy(update={"checkout_allow_promotion_codes": False})
+    async with api_with(off, workflows) as api:
+        page = await api.post(checkout_url(new_account()), json={"plan": "pro"}, headers=AUTH)
+
+    session = stripe_client.v1.checkout.sessions.retrieve(page.json()["session_id"])
+    assert session.allow_promotion_codes is False
+    async with httpx.AsyncClient() as browser:
+        refused = await browser.post(
+            page.json()["url"],
+            data={"payment_method": "pm_card_visa", "promotion_code": spring_code(stripe_client)},
+        )
+    assert refused.status_code == 400
+    assert "does not accept promotion codes" in refused.text
+    assert stripe_client.v1.checkout.sessions.retrieve(session.id).status == "open"
+
+
 # --- portal ------------------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""The support console's pages (`api.routes.console`)."""

@@ -1,0 +1,1 @@
+"""The pages Stripe returns customers to (`api.routes.customer_pages`)."""
