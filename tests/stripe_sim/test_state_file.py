@@ -45,11 +45,13 @@ def test_customers_subscriptions_and_counters_survive_a_restart(tmp_path: Path) 
         )
         old_customer, old_subscription = subscribe(client, price.id)
         old_invoice = client.v1.invoices.list(params={"customer": old_customer}).data[0]
+        coupon = client.v1.coupons.create(params={"percent_off": 10, "duration": "forever"})
 
     with SimulatorServer(state_path=state) as second:
         client = stripe_client(second)
         assert client.v1.subscriptions.retrieve(old_subscription).status == "active"
         assert client.v1.customers.retrieve(old_customer).id == old_customer
+        assert client.v1.coupons.retrieve(coupon.id).percent_off == 10
         new_customer, new_subscription = subscribe(client, price.id)
         new_invoice = client.v1.invoices.list(params={"customer": new_customer}).data[0]
 
