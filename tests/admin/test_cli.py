@@ -159,7 +159,8 @@ async def test_the_token_is_the_services_setting_unless_given(
     (tmp_path / ".env").write_text(f"ADMIN_API_TOKEN={ADMIN_TOKEN}\n")
     get_settings.cache_clear()
     from_dotenv = await admin("unroutable")
-    assert (from_dotenv.code, from_dotenv.out.strip()) == (0, "no unroutable events")
+    # Accepted (what it lists depends on the other tests sharing the database).
+    assert (from_dotenv.code, from_dotenv.err) == (0, "")
 
     explicit = await admin("unroutable", "--token", APP_TOKEN)
     assert explicit.code == 1
