@@ -26,8 +26,12 @@ from domain.lifecycle import BillingState
 
 router = APIRouter(prefix="/billing", tags=["customer pages"], include_in_schema=False)
 
-# The success page reloads itself this often until the account's webhook has landed.
+# The success page reloads itself this often until the account's webhook has landed, for at
+# most this long (a webhook held up longer is for support, not for a page left open).
 REFRESH_SECONDS = 2
+REFRESH_FOR_SECONDS = 120
+# What a page answered 503 (Stripe out of reach) asks the browser to wait before retrying.
+RETRY_AFTER_SECONDS = 5
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "customer"
 templates = Jinja2Templates(directory=TEMPLATES)
@@ -46,6 +50,7 @@ async def checkout_done(
     session_id: str | None = Query(
         None, alias=CHECKOUT_SESSION_ID_PARAM, pattern=r"^cs_[A-Za-z0-9_]{1,250}$"
     ),
+    waited: int = Query(0, ge=0, le=24 * 3600, description="seconds this page has reloaded for"),
 ) -> HTMLResponse:
     """After Checkout: the account's plan once its webhook has landed (the page reloads itself
     until then). Without a session: back from the customer portal."""
@@ -61,6 +66,18 @@ async def checkout_done(
         checkout = await run_in_threadpool(
             make_stripe_client(settings).v1.checkout.sessions.retrieve, session_id
         )
+    except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError):
+        response = _page(
+            request,
+            "message.html",
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            title="One moment",
+            message="We could not check your checkout with Stripe just now. Nothing is lost: "
+            "reload this page in a few seconds.",
+            refresh_seconds=RETRY_AFTER_SECONDS,
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     except stripe.InvalidRequestError:
         return _page(
             request,
@@ -80,8 +97,20 @@ async def checkout_done(
         )
     answer = await run_in_threadpool(current_answer, sessions, catalog, account_id)
     if answer.billing_state == BillingState.FREE:
+        if waited >= REFRESH_FOR_SECONDS:
+            return _page(
+                request,
+                "checkout_done.html",
+                title="Payment received",
+                still_waiting=True,
+                reference=session_id,
+            )
         return _page(
-            request, "checkout_done.html", title="Payment received", refresh_seconds=REFRESH_SECONDS
+            request,
+            "checkout_done.html",
+            title="Payment received",
+            refresh_seconds=REFRESH_SECONDS,
+            refresh_url=request.url.include_query_params(waited=waited + REFRESH_SECONDS),
         )
     return _page(
         request,

@@ -13,14 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
 from domain.lifecycle import BillingState, Lifecycle
-from tests.api.conftest import APP_TOKEN
+from tests.api.conftest import APP_TOKEN, closed_port
 from tests.api.routes.conftest import FakeAccountWorkflows, api_with, seed_account
 from tests.workflows.harness import subscription
 
 pytestmark = pytest.mark.db
 
 AUTH = {"Authorization": f"Bearer {APP_TOKEN}"}
-REFRESH = '<meta http-equiv="refresh" content="2">'
+REFRESH = '<meta http-equiv="refresh" content="2'
 
 
 @pytest.fixture
@@ -59,6 +59,11 @@ async def test_after_paying_the_page_waits_for_the_webhook_then_shows_the_plan(
     assert "text/html" in waiting.headers["content-type"]
     assert "Payment received" in waiting.text
     assert REFRESH in waiting.text
+    assert "waited=2" in waiting.text  # the reload counts how long the page has waited
+    # Two minutes on, the page stops reloading and says what to do instead.
+    given_up = await api.get(f"{path}&waited=120")
+    assert REFRESH not in given_up.text
+    assert checkout["session_id"] in given_up.text and "contact support" in given_up.text
 
     trialing = Lifecycle(state=BillingState.TRIALING, subscription=subscription("cus_x"))
     seed_account(session_factory, account, trialing)  # the workflow has handled the webhook
@@ -105,3 +110,17 @@ async def test_the_other_return_pages_answer_html_without_a_token(
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
     assert says in page.text
+
+
+async def test_with_stripe_out_of_reach_the_page_asks_to_reload_later(
+    settings: Settings, workflows: FakeAccountWorkflows
+) -> None:
+    unreachable = settings.model_copy(
+        update={"stripe_simulator_url": f"http://127.0.0.1:{closed_port()}"}
+    )
+    async with api_with(unreachable, workflows) as api:
+        page = await api.get("/billing/done", params={"session_id": "cs_test_any"})
+    assert page.status_code == 503
+    assert page.headers["Retry-After"] == "5"
+    assert "text/html" in page.headers["content-type"]
+    assert "reload this page in a few seconds" in page.text
