@@ -508,6 +508,7 @@ SCENARIOS: dict[str, Callable[[Stack, Profile], dict[str, Any]]] = {
     "ingest": measure_ingest,
     "reads": measure_reads,
     "freshness": measure_freshness,
+    # Right after ours, so the two meet the machine as alike as a shared run allows.
     "peer": measure_peer,
     "catch_up": measure_catch_up,
     "scale": measure_scale,
