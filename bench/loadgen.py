@@ -294,6 +294,9 @@ async def freshness(config: dict[str, Any]) -> dict[str, Any]:
     engine = make_engine(config["database_url"])
     change_log = SeatsInChangeLog(engine)
     watcher = Watcher(change_log)
+    # Webhook sent → its 2xx: what Stripe waits for, and for a handler that writes before it
+    # answers (the bench's peer) nearly all of its delay.
+    accept_latencies: list[float] = []
     failures = 0
     stripe_auth = {"authorization": f"Bearer {SIMULATOR_API_KEY}"}
     async with (
@@ -338,11 +341,13 @@ async def freshness(config: dict[str, Any]) -> dict[str, Any]:
                 "stripe-signature": stripe_signature(body, config["secret"]),
                 "content-type": "application/json",
             }
+            posted = time.perf_counter()
             async with gateway.post("/webhooks/stripe", data=body, headers=headers) as answer:
                 await answer.read()
             if answer.status != 200:
                 failures += 1
                 return
+            accept_latencies.append(time.perf_counter() - posted)
             key = f"{account['account_id']}/{account['seats']}"
             watcher.expect(key, (account["account_id"], account["seats"]), time.perf_counter())
 
@@ -358,6 +363,7 @@ async def freshness(config: dict[str, Any]) -> dict[str, Any]:
         "failures": failures,
         "missing": missing,
         "latency_ms": summary_ms(watcher.latencies),
+        "accept_latency_ms": summary_ms(accept_latencies),
     }
 
 

@@ -22,7 +22,7 @@ from typing import Any
 # Runnable as `python bench/run.py` from the repo root: the packages live beside it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scenarios import PROFILES, SCENARIOS, Profile
+from bench.scenarios import PROFILES, SCENARIOS, Profile, durability_cost
 from bench.stack import REPO, running_stack, temporal_version
 from bench.wrk import load_tool
 
@@ -81,6 +81,9 @@ def run(profile: Profile, database: str, only: list[str]) -> dict[str, Any]:
             except Exception as err:  # one broken figure must not hide the others
                 traceback.print_exc()
                 report["results"][name] = {"error": repr(err)}
+    results = report["results"]
+    if all(name in results and "error" not in results[name] for name in ("freshness", "peer")):
+        results["peer"]["versus_ours"] = durability_cost(results["freshness"], results["peer"])
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["machine"]["load_average_at_end"] = os.getloadavg()
     return report
@@ -173,6 +176,40 @@ def table(report: dict[str, Any]) -> str:
                     f"simulator {cpu['stripe_simulator']:.1f} ms, "
                     f"load generator {cpu['load_generator']:.1f} ms",
                     f"harness (SMTP sink) {cpu['harness']:.1f} ms",
+                )
+            )
+    if "error" in (peer := results.get("peer", {})):
+        failed("peer", peer)
+    elif peer:
+        steady = peer["steady"]
+        rows.append(
+            (
+                f"peer (synchronous handler) at {steady['rate']:.0f} events/s "
+                f"over {steady['accounts']} accounts",
+                f"p50 {ms(steady['latency_ms'], 'p50')}, p99 {ms(steady['latency_ms'], 'p99')}",
+                # The peer answers only once it wrote: its webhook answer is its delay.
+                f"webhook answered: p50 {ms(steady.get('accept_latency_ms'), 'p50')}, "
+                f"p99 {ms(steady.get('accept_latency_ms'), 'p99')}",
+                f"{steady['missing']} missing, {steady['failures']} failed",
+            )
+        )
+        cpu = steady["cpu_ms_per_event"]
+        rows.append(
+            (
+                "peer: CPU per steady event",
+                f"peer {cpu['peer']:.1f} ms",
+                f"simulator {cpu['stripe_simulator']:.1f} ms, "
+                f"load generator {cpu['load_generator']:.1f} ms",
+                "",
+            )
+        )
+        if cost := peer.get("versus_ours"):
+            rows.append(
+                (
+                    "durability: CPU per event, ours vs peer",
+                    f"ours {cost['ours_cpu_ms_per_event']:.1f} ms",
+                    f"peer {cost['peer_cpu_ms_per_event']:.1f} ms (both with the simulator)",
+                    "—" if cost["ratio"] is None else f"{cost['ratio']:.1f}×",
                 )
             )
     if "error" in (catch_up := results.get("catch_up", {})):

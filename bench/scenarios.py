@@ -195,50 +195,87 @@ def measure_freshness(stack: Stack, profile: Profile) -> dict[str, Any]:
     if stack.worker is None:
         stack.start_worker()
     with stack.api() as url:
-        common = {
-            "url": url,
-            "secret": WEBHOOK_SECRET,
-            "simulator_url": stack.simulator_url,
-            "database_url": stack.database_url,
-            "accounts": accounts,
-        }
-        # Every account gets its first event (workflow start, customer link, first write).
-        warm_rate = max(profile.fresh_rate, 100.0)
-        warm_up = run_in_own_process(
-            "freshness",
-            {
-                **common,
-                "change_seats": False,
-                "rate": warm_rate,
-                "seconds": len(accounts) / warm_rate,
-            },
-            stack.scratch,
-        )
-        # The warm-up's tail (each account's welcome email and the workflow task after it)
-        # runs on after its changes landed: about 17 CPU-seconds for 1,000 accounts, which
-        # would otherwise be measured as part of the steady minute.
-        settled_after = wait_until_quiet(stack)
-        before = cpu_by_process(stack)
-        steady = run_in_own_process(
-            "freshness",
-            {
-                **common,
-                "change_seats": True,
-                "rate": profile.fresh_rate,
-                "seconds": profile.fresh_seconds,
-            },
-            stack.scratch,
-        )
-        events = max(1, steady["latency_ms"]["count"])
-        after = cpu_by_process(stack)
-        # CPU per event is the figure a busy machine moves least: it says what a rate costs.
-        # Every process on the two cores is counted: the load generator and the simulator
-        # stand in for Stripe, but they take CPU from the rest all the same.
-        steady["cpu_ms_per_event"] = {
-            name: (after[name] - before[name]) * 1000 / events for name in before
-        }
+        return timed_freshness(stack, profile, url, accounts)
+
+
+def measure_peer(stack: Stack, profile: Profile) -> dict[str, Any]:
+    """Freshness through the handler a user would write instead (bench/peer.py: synchronous,
+    in the request, no Temporal): the same load, rate, seconds and watcher as ours, on
+    accounts of its own. Beside ours, its CPU per event is what durability costs."""
+    accounts = create_subscribed_accounts(stack, "peer", profile.fresh_accounts)
+    with stack.peer() as url:
+        return timed_freshness(stack, profile, url, accounts)
+
+
+def timed_freshness(
+    stack: Stack, profile: Profile, url: str, accounts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Every account's first event, then the steady minute, through the handler at `url`."""
+    common = {
+        "url": url,
+        "secret": WEBHOOK_SECRET,
+        "simulator_url": stack.simulator_url,
+        "database_url": stack.database_url,
+        "accounts": accounts,
+    }
+    # Every account gets its first event (ours: workflow start, customer link, first write).
+    warm_rate = max(profile.fresh_rate, 100.0)
+    warm_up = run_in_own_process(
+        "freshness",
+        {
+            **common,
+            "change_seats": False,
+            "rate": warm_rate,
+            "seconds": len(accounts) / warm_rate,
+        },
+        stack.scratch,
+    )
+    # The warm-up's tail (each account's welcome email and the workflow task after it)
+    # runs on after its changes landed: about 17 CPU-seconds for 1,000 accounts, which
+    # would otherwise be measured as part of the steady minute.
+    settled_after = wait_until_quiet(stack)
+    before = cpu_by_process(stack)
+    steady = run_in_own_process(
+        "freshness",
+        {
+            **common,
+            "change_seats": True,
+            "rate": profile.fresh_rate,
+            "seconds": profile.fresh_seconds,
+        },
+        stack.scratch,
+    )
+    events = max(1, steady["latency_ms"]["count"])
+    after = cpu_by_process(stack)
+    # CPU per event is the figure a busy machine moves least: it says what a rate costs.
+    # Every process on the two cores is counted: the load generator and the simulator
+    # stand in for Stripe, but they take CPU from the rest all the same.
+    steady["cpu_ms_per_event"] = {
+        name: (after[name] - before[name]) * 1000 / events for name in before
+    }
     warm_up["settled_after_s"] = settled_after
     return {"first_event_per_account": warm_up, "steady": steady}
+
+
+# What handles an event, Stripe's stand-in included, on each side (not the load generator,
+# which is the same on both, nor an idle process).
+OUR_EVENT_PATH = ("worker", "temporal_server", "api", "stripe_simulator")
+PEER_EVENT_PATH = ("peer", "stripe_simulator")
+
+
+def durability_cost(freshness: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None]:
+    """CPU per steady event of our stack and of the peer's, and how many times the peer's
+    ours takes (None when the peer's rounds to nothing: /proc counts in 10 ms ticks, which a
+    handful of events may not reach)."""
+    ours_cpu = freshness["steady"]["cpu_ms_per_event"]
+    peer_cpu = peer["steady"]["cpu_ms_per_event"]
+    ours = sum(ours_cpu[name] for name in OUR_EVENT_PATH)
+    theirs = sum(peer_cpu[name] for name in PEER_EVENT_PATH)
+    return {
+        "ours_cpu_ms_per_event": ours,
+        "peer_cpu_ms_per_event": theirs,
+        "ratio": ours / theirs if theirs else None,
+    }
 
 
 def wait_until_quiet(stack: Stack) -> float:
@@ -257,20 +294,24 @@ def wait_until_quiet(stack: Stack) -> float:
 def _service_cpu_seconds(stack: Stack) -> float:
     """The CPU used so far by the stack's own processes (not the load generator's or ours)."""
     used = cpu_by_process(stack)
-    return sum(used[name] for name in ("worker", "temporal_server", "api", "stripe_simulator"))
+    return sum(used.get(name, 0.0) for name in (*OUR_EVENT_PATH, "peer"))
 
 
 def cpu_by_process(stack: Stack) -> dict[str, float]:
-    """CPU seconds used so far by each process of the stack; the load generator's are those
-    of this process's finished children, the harness's (the SMTP sink) this process's."""
-    assert stack.worker is not None and stack.api_process is not None
+    """CPU seconds used so far by each running process of the stack; the load generator's
+    are those of this process's finished children, the harness's (the SMTP sink) this
+    process's."""
+    running = {
+        "worker": stack.worker,
+        "temporal_server": stack.temporal,
+        "api": stack.api_process,
+        "peer": stack.peer_process,
+        "stripe_simulator": stack.simulator,
+    }
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     harness = resource.getrusage(resource.RUSAGE_SELF)
     return {
-        "worker": cpu_seconds(stack.worker),
-        "temporal_server": cpu_seconds(stack.temporal),
-        "api": cpu_seconds(stack.api_process),
-        "stripe_simulator": cpu_seconds(stack.simulator),
+        **{name: cpu_seconds(process) for name, process in running.items() if process is not None},
         "load_generator": children.ru_utime + children.ru_stime,
         "harness": harness.ru_utime + harness.ru_stime,
     }
@@ -467,6 +508,8 @@ SCENARIOS: dict[str, Callable[[Stack, Profile], dict[str, Any]]] = {
     "ingest": measure_ingest,
     "reads": measure_reads,
     "freshness": measure_freshness,
+    # Right after ours, so the two meet the machine as alike as a shared run allows.
+    "peer": measure_peer,
     "catch_up": measure_catch_up,
     "scale": measure_scale,
 }

@@ -64,6 +64,8 @@ class Stack:
     worker: subprocess.Popen[bytes] | None = None
     # The API's process while `api()` runs.
     api_process: subprocess.Popen[bytes] | None = None
+    # The peer's process while `peer()` runs.
+    peer_process: subprocess.Popen[bytes] | None = None
 
     def settings(self, task_queue: str = "billing-bench") -> Settings:
         return Settings(
@@ -102,13 +104,35 @@ class Stack:
     @contextmanager
     def api(self, task_queue: str = "billing-bench") -> Iterator[str]:
         """The API under uvicorn in its own process; yields its base URL."""
+        with self._uvicorn("api", "api.main:create_app", task_queue) as (url, process):
+            self.api_process = process
+            try:
+                yield url
+            finally:
+                self.api_process = None
+
+    @contextmanager
+    def peer(self) -> Iterator[str]:
+        """The synchronous peer handler (bench/peer.py) under uvicorn in its own process, run
+        as the API is; yields its base URL."""
+        with self._uvicorn("peer", "bench.peer:create_app") as (url, process):
+            self.peer_process = process
+            try:
+                yield url
+            finally:
+                self.peer_process = None
+
+    @contextmanager
+    def _uvicorn(
+        self, name: str, factory: str, task_queue: str = "billing-bench"
+    ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         port = free_port()
         command = [
             sys.executable,
             "-m",
             "uvicorn",
             "--factory",
-            "api.main:create_app",
+            factory,
             "--host",
             "127.0.0.1",
             "--port",
@@ -118,14 +142,12 @@ class Stack:
             # Access lines cost the same on every endpoint; off so the figures are the app's.
             "--no-access-log",
         ]
-        process = self._spawn("api", command, self.environment(task_queue))
+        process = self._spawn(name, command, self.environment(task_queue))
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_http_ok(f"{url}/healthz", process, "the API")
-            self.api_process = process
-            yield url
+            _wait_until_http_ok(f"{url}/healthz", process, f"the {name}")
+            yield url, process
         finally:
-            self.api_process = None
             _stop(process)
 
     def start_worker(self, task_queue: str = "billing-bench") -> subprocess.Popen[bytes]:

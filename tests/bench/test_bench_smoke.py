@@ -49,6 +49,12 @@ def test_the_smoke_profile_measures_every_figure(tmp_path: Path) -> None:
         "load_generator",
         "harness",
     }
+    peer = results["peer"]
+    assert peer["steady"]["missing"] == 0
+    assert peer["steady"]["failures"] == 0
+    assert {"peer", "stripe_simulator", "load_generator"} <= set(peer["steady"]["cpu_ms_per_event"])
+    # A handful of events may round the peer's CPU to nothing (10 ms ticks): no ratio then.
+    assert peer["versus_ours"]["peer_cpu_ms_per_event"] >= 0
     assert results["scale"]["signal"]["missing"] == 0
     assert results["scale"]["history"]["runs"] >= 1
     speeds = report["machine"]["python_speed_before"]
