@@ -157,6 +157,25 @@ class Stack:
         [price] = self.stripe.v1.prices.list(params={"lookup_keys": [lookup_key]}).data
         return str(price.id)
 
+    async def paying_account(
+        self, lookup_key: str = "pro_monthly", *, clock: str | None = None
+    ) -> tuple[str, str]:
+        """A new account and its customer, paying for `lookup_key` with a working card, once
+        the account's workflow shows it active."""
+        account_id = f"acct_{uuid4().hex[:10]}"
+        customer_id = self.new_customer(account_id, clock=clock)
+        self.attach_card(customer_id)
+        self.stripe.v1.subscriptions.create(
+            params={
+                "customer": customer_id,
+                "items": [{"price": self.price_id(lookup_key)}],
+                "metadata": {"account_id": account_id},
+            }
+        )
+        await self.deliveries_done()
+        await self.wait_for_entitlements(account_id, billing_state="active")
+        return account_id, customer_id
+
     def negotiated_price(self, plan_lookup_key: str, unit_amount: int, deal: str) -> str:
         """An enterprise deal's price, made as in the Dashboard: on the product of the catalog
         price `plan_lookup_key`, with its own lookup key and no metadata."""

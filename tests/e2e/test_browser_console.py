@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 from tests.e2e.browser import require_browser
 from tests.e2e.stack import ADMIN_TOKEN, Stack
@@ -28,20 +27,9 @@ async def sign_in(page: Any, stack: Stack, then: str = "/console") -> None:
 async def test_an_operator_extends_the_grace_of_an_account_whose_renewal_failed(
     stack: Stack, page: Any, tmp_path: Path
 ) -> None:
-    acct = f"acct_{uuid4().hex[:10]}"
     now = int(datetime.now(UTC).timestamp())
     clock = stack.new_clock(now)
-    customer = stack.new_customer(acct, clock=clock)
-    stack.attach_card(customer)
-    stack.stripe.v1.subscriptions.create(
-        params={
-            "customer": customer,
-            "items": [{"price": stack.price_id("pro_monthly")}],
-            "metadata": {"account_id": acct},
-        }
-    )
-    await stack.deliveries_done()
-    await stack.wait_for_entitlements(acct, billing_state="active")
+    acct, customer = await stack.paying_account(clock=clock)
     stack.attach_card(customer, "pm_card_chargeCustomerFail")
     await stack.advance_clock(clock, now + 32 * DAY)
     past_due = await stack.wait_for_entitlements(acct, billing_state="past_due")
@@ -77,18 +65,8 @@ async def test_an_operator_extends_the_grace_of_an_account_whose_renewal_failed(
 async def test_without_a_session_a_page_asks_to_sign_in_and_a_forged_form_is_refused(
     stack: Stack, page: Any
 ) -> None:
-    acct = f"acct_{uuid4().hex[:10]}"
-    customer = stack.new_customer(acct)
-    stack.attach_card(customer)
-    stack.stripe.v1.subscriptions.create(
-        params={
-            "customer": customer,
-            "items": [{"price": stack.price_id("pro_monthly")}],
-            "metadata": {"account_id": acct},
-        }
-    )
-    await stack.deliveries_done()
-    before = await stack.wait_for_entitlements(acct, billing_state="active")
+    acct, _ = await stack.paying_account()
+    before = await stack.entitlements(acct)
 
     # No session: the account page is not shown; after signing in the browser lands on it.
     await sign_in(page, stack, then=f"/console/accounts/{acct}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from uuid import uuid4
 
 import httpx
 from sqlalchemy import select
@@ -33,20 +32,9 @@ async def run(browser: httpx.AsyncClient, account: str, action: str, **fields: s
 
 
 async def test_every_action_runs_from_the_console_as_the_signed_in_operator(stack: Stack) -> None:
-    acct = f"acct_{uuid4().hex[:10]}"
     now = int(datetime.now(UTC).timestamp())
     clock = stack.new_clock(now)
-    customer = stack.new_customer(acct, clock=clock)
-    stack.attach_card(customer)
-    stack.stripe.v1.subscriptions.create(
-        params={
-            "customer": customer,
-            "items": [{"price": stack.price_id("pro_monthly")}],
-            "metadata": {"account_id": acct},
-        }
-    )
-    await stack.deliveries_done()
-    await stack.wait_for_entitlements(acct, billing_state="active")
+    acct, customer = await stack.paying_account(clock=clock)
     stack.attach_card(customer, "pm_card_chargeCustomerFail")
     await stack.advance_clock(clock, now + 32 * DAY)
     await stack.wait_for_entitlements(acct, billing_state="past_due")
