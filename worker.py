@@ -18,7 +18,6 @@ from temporalio.runtime import PrometheusConfig, Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.account_store import AccountStoreActivities
-from activities.account_sync import AccountSyncActivities
 from activities.notifications import NotificationActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.stripe_changes import StripeChangeActivities
@@ -71,9 +70,6 @@ def build_activities(
     stripe_changes = StripeChangeActivities(stripe_client)
     store = AccountStoreActivities(sessions, catalog)
     notifications = NotificationActivities(sessions, stripe_client, catalog, settings, mail)
-    account_sync = AccountSyncActivities(
-        stripe_sync.fetch_current_subscription, store.write_entitlements, store.record_stripe_events
-    )
     reconciliation = ReconciliationActivities(
         AccountWorkflowStarter(client, settings.task_queue), stripe_client, sessions, catalog
     )
@@ -89,7 +85,6 @@ def build_activities(
         store.write_entitlements,
         store.record_stripe_events,
         store.record_operator_action,
-        account_sync.fetch_and_store_subscription,
         notifications.send_email,
         reconciliation.reconcile_events_page,
         reconciliation.find_drifted_accounts,

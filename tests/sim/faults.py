@@ -23,13 +23,11 @@ from temporalio import activity
 
 STRIPE_MODULES = (
     "activities.stripe_sync",
-    "activities.account_sync",
     "activities.stripe_changes",
     "activities.reconciliation",
 )
 WRITE_MODULES = ("activities.stripe_changes",)
-# The fetch and the write in one activity (`activities/account_sync.py`) is both.
-DB_MODULES = ("activities.account_store", "activities.account_sync")
+DB_MODULES = ("activities.account_store",)
 EMAIL_MODULES = ("activities.notifications",)
 
 

@@ -28,7 +28,6 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.account_store import AccountStoreActivities, WriteEntitlementsInput
-from activities.account_sync import AccountSyncActivities
 from activities.notifications import NotificationActivities
 from activities.stripe_changes import CancellationInput, ChangeOutcome, ChangeSubscriptionInput
 from activities.stripe_sync import FetchSubscriptionInput, SubscriptionFetch
@@ -122,10 +121,6 @@ class FakeStripe:
             sub, plan=purchase.plan, interval=purchase.interval, seats=purchase.seats
         )
         return ChangeOutcome(applied=True)
-
-    async def fetch_asynchronously(self, request: FetchSubscriptionInput) -> SubscriptionFetch:
-        """The fetch inside `fetch_and_store_subscription` (the real one is async)."""
-        return self.fetch_current_subscription(request)
 
     @activity.defn(name="fetch_current_subscription")
     def fetch_current_subscription(self, request: FetchSubscriptionInput) -> SubscriptionFetch:
@@ -263,15 +258,6 @@ class Harness:
 
         return await wait_for(probe, what=f"{account_id} in state {state} (version {version})")
 
-    async def markers(self, account_id: str) -> list[str]:
-        """Names of the markers in the account's history (a local activity is one each)."""
-        history = await self.handle(account_id).fetch_history()
-        return [
-            e.marker_recorded_event_attributes.marker_name
-            for e in history.events
-            if e.HasField("marker_recorded_event_attributes")
-        ]
-
     async def scheduled_activities(self, account_id: str) -> list[str]:
         """Types of the regular activities the account's history scheduled, in order (local
         activities are markers, not scheduled tasks)."""
@@ -347,9 +333,6 @@ async def running_harness(
                 store.link_customer,
                 writes.write_entitlements,
                 store.record_stripe_events,
-                AccountSyncActivities(
-                    fake.fetch_asynchronously, writes.write_entitlements, store.record_stripe_events
-                ).fetch_and_store_subscription,
                 store.record_operator_action,
                 emails.send_email,
             ],

@@ -305,23 +305,6 @@ async def test_each_event_costs_the_server_no_activity_task(harness: Harness) ->
     assert harness.entitlements(account).seats == 4  # type: ignore[union-attr]
 
 
-async def test_a_steady_event_is_one_local_activity(harness: Harness) -> None:
-    """Issue 28: the fetch and the write of an event are one local activity (one marker)."""
-    account, customer = await harness.subscribe()
-    before = len(await harness.markers(account))
-    harness.stripe.subscriptions[customer] = subscription(customer, "active", seats=4)
-    await harness.wait_until_handled(account, await harness.send(account, customer))
-
-    async def new_markers() -> int:
-        return len(await harness.markers(account)) - before
-
-    await wait_for(new_markers, what="the event's local activity in the history")
-    # Two steps would be two markers, recorded by the same workflow task as this one.
-    assert await new_markers() == 1
-    assert harness.entitlements(account).seats == 4  # type: ignore[union-attr]
-    assert harness.writes.local_attempts >= 1
-
-
 async def test_a_failed_local_step_is_retried_as_an_activity_operators_can_see(
     harness: Harness,
 ) -> None:

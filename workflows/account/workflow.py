@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         StoredAccountState,
         WriteEntitlementsInput,
     )
-    from activities.account_sync import AccountSyncActivities, SyncAccountInput, SyncedAccount
     from activities.notifications import NotificationActivities, SendEmailInput
     from activities.stripe_changes import (
         CancellationInput,
@@ -125,9 +124,6 @@ DUNNING_REMINDER_KINDS = frozenset(
 # Marks runs that try the per-event steps as local activities first (see `_quick`); older
 # histories replay with them as regular activities.
 QUICK_STEPS_LOCAL_FIRST = "quick-steps-local-first"
-# Marks runs that fetch and store an event's subscription in one local activity (see
-# `_fetch_and_store_at_once`); older histories replay with a local activity for each.
-FETCH_AND_STORE_AT_ONCE = "fetch-and-store-at-once"
 # Marks runs whose failed steps wait for their retry time (see `_backing_off`); older
 # histories replay with every wake-up trying the step again.
 FAILED_STEP_WAITS_FOR_ITS_RETRY = "failed-step-waits-for-its-retry"
@@ -536,44 +532,22 @@ class AccountBillingWorkflow:
             self._state.customer_id = stored.customer_id
         fetch_failure: Exception | None = None
         if self._state.customer_id is not None:
-            at_once: SyncedAccount | None = None
-            now = workflow.now()
-            # Its local attempt stands for the two steps' local attempts: if it fails, they
-            # run as regular activities at once.
-            regular_steps = False
-            if workflow.patched(FETCH_AND_STORE_AT_ONCE):
-                at_once = await self._fetch_and_store_at_once(events, received, now)
-                regular_steps = at_once is None
-            fetched: SubscriptionFetch | None = None
-            if at_once is not None:
-                fetched = at_once.fetch
-                recorded = bool(received)  # in every outcome of the activity
+            try:
+                fetched: SubscriptionFetch = await self._quick(
+                    StripeSyncActivities.fetch_current_subscription,
+                    FetchSubscriptionInput(customer_id=self._state.customer_id),
+                )
+            except ActivityError as err:
+                fetch_failure = err
             else:
-                step = self._call if regular_steps else self._quick
-                try:
-                    fetched = await step(
-                        StripeSyncActivities.fetch_current_subscription,
-                        FetchSubscriptionInput(customer_id=self._state.customer_id),
-                    )
-                except ActivityError as err:
-                    fetch_failure = err
-            if fetched is not None:
                 self._state.dunning_policy = fetched.dunning
                 observed = SubscriptionObserved(fetched.subscription, fetched.grace_days)
                 # Recorded by the entitlement write, in its transaction (in runs recorded
                 # before that, apart).
                 together = bool(received) and workflow.patched(QUICK_STEPS_LOCAL_FIRST)
                 try:
-                    recorded = (
-                        await self._transition(
-                            observed,
-                            cause=_cause(events),
-                            received=received if together and at_once is None else None,
-                            now=now if at_once is not None else None,
-                            written=at_once is not None and at_once.written,
-                            regular_write=regular_steps,
-                        )
-                        or recorded
+                    recorded = await self._transition(
+                        observed, cause=_cause(events), received=received if together else None
                     )
                 except InvalidTransition as err:  # a status this service does not know
                     fetch_failure = err
@@ -648,31 +622,18 @@ class AccountBillingWorkflow:
             await self._transition(event, cause)
 
     async def _transition(
-        self,
-        event: LifecycleInput,
-        cause: str,
-        received: list[ReceivedEvent] | None = None,
-        *,
-        now: datetime | None = None,
-        written: bool = False,
-        regular_write: bool = False,
+        self, event: LifecycleInput, cause: str, received: list[ReceivedEvent] | None = None
     ) -> bool:
         """Move the lifecycle and store the new entitlements, if the input changes anything;
         returns whether `received` events were recorded along with them. Called with the
-        lock held. `written`: `_fetch_and_store_at_once` stored this transition (computed at
-        `now`) already."""
-        result = transition(self._state.lifecycle, event, now or workflow.now())
-        version = self._state.entitlement_version + 1
+        lock held."""
+        result = transition(self._state.lifecycle, event, workflow.now())
         if not result.changed:
-            if written:
-                # Cannot happen (the activity computed the same pure transition); should it,
-                # the version is burnt, as for a write whose answer was lost.
-                self._state.entitlement_version = version
             return False
-        write = self._call if regular_write else self._quick
-        while not written:
+        version = self._state.entitlement_version + 1
+        while True:
             try:
-                await write(
+                await self._quick(
                     AccountStoreActivities.write_entitlements,
                     WriteEntitlementsInput(
                         account_id=self._account_id,
@@ -683,7 +644,7 @@ class AccountBillingWorkflow:
                         events=received or [],
                     ),
                 )
-                written = True
+                break
             except ActivityError as err:
                 taken = _version_taken(err)
                 if taken is None:
@@ -703,37 +664,6 @@ class AccountBillingWorkflow:
         for notice in result.notices:
             self._send(notice_email(self._account_id, notice, result.before, result.after, version))
         return bool(received)
-
-    async def _fetch_and_store_at_once(
-        self, events: list[StripeEventSignal], received: list[ReceivedEvent], now: datetime
-    ) -> SyncedAccount | None:
-        """Fetch the subscription and store the transition it makes at `now`, in one local
-        activity, one attempt (issue 28: one activity less per event). None if that attempt
-        failed, however: the two steps then run apart as regular activities, each with its
-        own failure handling (a failed fetch is the sync error, a failed write puts the
-        events back, a taken version is written after), exactly as without it. A write that
-        landed before the attempt failed is found by those steps: the same lifecycle at the
-        same version is a repeat, another one a taken version."""
-        assert self._state.customer_id is not None
-        try:
-            synced: SyncedAccount = await workflow.execute_local_activity_method(
-                AccountSyncActivities.fetch_and_store_subscription,
-                SyncAccountInput(
-                    account_id=self._account_id,
-                    customer_id=self._state.customer_id,
-                    lifecycle=self._state.lifecycle,
-                    now=now,
-                    version=self._state.entitlement_version + 1,
-                    cause=_cause(events),
-                    events=received,
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=SINGLE_ATTEMPT,
-            )
-        except FailureError as err:
-            workflow.logger.warning("local attempt failed, retrying as activities: %s", err)
-            return None
-        return synced
 
     def _note_sync_error(self, what: str, err: Exception) -> None:
         """Show operators that the account could not follow Stripe, and why."""
