@@ -395,14 +395,8 @@ async def run_action(
         applied = await operations.run_action(
             sessions, catalog, workflows, account_id, action, body, idempotency_key=None
         )
-    except ValidationError as err:
-        notice = {"kind": "refused", "text": "; ".join(_field_errors(err))}
-    except (InvalidOperatorRequest, ValueError) as err:
-        notice = {"kind": "refused", "text": str(err)}
-    except WorkflowUpdateFailedError as err:
-        notice = {"kind": "refused", "text": refusal(err)}
-    except TemporalUnavailable as err:
-        notice = {"kind": "refused", "text": f"Temporal did not answer: {err.reason}"}
+    except REFUSALS as err:
+        notice = _refused(err)
     else:
         answer = applied.entitlements
         notice = {
@@ -507,12 +501,8 @@ async def _link(
             reason=reason,
         )
         linked = await operations.link_and_replay(sessions, workflows, body)
-    except ValidationError as err:
-        return {"kind": "refused", "text": "; ".join(_field_errors(err))}
-    except operations.LinkRefused as err:
-        return {"kind": "refused", "text": str(err)}
-    except TemporalUnavailable as err:
-        return {"kind": "refused", "text": f"Temporal did not answer: {err.reason}"}
+    except REFUSALS as err:
+        return _refused(err)
     return {
         "kind": "done",
         "text": f"{linked.customer_id} is linked to {linked.account_id}; "
@@ -598,13 +588,34 @@ def _local(target: str) -> str:
 
 def _end_of_day(day: str) -> datetime:
     """A date from the form's date field: the end of that day, UTC."""
-    return datetime.combine(
-        datetime.strptime(day, "%Y-%m-%d").date(), datetime.max.time(), tzinfo=UTC
-    ).replace(microsecond=0)
+    try:
+        date = datetime.strptime(day, "%Y-%m-%d").date()
+    except ValueError:
+        raise InvalidOperatorRequest(f"{day!r} is not a date (YYYY-MM-DD)") from None
+    return datetime.combine(date, datetime.max.time(), tzinfo=UTC).replace(microsecond=0)
 
 
-def _field_errors(err: ValidationError) -> list[str]:
-    return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+# What an action or a link can be refused with, each shown to the operator as its reason.
+REFUSALS = (
+    ValidationError,
+    InvalidOperatorRequest,
+    operations.LinkRefused,
+    WorkflowUpdateFailedError,
+    TemporalUnavailable,
+)
+
+
+def _refused(err: Exception) -> dict[str, str]:
+    """The notice for one of `REFUSALS`."""
+    if isinstance(err, ValidationError):
+        text = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+    elif isinstance(err, WorkflowUpdateFailedError):
+        text = refusal(err)
+    elif isinstance(err, TemporalUnavailable):
+        text = f"Temporal did not answer: {err.reason}"
+    else:
+        text = str(err)
+    return {"kind": "refused", "text": text}
 
 
 def _workflow_url(settings: Settings, account_id: str) -> str:

@@ -32,6 +32,8 @@ ADMIN_TOKEN = "admin-token-admin-tests"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 APP = {"Authorization": f"Bearer {APP_TOKEN}"}
 ACTOR = {"actor": "ops@dataface", "reason": "ticket 42"}
+# An operator of the support console, signing in with a token of their own.
+OPERATOR_TOKEN = "operator-token-of-alice"
 
 
 def make_settings(database_url: str, task_queue: str, **overrides: Any) -> Settings:
@@ -40,6 +42,7 @@ def make_settings(database_url: str, task_queue: str, **overrides: Any) -> Setti
         "stripe_webhook_secret": WEBHOOK_SECRET,
         "app_api_token": APP_TOKEN,
         "admin_api_token": ADMIN_TOKEN,
+        "console_operator_tokens": {"alice": OPERATOR_TOKEN},
         "task_queue": task_queue,
         "temporal_address": f"127.0.0.1:{closed_port()}",
         **overrides,

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.console_session import SESSION_COOKIE, new_session, read_session
-from api.main import create_app
 from core.config import Settings
 from tests import console_client
 from tests.console_client import csrf_of
@@ -21,32 +20,20 @@ from tests.workflows.harness import Harness, subscription
 
 from .conftest import (
     ADMIN_TOKEN,
+    OPERATOR_TOKEN,
     active_account,
     app_entitlements,
     audit_rows,
-    make_settings,
     post_webhook,
     stripe_event,
 )
 
-OPERATOR_TOKEN = "operator-token-of-alice"
-
 
 @pytest.fixture
-async def console_app(harness: Harness, database_url: str) -> AsyncIterator[FastAPI]:
-    settings = make_settings(
-        database_url, harness.task_queue, console_operator_tokens={"alice": OPERATOR_TOKEN}
-    )
-    app = create_app(settings, temporal_client=harness.client)
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def browser(console_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def browser(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A browser without a session: it keeps the cookies it is given."""
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=console_app), base_url="http://billing.test"
+        transport=httpx.ASGITransport(app=app), base_url="http://billing.test"
     ) as client:
         yield client
 
@@ -308,3 +295,16 @@ async def test_a_customer_is_linked_from_the_account_page_or_the_refusal_shown(
     assert await link(customer) == f"{customer} is linked to {account}; 0 event(s) replayed."
     [audit] = audit_rows(session_factory, account)
     assert (audit.action, audit.actor, audit.reason) == ("link_customer", "alice", "ticket 3")
+
+
+async def test_an_end_date_that_is_not_a_date_is_refused_with_the_reason(
+    harness: Harness, browser: httpx.AsyncClient, session_factory: sessionmaker[Session]
+) -> None:
+    account, _ = await active_account(harness)
+    await sign_in(browser)
+    response = await act(browser, account, "grant_comp", plan="team", until="soon", reason="x")
+    page = await browser.get(response.headers["location"])
+    notice = re.search(r'id="notice">([^<]*)<', page.text)
+    assert notice is not None
+    assert notice.group(1) == "&#39;soon&#39; is not a date (YYYY-MM-DD)"
+    assert audit_rows(session_factory, account) == []
