@@ -23,12 +23,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.scenarios import PROFILES, SCENARIOS, Profile, durability_cost
+from bench.speed import python_speed
 from bench.stack import REPO, running_stack, temporal_version
 from bench.wrk import load_tool
 
 RESULTS = REPO / "bench" / "results" / "latest.json"
 GIB = 1024**3
-SPEED_PROBE_SECONDS = 0.5
 
 
 def machine() -> dict[str, Any]:
@@ -43,22 +43,6 @@ def machine() -> dict[str, Any]:
         "http_load_tool": load_tool(),
         "python_speed_before": {},
     }
-
-
-def python_speed() -> float:
-    """Fixed Python work (`sum(range(1000))`) done per CPU-millisecond, right now.
-
-    This machine's CPU runs at different speeds from hour to hour; measured before each
-    scenario, it says how fast the machine was for that figure. Per CPU-millisecond of this
-    thread, so the stack's own load at that moment does not lower it.
-    """
-    calls = 0
-    started_wall, started_cpu = time.perf_counter(), time.thread_time()
-    while time.perf_counter() - started_wall < SPEED_PROBE_SECONDS:
-        for _ in range(100):
-            sum(range(1000))
-        calls += 100
-    return round(calls / (time.thread_time() - started_cpu) / 1000, 1)
 
 
 def run(profile: Profile, database: str, only: list[str]) -> dict[str, Any]:
@@ -212,6 +196,29 @@ def table(report: dict[str, Any]) -> str:
                     "—" if cost["ratio"] is None else f"{cost['ratio']:.1f}×",
                 )
             )
+    if "error" in (capacity := results.get("capacity", {})):
+        failed("capacity", capacity)
+    elif capacity:
+        for point in capacity["points"]:
+            latency = point["latency_ms"]
+            rows.append(
+                (
+                    f"capacity: freshness at {point['offered_rate']:.0f}/s",
+                    f"p50 {ms(latency, 'p50')}, p99 {ms(latency, 'p99')}",
+                    f"CPU per event {point['cpu_ms_per_event']:.1f} ms, {point['cores']:.2f} cores",
+                    f"speed {point['python_speed']:.0f}",
+                )
+            )
+        knee = capacity["knee_rate"]
+        offered = ", ".join(f"{point['offered_rate']:.0f}" for point in capacity["points"])
+        rows.append(
+            (
+                "capacity: knee (p99 < 1 s)",
+                "—" if knee is None else f"{knee:.0f}/s",
+                f"of {offered}/s offered",
+                "every rate up to it: p99 < 1 s, nothing missing",
+            )
+        )
     if "error" in (catch_up := results.get("catch_up", {})):
         failed("catch-up", catch_up)
     elif catch_up:

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from api.answer_cache import etag_for
 from bench.loadgen import run_in_own_process, stripe_signature, subscription_event
+from bench.speed import python_speed
 from bench.stack import APP_TOKEN, REPO, WEBHOOK_SECRET, Stack, cpu_seconds, peak_rss_bytes
 from bench.wrk import Request, closed_loop
 from core.stripe_client import make_stripe_client
@@ -52,12 +53,25 @@ class Profile:
     signal_rate: float
     history_events: int
     catch_up_subscriptions: int
+    # Freshness as a capacity curve: one steady phase per offered rate, in rising order.
+    capacity_rates: tuple[float, ...]
+    capacity_seconds: float
 
 
-FULL = Profile("full", 15, 32, 8, 2000, 100, 10_000, 1000, 50, 60, 10_000, 20, 5000, 250)
-QUICK = Profile("quick", 4, 32, 8, 500, 100, 2000, 100, 50, 6, 500, 20, 500, 25)
+# Positional as the fields run, the capacity curve by name; kept on few lines by hand.
+FULL = Profile(
+    "full", 15, 32, 8, 2000, 100, 10_000, 1000, 50, 60, 10_000, 20, 5000, 250,
+    capacity_rates=(25, 50, 75, 100, 125, 150), capacity_seconds=30,
+)  # fmt: skip
+QUICK = Profile(
+    "quick", 4, 32, 8, 500, 100, 2000, 100, 50, 6, 500, 20, 500, 25,
+    capacity_rates=(25, 50, 100, 150), capacity_seconds=8,
+)  # fmt: skip
 # The tiniest end-to-end pass: it proves the harness works, its figures mean nothing.
-SMOKE = Profile("smoke", 1, 4, 4, 10, 10, 20, 4, 4, 1, 10, 4, 12, 2)
+SMOKE = Profile(
+    "smoke", 1, 4, 4, 10, 10, 20, 4, 4, 1, 10, 4, 12, 2,
+    capacity_rates=(4, 8), capacity_seconds=1,
+)  # fmt: skip
 PROFILES = {profile.name: profile for profile in (FULL, QUICK, SMOKE)}
 
 
@@ -211,50 +225,148 @@ def timed_freshness(
     stack: Stack, profile: Profile, url: str, accounts: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Every account's first event, then the steady minute, through the handler at `url`."""
-    common = {
+    load = freshness_load(stack, url, accounts)
+    warm_up = first_event_per_account(stack, profile, load)
+    steady = steady_freshness(stack, load, profile.fresh_rate, profile.fresh_seconds)
+    return {"first_event_per_account": warm_up, "steady": steady.result}
+
+
+def freshness_load(stack: Stack, url: str, accounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """What every freshness load generator is given: the handler at `url`, the simulator
+    whose subscriptions it changes, the log it watches, and the accounts (whose seats
+    `steady_freshness` keeps in step with the simulator's, so phases can follow each other)."""
+    return {
         "url": url,
         "secret": WEBHOOK_SECRET,
         "simulator_url": stack.simulator_url,
         "database_url": stack.database_url,
         "accounts": accounts,
     }
-    # Every account gets its first event (ours: workflow start, customer link, first write).
+
+
+def first_event_per_account(stack: Stack, profile: Profile, load: dict[str, Any]) -> dict[str, Any]:
+    """Every account gets its first event (ours: workflow start, customer link, first write),
+    then the stack is left to go quiet, so no steady phase pays for the warm-up."""
     warm_rate = max(profile.fresh_rate, 100.0)
     warm_up = run_in_own_process(
         "freshness",
         {
-            **common,
+            **load,
             "change_seats": False,
             "rate": warm_rate,
-            "seconds": len(accounts) / warm_rate,
+            "seconds": len(load["accounts"]) / warm_rate,
         },
         stack.scratch,
     )
     # The warm-up's tail (each account's welcome email and the workflow task after it)
     # runs on after its changes landed: about 17 CPU-seconds for 1,000 accounts, which
     # would otherwise be measured as part of the steady minute.
-    settled_after = wait_until_quiet(stack)
+    warm_up["settled_after_s"] = wait_until_quiet(stack)
+    return warm_up
+
+
+@dataclass(frozen=True)
+class SteadyPhase:
+    """One steady phase: the load generator's report (with CPU per event by process, as the
+    JSON shows it) and what capacity derives its cores from."""
+
+    result: dict[str, Any]
+    landed: int  # changes seen readable
+    cpu_seconds: dict[str, float]  # used by each process over the phase
+    wall_seconds: float
+
+
+def steady_freshness(
+    stack: Stack, load: dict[str, Any], rate: float, seconds: float
+) -> SteadyPhase:
+    """Seat changes at `rate` for `seconds`, each delivered and watched until readable; the
+    CPU of every process from the load generator's start until its last change landed."""
     before = cpu_by_process(stack)
+    started = time.perf_counter()
     steady = run_in_own_process(
         "freshness",
-        {
-            **common,
-            "change_seats": True,
-            "rate": profile.fresh_rate,
-            "seconds": profile.fresh_seconds,
-        },
+        {**load, "change_seats": True, "rate": rate, "seconds": seconds},
         stack.scratch,
     )
-    events = max(1, steady["latency_ms"]["count"])
+    wall_seconds = time.perf_counter() - started
     after = cpu_by_process(stack)
+    # The load generator counted seats up in its own process, event n on account n modulo
+    # their number: counted alike here, so a next phase changes them upward again rather
+    # than to seats they already have (a change that changes nothing lands nothing).
+    accounts = load["accounts"]
+    for n in range(steady["events"]):
+        accounts[n % len(accounts)]["seats"] += 1
+    used = {name: after[name] - before[name] for name in before}
+    landed = steady["latency_ms"]["count"] if steady["latency_ms"] else 0
     # CPU per event is the figure a busy machine moves least: it says what a rate costs.
     # Every process on the two cores is counted: the load generator and the simulator
-    # stand in for Stripe, but they take CPU from the rest all the same.
-    steady["cpu_ms_per_event"] = {
-        name: (after[name] - before[name]) * 1000 / events for name in before
+    # stand in for Stripe, but they take CPU from the rest all the same. Divided by at
+    # least 1: an overloaded phase may land nothing and still have used CPU.
+    steady["cpu_ms_per_event"] = {name: cpu * 1000 / max(1, landed) for name, cpu in used.items()}
+    return SteadyPhase(steady, landed, used, wall_seconds)
+
+
+# A point of the capacity curve passes when its p99 stays under this and nothing is missing.
+KNEE_P99_MS = 1000.0
+
+
+def measure_capacity(stack: Stack, profile: Profile) -> dict[str, Any]:
+    """Freshness at rising offered rates on one set of accounts: where latency and CPU per
+    event turn, and the knee, the highest rate the stack keeps fresh. One warm-up as
+    freshness's; each phase starts once the stack is quiet, with the machine's speed, which
+    changes from minute to minute, measured beside it."""
+    accounts = create_subscribed_accounts(stack, "capacity", profile.fresh_accounts)
+    if stack.worker is None:
+        stack.start_worker()
+    with stack.api() as url:
+        load = freshness_load(stack, url, accounts)
+        warm_up = first_event_per_account(stack, profile, load)
+        points = []
+        for rate in sorted(profile.capacity_rates):
+            quiet_after = wait_until_quiet(stack)
+            speed = python_speed()
+            phase = steady_freshness(stack, load, rate, profile.capacity_seconds)
+            points.append(capacity_point(phase, quiet_after, speed))
+    return {
+        "accounts": len(accounts),
+        "first_event_per_account": warm_up,
+        "points": points,
+        "knee_rate": knee_rate(points),
     }
-    warm_up["settled_after_s"] = settled_after
-    return {"first_event_per_account": warm_up, "steady": steady}
+
+
+def capacity_point(phase: SteadyPhase, quiet_after: float, speed: float) -> dict[str, Any]:
+    """One rate of the curve: its latency, and what it costs the stack (our event path, the
+    load generator and harness left out) per event and in cores."""
+    steady = phase.result
+    by_process = steady["cpu_ms_per_event"]
+    path_cpu_seconds = sum(phase.cpu_seconds[name] for name in OUR_EVENT_PATH)
+    return {
+        "offered_rate": steady["rate"],
+        "python_speed": speed,
+        "quiet_after_s": quiet_after,
+        "events": phase.landed,
+        "latency_ms": steady["latency_ms"],
+        "missing": steady["missing"],
+        "failures": steady["failures"],
+        "cpu_ms_per_event": sum(by_process[name] for name in OUR_EVENT_PATH),
+        "cpu_ms_per_event_by_process": by_process,
+        "cores": path_cpu_seconds / phase.wall_seconds,
+        "wall_seconds": phase.wall_seconds,
+    }
+
+
+def knee_rate(points: list[dict[str, Any]]) -> float | None:
+    """The highest offered rate whose p99 is under KNEE_P99_MS with nothing missing, every
+    lower rate passing too (a rate that passes above one that failed is luck, not capacity);
+    None when the lowest rate already fails."""
+    knee = None
+    for point in sorted(points, key=lambda point: point["offered_rate"]):
+        latency = point["latency_ms"]
+        if latency is None or latency["p99"] >= KNEE_P99_MS or point["missing"]:
+            break
+        knee = point["offered_rate"]
+    return knee
 
 
 # What handles an event, Stripe's stand-in included, on each side (not the load generator,
@@ -510,6 +622,8 @@ SCENARIOS: dict[str, Callable[[Stack, Profile], dict[str, Any]]] = {
     "freshness": measure_freshness,
     # Right after ours, so the two meet the machine as alike as a shared run allows.
     "peer": measure_peer,
+    # After both, so they keep meeting the machine as they did before capacity existed.
+    "capacity": measure_capacity,
     "catch_up": measure_catch_up,
     "scale": measure_scale,
 }

@@ -55,6 +55,19 @@ def test_the_smoke_profile_measures_every_figure(tmp_path: Path) -> None:
     assert {"peer", "stripe_simulator", "load_generator"} <= set(peer["steady"]["cpu_ms_per_event"])
     # A handful of events may round the peer's CPU to nothing (10 ms ticks): no ratio then.
     assert peer["versus_ours"]["peer_cpu_ms_per_event"] >= 0
+    capacity = results["capacity"]
+    assert [point["offered_rate"] for point in capacity["points"]] == [4, 8]
+    for point in capacity["points"]:
+        assert point["latency_ms"]["p50"] <= point["latency_ms"]["p99"]
+        assert point["events"] >= 1
+        assert point["cpu_ms_per_event"] >= 0
+        assert point["cores"] >= 0
+        assert {"worker", "temporal_server", "api", "stripe_simulator"} <= set(
+            point["cpu_ms_per_event_by_process"]
+        )
+        assert point["python_speed"] > 0
+    assert "knee_rate" in capacity
+    assert "capacity: knee" in completed.stdout
     assert results["scale"]["signal"]["missing"] == 0
     assert results["scale"]["history"]["runs"] >= 1
     speeds = report["machine"]["python_speed_before"]
