@@ -357,13 +357,19 @@ def capacity_point(phase: SteadyPhase, quiet_after: float, speed: float) -> dict
 
 
 def knee_rate(points: list[dict[str, Any]]) -> float | None:
-    """The highest offered rate whose p99 is under KNEE_P99_MS with nothing missing, every
-    lower rate passing too (a rate that passes above one that failed is luck, not capacity);
-    None when the lowest rate already fails."""
+    """The highest offered rate whose p99 is under KNEE_P99_MS with nothing missing or failed
+    (a failed webhook is one Stripe must deliver again), every lower rate passing too (a
+    rate that passes above one that failed is luck, not capacity); None when the lowest rate
+    already fails."""
     knee = None
     for point in sorted(points, key=lambda point: point["offered_rate"]):
         latency = point["latency_ms"]
-        if latency is None or latency["p99"] >= KNEE_P99_MS or point["missing"]:
+        if (
+            latency is None
+            or latency["p99"] >= KNEE_P99_MS
+            or point["missing"]
+            or point["failures"]
+        ):
             break
         knee = point["offered_rate"]
     return knee

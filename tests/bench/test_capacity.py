@@ -8,9 +8,9 @@ from typing import Any
 from bench.scenarios import knee_rate
 
 
-def point(rate: float, p99: float | None, missing: int = 0) -> dict[str, Any]:
+def point(rate: float, p99: float | None, missing: int = 0, failures: int = 0) -> dict[str, Any]:
     latency = None if p99 is None else {"count": 10, "p50": 1.0, "p99": p99}
-    return {"offered_rate": rate, "latency_ms": latency, "missing": missing}
+    return {"offered_rate": rate, "latency_ms": latency, "missing": missing, "failures": failures}
 
 
 def test_the_knee_is_the_last_rate_before_the_first_that_fails() -> None:
@@ -25,6 +25,10 @@ def test_a_rate_that_passes_above_a_failing_one_does_not_count() -> None:
 
 def test_a_missing_change_fails_its_rate_whatever_its_p99() -> None:
     assert knee_rate([point(25, 80), point(50, 90, missing=1)]) == 25
+
+
+def test_a_failed_webhook_fails_its_rate_whatever_its_p99() -> None:
+    assert knee_rate([point(25, 80), point(50, 90, failures=1)]) == 25
 
 
 def test_a_rate_that_landed_nothing_fails() -> None:
