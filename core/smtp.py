@@ -15,10 +15,7 @@ from core.config import Settings
 # minute or more (RFC 5321 asks for at least five), and one found closed costs a reconnect.
 IDLE_SECONDS = 30.0
 # Connections kept open between messages; more are opened while more messages are in flight.
-# Emails go out from the accounts' own workflow tasks, several at once under load: with 4
-# kept, each message in flight beyond them paid a connect and a QUIT, at 50 events/s +1.5 ms
-# of the worker's CPU per event and freshness p50 87 → 315 ms (docs/benchmarks.md, issue 28).
-KEEP_OPEN = 16
+KEEP_OPEN = 4
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import timedelta
 
@@ -184,52 +183,3 @@ async def test_payment_action_required_sends_the_invoice_link(harness: Harness) 
         what="the incomplete-payment emails",
     )
     assert all("https://pay.example/in_42" in m.text for m in harness.smtp.messages)
-
-
-async def email_attempts(h: Harness, account: str) -> tuple[int, list[str]]:
-    """How many `send_email` attempts ran as local activities (inside the account's workflow
-    task), and the email key of each one that ran as a regular activity, in order."""
-    local, regular = 0, []
-    history = await h.handle(account).fetch_history()
-    for event in history.events:
-        marker = event.marker_recorded_event_attributes
-        if event.HasField("marker_recorded_event_attributes") and "data" in marker.details:
-            [data] = marker.details["data"].payloads
-            local += json.loads(data.data)["activity_type"] == "send_email"
-        elif event.HasField("activity_task_scheduled_event_attributes"):
-            scheduled = event.activity_task_scheduled_event_attributes
-            if scheduled.activity_type.name == "send_email":
-                regular.append(json.loads(scheduled.input.payloads[0].data)["key"])
-    return local, regular
-
-
-async def test_an_email_goes_out_inside_the_account_task(harness: Harness) -> None:
-    account, customer = harness.new_account()
-    harness.stripe.subscriptions[customer] = subscription(customer, "active")
-    await harness.send(account, customer)
-    await emails(harness, account, ["subscription_started"])
-
-    assert await email_attempts(harness, account) == (1, [])
-
-
-async def test_with_an_email_waiting_for_smtp_the_next_one_never_holds_the_account(
-    harness: Harness,
-) -> None:
-    account, customer = harness.new_account()
-    harness.stripe.subscriptions[customer] = subscription(customer, "active")
-    harness.smtp.stop()
-    await harness.send(account, customer)
-    await harness.wait_for_entitlements(account, state="active")
-    harness.stripe.subscriptions[customer] = subscription(customer, "past_due")
-    await harness.send(account, customer, "invoice.payment_failed")
-    await harness.wait_for_entitlements(account, state="past_due")
-    harness.smtp.start()
-    await harness.skip(timedelta(minutes=15))
-    await emails(harness, account, ["subscription_started", "payment_failed"])
-
-    local, regular = await email_attempts(harness, account)
-    # The first email's first attempt was local and failed; every later attempt, and the
-    # second email's first, went as regular activities, which never hold the account's task.
-    assert local == 1
-    assert any(":payment_failed:" in key for key in regular)
-    assert len(harness.emails_to(customer)) == 2

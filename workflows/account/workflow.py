@@ -117,19 +117,10 @@ EMAIL_TIMEOUT = timedelta(minutes=2)
 EMAIL_FIRST_RETRY = timedelta(seconds=10)
 EMAIL_MAX_RETRY = timedelta(minutes=10)
 EMAIL_GIVE_UP_AFTER = timedelta(days=3)
-# An email's first attempt runs as a local activity, inside the workflow task that decided to
-# send it: no second workflow task, no activity task, half the server's work per event. The
-# task's completion waits for it, so it is bounded well below the task timeout; an account
-# with an email already waiting for its retry (SMTP in trouble) attempts the next one as a
-# regular activity at once, and so waits on mail at most once per outage.
-EMAIL_LOCAL_TIMEOUT = timedelta(seconds=5)
 # Emails that only make sense while the account is still unpaid when they go out.
 DUNNING_REMINDER_KINDS = frozenset(
     {str(Notice.PAYMENT_FAILED), str(Notice.ACCESS_RESTRICTED), PAYMENT_REMINDER, FINAL_REMINDER}
 )
-# Marks runs whose emails are first attempted as local activities (see `_attempt_email`);
-# older histories replay with every attempt a regular activity.
-EMAIL_FIRST_ATTEMPT_LOCAL = "email-first-attempt-local"
 # Marks runs that try the per-event steps as local activities first (see `_quick`); older
 # histories replay with them as regular activities.
 QUICK_STEPS_LOCAL_FIRST = "quick-steps-local-first"
@@ -721,25 +712,12 @@ class AccountBillingWorkflow:
     def _attempt_email(self, email: UnsentEmail) -> None:
         key = email.request.key
         email.attempts += 1
-        task: asyncio.Future[Any]
-        if (
-            email.attempts == 1
-            and not self._state.emails_to_retry
-            and workflow.patched(EMAIL_FIRST_ATTEMPT_LOCAL)
-        ):
-            task = workflow.start_local_activity_method(
-                NotificationActivities.send_email,
-                email.request,
-                start_to_close_timeout=EMAIL_LOCAL_TIMEOUT,
-                retry_policy=SINGLE_ATTEMPT,
-            )
-        else:
-            task = workflow.start_activity_method(
-                NotificationActivities.send_email,
-                email.request,
-                start_to_close_timeout=EMAIL_TIMEOUT,
-                retry_policy=SINGLE_ATTEMPT,
-            )
+        task = workflow.start_activity_method(
+            NotificationActivities.send_email,
+            email.request,
+            start_to_close_timeout=EMAIL_TIMEOUT,
+            retry_policy=SINGLE_ATTEMPT,
+        )
         self._emails_in_flight[key] = email
         task.add_done_callback(lambda done: self._email_attempt_done(email, done))
 
@@ -750,7 +728,7 @@ class AccountBillingWorkflow:
             return
         delay = backoff(EMAIL_FIRST_RETRY, email.attempts - 1, EMAIL_MAX_RETRY)
         retry_at = workflow.now() + delay
-        if _refused(error) or retry_at > email.give_up_at:
+        if (isinstance(error, ActivityError) and _is_final(error)) or retry_at > email.give_up_at:
             # Refused (a bad template) or given up: the outbox row says why.
             workflow.logger.error("email %s not sent: %s", email.request.key, error)
             return
@@ -887,13 +865,6 @@ def _is_final(err: ActivityError) -> bool:
     """Refused or bad data: the same call would fail the same way again."""
     cause = err.cause
     return isinstance(cause, ApplicationError) and cause.non_retryable
-
-
-def _refused(error: BaseException) -> bool:
-    """`_is_final` for an attempt's error, which from a local attempt may arrive unwrapped."""
-    if isinstance(error, ActivityError):
-        return _is_final(error)
-    return isinstance(error, ApplicationError) and error.non_retryable
 
 
 def _failure_kind(cause: BaseException) -> str:
