@@ -147,10 +147,10 @@ def table(report: dict[str, Any]) -> str:
             cpu = steady["cpu_ms_per_event"]
             rows.append(
                 (
-                    "freshness: CPU per steady event",
+                    "freshness: CPU per steady event (until quiet)",
                     f"worker {cpu['worker']:.1f} ms",
                     f"Temporal dev server {cpu['temporal_server']:.1f} ms",
-                    "",
+                    f"tail after the last change: {steady['tail_until_quiet_s']} s",
                 )
             )
             rows.append(
