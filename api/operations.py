@@ -166,20 +166,26 @@ def account_detail(
 
 
 def warnings_for(detail: AccountDetailAnswer) -> list[str]:
+    """What operators should act on: the admin API's `warnings`."""
     live = detail.workflow
-    if live.status != "running":
-        return []
-    warnings = []
-    if live.customer_id != detail.stripe_customer_id:
-        # The workflow learns a customer from events only; a resync asks Stripe about the one
-        # it knows.
-        warnings.append(
-            f"the workflow knows customer {live.customer_id or 'none'}, the database links "
-            f"{detail.stripe_customer_id or 'none'}: resync the account"
-        )
-    if live.sync_error:
+    warnings = link_warnings(detail)
+    if live.status == "running" and live.sync_error:
         warnings.append(f"the last Stripe sync failed: {live.sync_error}")
     return warnings
+
+
+def link_warnings(detail: AccountDetailAnswer) -> list[str]:
+    """The warnings other than the sync error, which the console shows in a block of its
+    own."""
+    live = detail.workflow
+    if live.status != "running" or live.customer_id == detail.stripe_customer_id:
+        return []
+    # The workflow learns a customer from events only; a resync asks Stripe about the one it
+    # knows.
+    return [
+        f"the workflow knows customer {live.customer_id or 'none'}, the database links "
+        f"{detail.stripe_customer_id or 'none'}: resync the account"
+    ]
 
 
 def overrides_from(lifecycle: dict[str, Any] | None) -> OverridesAnswer:

@@ -355,6 +355,7 @@ async def account_page(
         "account.html",
         {
             "detail": detail,
+            "warnings": operations.link_warnings(detail),
             "entitlements": detail.entitlements,
             "timeline": timeline(detail),
             "actions": ACTION_LABELS,

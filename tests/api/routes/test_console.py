@@ -1,4 +1,5 @@
-"""The console's "needs attention" page over the database, with Temporal's answers faked."""
+"""The console's account and "needs attention" pages over the database, with Temporal's answers
+faked."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.account_workflows import SyncErrorAccount
+from api.account_workflows import LiveWorkflow, SyncErrorAccount, WorkflowSnapshot
 from core.config import Settings
 from db import outbox
 from db.models import EntitlementRow
@@ -91,3 +92,27 @@ async def test_without_temporal_the_page_says_the_sync_error_list_is_unavailable
     page = await browser.get("/console/attention")
     assert page.status_code == 200
     assert "Temporal did not answer: the list is unavailable right now." in page.text
+
+
+async def test_the_account_page_shows_the_sync_error_once_beside_the_other_warnings(
+    browser: httpx.AsyncClient,
+    workflows: FakeAccountWorkflows,
+    session_factory: sessionmaker[Session],
+) -> None:
+    seed(session_factory, "acct_drifting", BillingState.ACTIVE)
+    workflows.live = LiveWorkflow(
+        "running",
+        WorkflowSnapshot(
+            billing_state="active",
+            plan="pro",
+            entitlement_version=1,
+            customer_id="cus_other",
+            sync_error="Stripe refused: no such price",
+        ),
+    )
+
+    page = (await browser.get("/console/accounts/acct_drifting")).text
+
+    assert page.count("Stripe refused: no such price") == 1
+    assert 'id="sync-error"' in page
+    assert "the workflow knows customer cus_other, the database links cus_drifting" in page
