@@ -119,7 +119,9 @@ class AccountWorkflows(Protocol):
     composition (`workflows.starter.AccountWorkflowStarter`), as activities sit below the
     workflows they feed."""
 
-    async def signal_stripe_event(self, account_id: str, event: StripeEventSignal) -> None: ...
+    async def signal_stripe_events(
+        self, account_id: str, events: list[StripeEventSignal]
+    ) -> None: ...
 
     async def run_operator_action(
         self, account_id: str, request: OperatorRequest, *, update_id: str | None = None
@@ -183,10 +185,11 @@ class ReconciliationActivities:
         return routed
 
     async def _signal_all(self, signals: list[tuple[str, StripeEventSignal]]) -> None:
-        """Several accounts at a time: one by one, a page took a server round trip per event.
-        Order does not matter (each account re-fetches Stripe's current state); one account's
-        events still go one after the other, as two signal-with-starts racing to create the
-        same workflow can be refused."""
+        """Several accounts at a time, each account's events of the page in one
+        signal-with-start: one by one, an account's events took a server round trip each,
+        one after the other (two signal-with-starts racing to create the same workflow can be
+        refused), and a page of new accounts' events took half a second (issue 28). Order
+        does not matter: each account re-fetches Stripe's current state."""
         by_account: dict[str, list[StripeEventSignal]] = defaultdict(list)
         for account_id, signal in signals:
             by_account[account_id].append(signal)
@@ -194,8 +197,7 @@ class ReconciliationActivities:
 
         async def send(account_id: str, account_signals: list[StripeEventSignal]) -> None:
             async with slots:
-                for signal in account_signals:
-                    await self._accounts.signal_stripe_event(account_id, signal)
+                await self._accounts.signal_stripe_events(account_id, account_signals)
 
         # The first failure fails the attempt as is; its retry sends the page again.
         await asyncio.gather(*(send(account, queued) for account, queued in by_account.items()))

@@ -1,11 +1,12 @@
 """What one steady event costs, counted: `python -m bench.event_cost` (issue 28).
 
 The e2e stack (`tests/e2e/stack.py`: simulator, API, production worker, in this process)
-against the Temporal dev server with the bench's tuning and PostgreSQL. One subscribed
-account is warmed up (subscription created, one seat change), then its seats are changed
-`--events` more times, one at a time; for each change the simulator delivers
-`customer.subscription.updated`, and the script counts what the stack did until the
-account's workflow is idle again:
+against the Temporal dev server with the bench's tuning and PostgreSQL. One account is
+subscribed (its first events counted as one row: the workflow's start and rebuild, the
+customer link, the first write, the welcome email) and warmed up (one seat change), then
+its seats are changed `--events` more times, one at a time; for each change the simulator
+delivers `customer.subscription.updated`, and the script counts what the stack did until
+the account's workflow is idle again:
 
 - the history events appended (by type), the workflow tasks and the activity tasks
   (regular: `ActivityTaskScheduled`; local: `MarkerRecorded`) among them, and the bytes of
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import json
 import os
 import re
 import socket
@@ -151,12 +153,21 @@ def summarize(events: list[HistoryEvent]) -> dict[str, Any]:
         for e in events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     )
+    local_activities = collections.Counter(
+        json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)[
+            "activity_type"
+        ]
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    )
     return {
         "history_events": len(events),
         "history_bytes": sum(e.ByteSize() for e in events),
         "payload_bytes": sum(payload_bytes(e) for e in events),
         "by_type": dict(kinds),
         "markers": dict(markers),
+        "local_activities": dict(local_activities),
         "regular_activities": dict(activities),
         "payload_by_type": {
             k: sum(
@@ -228,6 +239,7 @@ async def _measure(
     account = f"acct_cost_{uuid4().hex[:8]}"
     customer = stack.new_customer(account)
     stack.attach_card(customer)
+    deliveries_before = len(stack.sim.deliveries)
     subscription = stack.stripe.v1.subscriptions.create(
         params={
             "customer": customer,
@@ -235,11 +247,27 @@ async def _measure(
             "metadata": {"account_id": account},
         }
     )
+    stripe_counter.requests.clear()
+    sql_before = sql.snapshot()
+    server_before = server_counters(metrics_port)
     await stack.wait_for_entitlements(account, billing_state="active")
     handle = stack.env.client.get_workflow_handle(workflow_id_for(account))
+    # The account's first events: its workflow's start and rebuild, the customer link, the
+    # first write and the welcome email, over the webhooks a new subscription sends.
+    await wait_idle(handle, stack)
+    print_row(
+        "first events of the account (workflow start)",
+        counted(
+            await history_of(handle),
+            stack.sim.deliveries[deliveries_before:],
+            stripe_counter,
+            sql_before,
+            sql.snapshot(),
+            server_counters(metrics_port) - server_before,
+        ),
+    )
     item_id = subscription["items"]["data"][0]["id"]
     seats = 2
-    rows = []
     for i in range(events + 1):  # the first is the warm-up
         seats += 1
         await wait_idle(handle, stack)
@@ -261,25 +289,16 @@ async def _measure(
         await stack.deliveries_done()
         await asyncio.sleep(2.0)
         server = server_counters(metrics_port) - server_before
-        sql_after = sql.snapshot()
         history = await history_of(handle)
-        delivered = stack.sim.deliveries[deliveries_before:]
-        row = summarize(history[before:])
-        row["webhooks"] = [d.event_type for d in delivered] if delivered else []
-        row["stripe_requests"] = dict(stripe_counter.requests)
-        row["sql_statements"] = sql_after[0] - sql_before[0]
-        row["sql_commits"] = sql_after[1] - sql_before[1]
-        row["sql_rollbacks"] = sql_after[2] - sql_before[2]
-        row["sql_by_kind"] = dict(sql_after[3] - sql_before[3])
-        row["server_requests"] = dict(sorted(server.items()))
-        row["server_persistence_total"] = sum(
-            v for k, v in server.items() if k.startswith("persistence")
+        row = counted(
+            history[before:],
+            stack.sim.deliveries[deliveries_before:],
+            stripe_counter,
+            sql_before,
+            sql.snapshot(),
+            server,
         )
-        rows.append(row)
-        label = "warm-up" if i == 0 else f"event {i}"
-        print(f"--- {label}")
-        for key, value in row.items():
-            print(f"  {key}: {value}")
+        print_row("warm-up" if i == 0 else f"event {i}", row)
     # What the dev server does on its own over the same wait, with no event.
     await wait_idle(handle, stack)
     idle_before = server_counters(metrics_port)
@@ -288,6 +307,36 @@ async def _measure(
     idle = server_counters(metrics_port) - idle_before
     print("--- idle, same wait")
     print(f"  server_requests: {dict(sorted(idle.items()))}")
+
+
+def counted(
+    history: list[HistoryEvent],
+    delivered: list[Any],
+    stripe_counter: Counter,
+    sql_before: tuple[int, int, int, collections.Counter[str]],
+    sql_after: tuple[int, int, int, collections.Counter[str]],
+    server: collections.Counter[str],
+) -> dict[str, Any]:
+    """Everything counted over one stretch: the history it appended, the webhooks delivered,
+    the service's Stripe requests, the worker's SQL and the dev server's requests."""
+    row = summarize(history)
+    row["webhooks"] = [d.event_type for d in delivered]
+    row["stripe_requests"] = dict(stripe_counter.requests)
+    row["sql_statements"] = sql_after[0] - sql_before[0]
+    row["sql_commits"] = sql_after[1] - sql_before[1]
+    row["sql_rollbacks"] = sql_after[2] - sql_before[2]
+    row["sql_by_kind"] = dict(sql_after[3] - sql_before[3])
+    row["server_requests"] = dict(sorted(server.items()))
+    row["server_persistence_total"] = sum(
+        v for k, v in server.items() if k.startswith("persistence")
+    )
+    return row
+
+
+def print_row(label: str, row: dict[str, Any]) -> None:
+    print(f"--- {label}")
+    for key, value in row.items():
+        print(f"  {key}: {value}")
 
 
 def main() -> None:

@@ -47,6 +47,21 @@ async def signal_stripe_event(
     )
 
 
+async def signal_stripe_events(
+    client: Client, task_queue: str, account_id: str, events: list[StripeEventSignal]
+) -> None:
+    """`signal_stripe_event` for several events of one account, in one signal-with-start."""
+    await client.start_workflow(
+        AccountBillingWorkflow.run,
+        AccountWorkflowInput(account_id=account_id),
+        id=workflow_id_for(account_id),
+        task_queue=task_queue,
+        start_signal="stripe_events",
+        start_signal_args=[events],
+        static_summary=_summary(account_id),
+    )
+
+
 def start_if_missing(
     account_id: str, task_queue: str
 ) -> WithStartWorkflowOperation[AccountBillingWorkflow, None]:
@@ -109,15 +124,15 @@ async def run_operator_action(
 
 
 class AccountWorkflowStarter:
-    """`signal_stripe_event` and `run_operator_action` bound to one client and task queue:
+    """`signal_stripe_events` and `run_operator_action` bound to one client and task queue:
     what the reconciliation activities are given to reach the account workflows."""
 
     def __init__(self, client: Client, task_queue: str) -> None:
         self._client = client
         self._task_queue = task_queue
 
-    async def signal_stripe_event(self, account_id: str, event: StripeEventSignal) -> None:
-        await signal_stripe_event(self._client, self._task_queue, account_id, event)
+    async def signal_stripe_events(self, account_id: str, events: list[StripeEventSignal]) -> None:
+        await signal_stripe_events(self._client, self._task_queue, account_id, events)
 
     async def run_operator_action(
         self, account_id: str, request: OperatorRequest, *, update_id: str | None = None

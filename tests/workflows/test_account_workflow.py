@@ -17,7 +17,9 @@ from workflows.account import (
     BILLING_PLAN,
     BILLING_STATE,
     GRACE_ENDS_AT,
+    StripeEventSignal,
 )
+from workflows.starter import signal_stripe_events
 
 from .harness import Harness, subscription
 
@@ -151,6 +153,37 @@ async def test_duplicate_deliveries_are_handled_once(harness: Harness) -> None:
         )
     assert rows == 1
     assert harness.entitlements(account).version == 2  # type: ignore[union-attr]
+
+
+async def test_a_batch_of_events_starts_the_account_and_each_is_handled_once(
+    harness: Harness,
+) -> None:
+    account, customer = harness.new_account()
+    harness.stripe.subscriptions[customer] = subscription(customer, "active")
+    harness.accounts.add(account)
+    batch = [
+        StripeEventSignal(f"evt_batch_{n}_{account}", kind, 1, customer)
+        for n, kind in enumerate(
+            ["customer.subscription.created", "invoice.paid", "customer.subscription.updated"]
+        )
+    ]
+
+    # The reconciliation replays a page's events per account in one signal-with-start; the
+    # second delivery of the same events changes nothing.
+    await signal_stripe_events(harness.client, harness.task_queue, account, batch)
+    await signal_stripe_events(harness.client, harness.task_queue, account, batch[1:])
+    marker = await harness.send(account, customer, "invoice.updated")
+    state = await harness.wait_until_handled(account, marker)
+
+    assert harness.entitlements(account).billing_state == "active"  # type: ignore[union-attr]
+    assert all(state.seen_event_ids.count(e.event_id) == 1 for e in batch)
+    with harness.sessions() as session:
+        recorded = session.scalars(
+            select(StripeEvent.event_id).where(
+                StripeEvent.event_id.in_([e.event_id for e in batch])
+            )
+        ).all()
+    assert sorted(recorded) == sorted(e.event_id for e in batch)
 
 
 async def test_a_late_stale_event_cannot_move_the_account_backwards(harness: Harness) -> None:

@@ -176,6 +176,14 @@ class AccountBillingWorkflow:
         self._pending.append(event)
         self._event_arrived = True
 
+    @workflow.signal(name="stripe_events")
+    def stripe_events(self, events: list[StripeEventSignal]) -> None:
+        """Several of the account's events in one signal: the events reconciliation replays a
+        page's worth per account at once, where one signal-with-start each cost a round trip
+        apiece, one after the other (`activities/reconciliation.py`)."""
+        for event in events:
+            self.stripe_event(event)
+
     @workflow.update(name="change_plan")
     async def change_plan(self, change: PlanChange) -> PlanChangeResult:
         await self._when_ready(self._check_change_plan, change)
