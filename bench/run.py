@@ -228,7 +228,12 @@ def table(report: dict[str, Any]) -> str:
                     f"catch-up of {catch_up['missed_events']} missed events",
                     f"{catch_up['wall_seconds']:.1f} s wall",
                     f"replay workflow {catch_up['replay_seconds']:.1f} s",
-                    f"{catch_up['held_after']} held after",
+                    f"{catch_up['held_after']} held after; cores: "
+                    + ", ".join(
+                        f"{name} {cores:.2f}"
+                        for name, cores in catch_up["cores_by_process"].items()
+                        if cores >= 0.05
+                    ),
                 )
             )
         else:

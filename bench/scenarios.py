@@ -615,6 +615,7 @@ def measure_catch_up(stack: Stack, profile: Profile) -> dict[str, Any]:
         )
 
     started = time.perf_counter()
+    cpu_before = cpu_by_process(stack)
     result = asyncio.run(reconcile())
     replayed = time.perf_counter() - started
     deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
@@ -624,6 +625,8 @@ def measure_catch_up(stack: Stack, profile: Profile) -> dict[str, Any]:
         if held == len(missed) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
+    wall_seconds = time.perf_counter() - started
+    cpu_after = cpu_by_process(stack)
     engine.dispose()
     return {
         "measured": True,
@@ -631,7 +634,11 @@ def measure_catch_up(stack: Stack, profile: Profile) -> dict[str, Any]:
         "held_after": held,
         "redelivered": result.events_redelivered,
         "replay_seconds": replayed,
-        "wall_seconds": time.perf_counter() - started,
+        "wall_seconds": wall_seconds,
+        # Which process the catch-up waits on: the cores each used over its wall time.
+        "cores_by_process": {
+            name: (cpu_after[name] - cpu_before[name]) / wall_seconds for name in cpu_before
+        },
     }
 
 
