@@ -22,7 +22,7 @@ from typing import Any
 # Runnable as `python bench/run.py` from the repo root: the packages live beside it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scenarios import PROFILES, SCENARIOS, Profile, durability_cost
+from bench.scenarios import OUR_EVENT_PATH, PROFILES, SCENARIOS, Profile, durability_cost
 from bench.speed import python_speed
 from bench.stack import REPO, running_stack, temporal_version
 from bench.wrk import load_tool
@@ -143,6 +143,17 @@ def table(report: dict[str, Any]) -> str:
                 f"target p99 < 1000 ms; {steady['missing']} missing, {steady['failures']} failed",
             )
         )
+        if "cpu_ms_per_event" in first:
+            first_cpu = first["cpu_ms_per_event"]
+            rows.append(
+                (
+                    "freshness: CPU per first event of an account",
+                    f"ours {sum(first_cpu[name] for name in OUR_EVENT_PATH):.1f} ms",
+                    f"worker {first_cpu['worker']:.1f} ms, "
+                    f"dev server {first_cpu['temporal_server']:.1f} ms",
+                    "",
+                )
+            )
         if "cpu_ms_per_event" in steady:
             cpu = steady["cpu_ms_per_event"]
             rows.append(

@@ -248,6 +248,7 @@ def first_event_per_account(stack: Stack, profile: Profile, load: dict[str, Any]
     """Every account gets its first event (ours: workflow start, customer link, first write),
     then the stack is left to go quiet, so no steady phase pays for the warm-up."""
     warm_rate = max(profile.fresh_rate, 100.0)
+    before = cpu_by_process(stack)
     warm_up = run_in_own_process(
         "freshness",
         {
@@ -262,6 +263,13 @@ def first_event_per_account(stack: Stack, profile: Profile, load: dict[str, Any]
     # runs on after its changes landed: about 17 CPU-seconds for 1,000 accounts, which
     # would otherwise be measured as part of the steady minute.
     warm_up["settled_after_s"] = wait_until_quiet(stack)
+    # What an account's first event costs, its tail included: the figure that bounds the
+    # first-event latency and the catch-up (issue 28).
+    after = cpu_by_process(stack)
+    events = max(1, warm_up["latency_ms"]["count"] if warm_up["latency_ms"] else 0)
+    warm_up["cpu_ms_per_event"] = {
+        name: (after[name] - before[name]) * 1000 / events for name in before
+    }
     return warm_up
 
 
