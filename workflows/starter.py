@@ -36,28 +36,26 @@ async def signal_stripe_event(
     On the id of a closed run (completed, or terminated by an operator) this starts a new run,
     which rebuilds the account from the database and Stripe.
     """
-    await client.start_workflow(
-        AccountBillingWorkflow.run,
-        AccountWorkflowInput(account_id=account_id),
-        id=workflow_id_for(account_id),
-        task_queue=task_queue,
-        start_signal="stripe_event",
-        start_signal_args=[event],
-        static_summary=_summary(account_id),
-    )
+    await _signal_with_start(client, task_queue, account_id, "stripe_event", event)
 
 
 async def signal_stripe_events(
     client: Client, task_queue: str, account_id: str, events: list[StripeEventSignal]
 ) -> None:
     """`signal_stripe_event` for several events of one account, in one signal-with-start."""
+    await _signal_with_start(client, task_queue, account_id, "stripe_events", events)
+
+
+async def _signal_with_start(
+    client: Client, task_queue: str, account_id: str, signal: str, argument: object
+) -> None:
     await client.start_workflow(
         AccountBillingWorkflow.run,
         AccountWorkflowInput(account_id=account_id),
         id=workflow_id_for(account_id),
         task_queue=task_queue,
-        start_signal="stripe_events",
-        start_signal_args=[events],
+        start_signal=signal,
+        start_signal_args=[argument],
         static_summary=_summary(account_id),
     )
 

@@ -40,6 +40,19 @@ from stripe_sim.server import SimulatorServer
 from tests.api.conftest import RecordingTemporal
 from workflows.account import StripeEventSignal
 
+# A running workflow that knows another customer (cus_other) than the database and whose last
+# Stripe sync failed: both warnings operators are shown.
+DISAGREEING_LIVE_VIEW = LiveWorkflow(
+    "running",
+    WorkflowSnapshot(
+        billing_state="active",
+        plan="pro",
+        entitlement_version=1,
+        customer_id="cus_other",
+        sync_error="Stripe refused: no such price",
+    ),
+)
+
 
 @dataclass(frozen=True)
 class Call:

@@ -16,12 +16,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from api.account_workflows import LiveWorkflow, WorkflowSnapshot
+from api.account_workflows import LiveWorkflow
 from api.edge import MAY_STILL_APPLY, TemporalUnavailable
 from core.config import Settings
 from domain.lifecycle import BillingState, Lifecycle
 from tests.api.conftest import ADMIN_TOKEN, APP_TOKEN, post_event
-from tests.api.routes.conftest import FakeAccountWorkflows, api_with, seed_account
+from tests.api.routes.conftest import (
+    DISAGREEING_LIVE_VIEW,
+    FakeAccountWorkflows,
+    api_with,
+    seed_account,
+)
 from tests.api.routes.test_webhooks import subscription_event
 from tests.workflows.harness import subscription
 
@@ -197,16 +202,7 @@ async def test_an_account_shows_the_live_workflow_and_warns_where_it_disagrees(
 ) -> None:
     account, customer = new_account(), new_customer()
     seed_account(session_factory, account, active(customer), customer_id=customer)
-    workflows.live = LiveWorkflow(
-        "running",
-        WorkflowSnapshot(
-            billing_state="active",
-            plan="pro",
-            entitlement_version=1,
-            customer_id="cus_other",
-            sync_error="Stripe refused: no such price",
-        ),
-    )
+    workflows.live = DISAGREEING_LIVE_VIEW
 
     response = await api.get(f"/admin/accounts/{account}", headers=ADMIN)
 

@@ -11,13 +11,18 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.account_workflows import LiveWorkflow, SyncErrorAccount, WorkflowSnapshot
+from api.account_workflows import SyncErrorAccount
 from core.config import Settings
 from db import outbox
 from db.models import EntitlementRow
 from domain.lifecycle import BillingState, Lifecycle
 from tests.api.conftest import ADMIN_TOKEN
-from tests.api.routes.conftest import FakeAccountWorkflows, api_with, seed_account
+from tests.api.routes.conftest import (
+    DISAGREEING_LIVE_VIEW,
+    FakeAccountWorkflows,
+    api_with,
+    seed_account,
+)
 from tests.console_client import sign_in
 from tests.workflows.harness import subscription
 
@@ -100,16 +105,7 @@ async def test_the_account_page_shows_the_sync_error_once_beside_the_other_warni
     session_factory: sessionmaker[Session],
 ) -> None:
     seed(session_factory, "acct_drifting", BillingState.ACTIVE)
-    workflows.live = LiveWorkflow(
-        "running",
-        WorkflowSnapshot(
-            billing_state="active",
-            plan="pro",
-            entitlement_version=1,
-            customer_id="cus_other",
-            sync_error="Stripe refused: no such price",
-        ),
-    )
+    workflows.live = DISAGREEING_LIVE_VIEW
 
     page = (await browser.get("/console/accounts/acct_drifting")).text
 
