@@ -227,7 +227,7 @@ def table(report: dict[str, Any]) -> str:
                 "capacity: knee (p99 < 1 s)",
                 "—" if knee is None else f"{knee:.0f}/s",
                 f"of {offered}/s offered",
-                "every rate up to it: p99 < 1 s, nothing missing",
+                "every rate up to it: p99 < 1 s, nothing missing or failed",
             )
         )
     if "error" in (catch_up := results.get("catch_up", {})):

@@ -265,12 +265,21 @@ def first_event_per_account(stack: Stack, profile: Profile, load: dict[str, Any]
     warm_up["settled_after_s"] = wait_until_quiet(stack)
     # What an account's first event costs, its tail included: the figure that bounds the
     # first-event latency and the catch-up (issue 28).
-    after = cpu_by_process(stack)
-    events = max(1, warm_up["latency_ms"]["count"] if warm_up["latency_ms"] else 0)
-    warm_up["cpu_ms_per_event"] = {
-        name: (after[name] - before[name]) * 1000 / events for name in before
-    }
+    warm_up["cpu_ms_per_event"] = per_event_ms(before, cpu_by_process(stack), landed_count(warm_up))
     return warm_up
+
+
+def landed_count(report: dict[str, Any]) -> int:
+    """Changes a freshness load generator saw readable."""
+    return report["latency_ms"]["count"] if report["latency_ms"] else 0
+
+
+def per_event_ms(
+    before: dict[str, float], after: dict[str, float], events: int
+) -> dict[str, float]:
+    """Each process's CPU between two `cpu_by_process` readings, in ms per event. Divided by
+    at least 1: an overloaded phase may land nothing and still have used CPU."""
+    return {name: (after[name] - before[name]) * 1000 / max(1, events) for name in before}
 
 
 @dataclass(frozen=True)
@@ -310,32 +319,28 @@ def steady_freshness(
     accounts = load["accounts"]
     for n in range(steady["events"]):
         accounts[n % len(accounts)]["seats"] += 1
-    used = {name: landed_at[name] - before[name] for name in before}
-    landed = steady["latency_ms"]["count"] if steady["latency_ms"] else 0
+    landed = landed_count(steady)
     # CPU per event is the figure a busy machine moves least: it says what a rate costs.
     # Every process on the two cores is counted: the load generator and the simulator
-    # stand in for Stripe, but they take CPU from the rest all the same. Divided by at
-    # least 1: an overloaded phase may land nothing and still have used CPU.
-    events = max(1, landed)
-    steady["cpu_ms_per_event"] = {
-        name: (after[name] - before[name]) * 1000 / events for name in before
-    }
+    # stand in for Stripe, but they take CPU from the rest all the same.
+    steady["cpu_ms_per_event"] = per_event_ms(before, after, landed)
     # As reported before issue 28: up to the last change landed, without the tail.
-    steady["cpu_ms_per_event_until_landed"] = {
-        name: cpu * 1000 / events for name, cpu in used.items()
-    }
+    steady["cpu_ms_per_event_until_landed"] = per_event_ms(before, landed_at, landed)
+    used = {name: landed_at[name] - before[name] for name in before}
     return SteadyPhase(steady, landed, used, wall_seconds)
 
 
-# A point of the capacity curve passes when its p99 stays under this and nothing is missing.
+# A point of the capacity curve passes when its p99 stays under this and nothing is missing
+# or failed.
 KNEE_P99_MS = 1000.0
 
 
 def measure_capacity(stack: Stack, profile: Profile) -> dict[str, Any]:
     """Freshness at rising offered rates on one set of accounts: where latency and CPU per
     event turn, and the knee, the highest rate the stack keeps fresh. One warm-up as
-    freshness's; each phase starts once the stack is quiet, with the machine's speed, which
-    changes from minute to minute, measured beside it."""
+    freshness's; each phase starts once the stack is quiet (the warm-up and every phase wait
+    for it before they end), with the machine's speed, which changes from minute to minute,
+    measured beside it."""
     accounts = create_subscribed_accounts(stack, "capacity", profile.fresh_accounts)
     if stack.worker is None:
         stack.start_worker()
@@ -344,10 +349,9 @@ def measure_capacity(stack: Stack, profile: Profile) -> dict[str, Any]:
         warm_up = first_event_per_account(stack, profile, load)
         points = []
         for rate in sorted(profile.capacity_rates):
-            quiet_after = wait_until_quiet(stack)
             speed = python_speed()
             phase = steady_freshness(stack, load, rate, profile.capacity_seconds)
-            points.append(capacity_point(phase, quiet_after, speed))
+            points.append(capacity_point(phase, speed))
     return {
         "accounts": len(accounts),
         "first_event_per_account": warm_up,
@@ -356,7 +360,7 @@ def measure_capacity(stack: Stack, profile: Profile) -> dict[str, Any]:
     }
 
 
-def capacity_point(phase: SteadyPhase, quiet_after: float, speed: float) -> dict[str, Any]:
+def capacity_point(phase: SteadyPhase, speed: float) -> dict[str, Any]:
     """One rate of the curve: its latency, and what it costs the stack (our event path, the
     load generator and harness left out) per event and in cores."""
     steady = phase.result
@@ -365,7 +369,6 @@ def capacity_point(phase: SteadyPhase, quiet_after: float, speed: float) -> dict
     return {
         "offered_rate": steady["rate"],
         "python_speed": speed,
-        "quiet_after_s": quiet_after,
         "events": phase.landed,
         "latency_ms": steady["latency_ms"],
         "missing": steady["missing"],
