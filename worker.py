@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +19,7 @@ from temporalio.runtime import PrometheusConfig, Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.account_store import AccountStoreActivities
-from activities.notifications import NotificationActivities
+from activities.notifications import NotificationActivities, OutboxSender
 from activities.reconciliation import ReconciliationActivities
 from activities.stripe_changes import StripeChangeActivities
 from activities.stripe_sync import StripeSyncActivities
@@ -26,7 +27,7 @@ from core.config import Settings, get_settings
 from core.logging import configure_logging
 from core.smtp import SmtpSender
 from core.stripe_client import make_stripe_client
-from core.temporal import connect, make_runtime
+from core.temporal import client_metric_meter, connect, make_runtime
 from db.engine import make_engine, make_session_factory
 from domain.catalog import Catalog, default_catalog
 from workflows.account import AccountBillingWorkflow
@@ -55,6 +56,36 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
 
 
+def build_email_sender(
+    client: Client,
+    settings: Settings,
+    *,
+    stripe_client: stripe.StripeClient,
+    sessions: sessionmaker[Session],
+    catalog: Catalog,
+    mail: SmtpSender,
+) -> OutboxSender:
+    """The sender of the queued emails, counting its deliveries on the client's runtime (the
+    worker's metrics endpoint)."""
+    return OutboxSender(
+        NotificationActivities(sessions, stripe_client, catalog, settings, mail),
+        sessions,
+        client_metric_meter(client),
+    )
+
+
+@asynccontextmanager
+async def sending_emails(sender: OutboxSender) -> AsyncIterator[None]:
+    """Run the email sender for the duration of the block (beside a worker)."""
+    running = asyncio.create_task(sender.run())
+    try:
+        yield
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
 def build_activities(
     client: Client,
     settings: Settings,
@@ -63,12 +94,13 @@ def build_activities(
     sessions: sessionmaker[Session],
     catalog: Catalog,
     mail: SmtpSender,
+    email_sender: OutboxSender,
 ) -> list[Callable[..., Any]]:
     """Every activity the worker serves, built on the given connections (tests wrap them by
-    name, e.g. the seeded simulation's fault injection)."""
+    name, e.g. the seeded simulation's fault injection). Queued emails wake `email_sender`."""
     stripe_sync = StripeSyncActivities(stripe_client, catalog)
     stripe_changes = StripeChangeActivities(stripe_client)
-    store = AccountStoreActivities(sessions, catalog)
+    store = AccountStoreActivities(sessions, catalog, email_sender.wake)
     notifications = NotificationActivities(sessions, stripe_client, catalog, settings, mail)
     reconciliation = ReconciliationActivities(
         AccountWorkflowStarter(client, settings.task_queue), stripe_client, sessions, catalog
@@ -83,6 +115,7 @@ def build_activities(
         store.load_account_state,
         store.link_customer,
         store.write_entitlements,
+        store.queue_emails,
         store.record_stripe_events,
         store.record_operator_action,
         notifications.send_email,
@@ -101,6 +134,7 @@ def build_worker(
     catalog: Catalog,
     executor: ThreadPoolExecutor,
     mail: SmtpSender,
+    email_sender: OutboxSender,
 ) -> Worker:
     activities = build_activities(
         client,
@@ -109,6 +143,7 @@ def build_worker(
         sessions=sessions,
         catalog=catalog,
         mail=mail,
+        email_sender=email_sender,
     )
     return Worker(
         client,
@@ -147,25 +182,36 @@ async def run_worker(settings: Settings) -> None:
     tune_garbage_collector()
     client = await connect(settings, runtime=metrics_runtime(settings))
     sessions = make_session_factory(make_engine(settings.database_url))
+    catalog = default_catalog()
     async with worker_connections(settings) as connections:
+        email_sender = build_email_sender(
+            client,
+            settings,
+            stripe_client=connections.stripe,
+            sessions=sessions,
+            catalog=catalog,
+            mail=connections.mail,
+        )
         with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
             worker = build_worker(
                 client,
                 settings,
                 stripe_client=connections.stripe,
                 sessions=sessions,
-                catalog=default_catalog(),
+                catalog=catalog,
                 executor=executor,
                 mail=connections.mail,
+                email_sender=email_sender,
             )
             logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
-            await worker.run()
+            async with sending_emails(email_sender):
+                await worker.run()
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
     """A Temporal runtime serving Prometheus metrics on METRICS_HOST:METRICS_PORT: the SDK's
     worker metrics (task slots, poll and schedule-to-start latencies, failures) and ours (email
-    deliveries, recorded through the activity's metric meter); None: the process's shared
+    deliveries, recorded through the runtime's metric meter); None: the process's shared
     runtime, without metrics."""
     if settings.metrics_port is None:
         return None

@@ -6,6 +6,7 @@ is ignored, links and event records are insert-if-absent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydantic import TypeAdapter
@@ -14,7 +15,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.failures import classify_failures
-from db import repository
+from activities.notifications import SendEmailInput
+from db import outbox, repository
 from db.repository import LIFECYCLE_JSON
 from domain.catalog import Catalog
 from domain.entitlements import entitlements_for
@@ -56,6 +58,14 @@ class WriteEntitlementsInput:
     notices: list[str] = field(default_factory=list)
     # Stripe events this write answers, recorded as handled in the same transaction.
     events: list[ReceivedEvent] = field(default_factory=list)
+    # The emails the change calls for, queued in the same transaction (db.outbox.queue).
+    emails: list[SendEmailInput] = field(default_factory=list)
+
+
+@dataclass
+class QueueEmailsInput:
+    account_id: str
+    emails: list[SendEmailInput]
 
 
 @dataclass
@@ -74,9 +84,16 @@ class RecordEventsInput:
 
 
 class AccountStoreActivities:
-    def __init__(self, sessions: sessionmaker[Session], catalog: Catalog) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        catalog: Catalog,
+        emails_queued: Callable[[], None] = lambda: None,
+    ) -> None:
         self._sessions = sessions
         self._catalog = catalog
+        # Told after a commit that queued emails (`OutboxSender.wake`).
+        self._emails_queued = emails_queued
 
     @activity.defn
     @classify_failures
@@ -139,6 +156,9 @@ class AccountStoreActivities:
                 repository.record_stripe_events(
                     session, request.account_id, _event_rows(request.events)
                 )
+            outbox.queue(session, request.account_id, [e.as_row() for e in request.emails])
+        if request.emails:
+            self._emails_queued()
         if applied:
             # What happened to the account, one line per change (the ids are the logger's).
             activity.logger.info(
@@ -150,6 +170,14 @@ class AccountStoreActivities:
                 request.cause,
             )
         return applied
+
+    @activity.defn
+    @classify_failures
+    def queue_emails(self, request: QueueEmailsInput) -> None:
+        """Queue emails no entitlement write carried (reminders, Stripe's own notices)."""
+        with self._sessions.begin() as session:
+            outbox.queue(session, request.account_id, [e.as_row() for e in request.emails])
+        self._emails_queued()
 
     @activity.defn
     @classify_failures

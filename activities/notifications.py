@@ -1,26 +1,34 @@
 """Sending customer emails through the outbox: each email key goes out at least once, with a
 stable Message-ID.
 
-The outbox row is the memory across attempts: a retried activity, a replayed event or a
-restarted worker asking for a key already `sent` gets `already_sent` and nothing goes out. A
-second send happens only when SMTP accepted the message and the attempt then ended before
-its row was marked `sent` (docs/reliability.md, "Email delivery").
+The account workflow queues an email as an outbox row, in the transaction that decided it
+(`db.outbox.queue`); the `OutboxSender`, running beside the worker, claims due rows in
+batches, sends them and schedules a failed one's retry in its row. Neither the account's
+workflow task nor Temporal waits on SMTP. Runs recorded before the queue send through the
+`send_email` activity instead, retried on the account's own timer.
+
+The outbox row is the memory across attempts: a retry, a replayed event or a restarted
+worker asking for a key already `sent` gets `already_sent` and nothing goes out. A second
+send happens only when SMTP accepted the message and the attempt then ended before its row
+was marked `sent` (docs/reliability.md, "Email delivery").
 The row is claimed (`pending`, one more attempt) and committed before the SMTP conversation,
-so a failed attempt leaves its error for operators; SMTP errors are raised again (transient:
-the account workflow tries again on its timer), and only a successful send marks the row
-`sent`.
+so a failed attempt leaves its error for operators; only a successful send marks it `sent`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
+from temporalio.common import MetricMeter
 from temporalio.exceptions import ApplicationError
 
 from activities.failures import classify_failures
@@ -28,8 +36,10 @@ from core import smtp
 from core.config import Settings
 from core.stripe_client import retrieve_customer
 from db import outbox, repository
-from db.outbox import DeliveryRecord, DeliveryStatus
+from db.models import utcnow
+from db.outbox import DeliveryRecord, DeliveryStatus, QueuedEmail
 from domain.catalog import Catalog
+from domain.retry import backoff
 from notifications.context import email_context
 from notifications.message import compose_message
 from notifications.render import EMAIL_KINDS, EmailRenderError, render_email
@@ -38,6 +48,7 @@ __all__ = [
     "EMAIL_KINDS",
     "EmailOutcome",
     "NotificationActivities",
+    "OutboxSender",
     "SendEmailInput",
 ]
 
@@ -47,6 +58,16 @@ SENT = "sent"
 ALREADY_SENT = "already_sent"
 NO_RECIPIENT = "no_recipient"
 OBSOLETE = "obsolete"
+
+# One attempt may take this long (the SMTP conversation included): a claimed row's lease.
+EMAIL_TIMEOUT = timedelta(minutes=2)
+# A failed email is tried again 10 s later, doubling up to 10 minutes, for three days; then
+# it is given up and its row shows the last error.
+EMAIL_FIRST_RETRY = timedelta(seconds=10)
+EMAIL_MAX_RETRY = timedelta(minutes=10)
+EMAIL_GIVE_UP_AFTER = timedelta(days=3)
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,6 +86,10 @@ class SendEmailInput:
     # against the stored entitlements, which the workflow writes before asking for the email,
     # on every attempt: an email held up by an SMTP outage is dropped once the customer paid.
     only_in_states: list[str] = field(default_factory=list)
+
+    def as_row(self) -> tuple[str, str, dict[str, Any]]:
+        """(key, kind, request) as `db.outbox.queue` keeps it."""
+        return self.key, self.kind, asdict(self)
 
 
 @dataclass
@@ -92,16 +117,21 @@ class NotificationActivities:
     @activity.defn
     @classify_failures
     async def send_email(self, request: SendEmailInput) -> EmailOutcome:
+        """One attempt, for runs recorded before the queue (their account retries it)."""
+        count = _delivery_counter(activity.metric_meter())
         try:
-            outcome = await self._send_email(request)
+            outcome = await self.deliver(request, activity.logger)
         except Exception as err:
-            unrenderable = isinstance(err, ApplicationError) and err.type == "EmailRenderError"
-            _count_delivery(request.kind, "render_failed" if unrenderable else "failed")
+            count(request.kind, _failure_outcome(err))
             raise
-        _count_delivery(request.kind, outcome.status)
+        count(request.kind, outcome.status)
         return outcome
 
-    async def _send_email(self, request: SendEmailInput) -> EmailOutcome:
+    async def deliver(
+        self, request: SendEmailInput, log: logging.Logger | logging.LoggerAdapter[Any]
+    ) -> EmailOutcome:
+        """One attempt at the email: its outcome, or the attempt's failure raised (an
+        `EmailRenderError` is final, its row already `failed`)."""
         key = request.key
         try:
             context = email_context(
@@ -135,7 +165,7 @@ class NotificationActivities:
         )
         if isinstance(decision, str):
             if decision == NO_RECIPIENT:
-                activity.logger.warning("email %s not sent: %s", key, why_none)
+                log.warning("email %s not sent: %s", key, why_none)
             return EmailOutcome(key=key, status=decision)
         claimed = decision
         assert recipient is not None  # claimed only with a recipient
@@ -149,10 +179,10 @@ class NotificationActivities:
             # Any failure, not only SMTP's: the row shows operators why the email is late.
             error = f"{type(err).__name__}: {err}"
             await self._db(lambda session: outbox.mark_failed(session, key, error))
-            # Raised again: the account workflow tries again later, with the same key.
+            # Raised again: tried again later, with the same key.
             raise
         await self._db(lambda session: outbox.mark_sent(session, key))
-        activity.logger.info(
+        log.info(
             "sent email %s (%s) for account %s, attempt %d",
             key,
             request.kind,
@@ -181,23 +211,33 @@ class NotificationActivities:
         return str(address), ""
 
     async def _db(self, work: Callable[[Session], T]) -> T:
-        """Run `work` in one committed transaction, on a thread (SQLAlchemy blocks)."""
-
-        def in_transaction() -> T:
-            with self._sessions.begin() as session:
-                return work(session)
-
-        return await asyncio.to_thread(in_transaction)
+        return await _in_transaction(self._sessions, work)
 
 
-def _count_delivery(kind: str, outcome: str) -> None:
+async def _in_transaction(sessions: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+    """Run `work` in one committed transaction, on a thread (SQLAlchemy blocks)."""
+
+    def in_transaction() -> T:
+        with sessions.begin() as session:
+            return work(session)
+
+    return await asyncio.to_thread(in_transaction)
+
+
+def _delivery_counter(meter: MetricMeter) -> Callable[[str, str], None]:
     """`billing_email_deliveries{kind, outcome}` on the worker's metrics endpoint.
 
     Through the Temporal SDK's meter, so it is served beside the SDK's own worker metrics.
     """
-    activity.metric_meter().create_counter(
+    counter = meter.create_counter(
         "billing_email_deliveries", "Customer email attempts by kind and outcome."
-    ).add(1, {"kind": kind, "outcome": outcome})
+    )
+    return lambda kind, outcome: counter.add(1, {"kind": kind, "outcome": outcome})
+
+
+def _failure_outcome(err: BaseException) -> str:
+    unrenderable = isinstance(err, ApplicationError) and err.type == "EmailRenderError"
+    return "render_failed" if unrenderable else "failed"
 
 
 def _claim(
@@ -246,3 +286,145 @@ def _left_states(session: Session, account_id: str, states: list[str]) -> str | 
     record = repository.read_entitlements(session, account_id)
     current = record.billing_state if record is not None else "free"
     return None if current in states else f"the account is {current} now"
+
+
+class OutboxSender:
+    """Sends the queued emails, beside the worker, until cancelled.
+
+    It claims due rows in batches (`db.outbox.claim_due`: `SKIP LOCKED` between senders), at
+    most `concurrency` emails at a time, and keeps each failed email's retry in its row. It
+    wakes when this process queued an email (`wake`, from any thread) and every
+    `poll_interval` for rows other processes queued and for retries coming due."""
+
+    def __init__(
+        self,
+        emails: NotificationActivities,
+        sessions: sessionmaker[Session],
+        meter: MetricMeter,
+        *,
+        concurrency: int = 16,
+        poll_interval: timedelta = timedelta(seconds=1),
+        first_retry: timedelta = EMAIL_FIRST_RETRY,
+        max_retry: timedelta = EMAIL_MAX_RETRY,
+        give_up_after: timedelta = EMAIL_GIVE_UP_AFTER,
+        lease: timedelta = EMAIL_TIMEOUT,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._emails = emails
+        self._sessions = sessions
+        self._count = _delivery_counter(meter)
+        self._concurrency = concurrency
+        self._poll_interval = poll_interval
+        self._first_retry = first_retry
+        self._max_retry = max_retry
+        self._give_up_after = give_up_after
+        self._lease = lease
+        self._clock = clock
+        self._sending: set[asyncio.Task[None]] = set()
+        self._woken = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_lock = threading.Lock()
+
+    def wake(self) -> None:
+        """An email was queued: look now rather than at the next poll. Safe from any thread."""
+        with self._loop_lock:
+            loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._woken.set)
+
+    async def run(self) -> None:
+        with self._loop_lock:
+            self._loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self._woken.clear()
+                free = self._concurrency - len(self._sending)
+                try:
+                    claimed = await self._claim(free) if free else []
+                except Exception:  # the database is down: tried again at the next poll
+                    _log.exception("cannot claim queued emails")
+                    claimed = []
+                for email in claimed:
+                    task = asyncio.create_task(self._send(email))
+                    self._sending.add(task)
+                    task.add_done_callback(self._sending.discard)
+                if free and len(claimed) == free:
+                    continue  # more may be due: claim as slots free up
+                await self._wait_for_work()
+        finally:
+            with self._loop_lock:
+                self._loop = None
+            # Stopped mid-send: each claimed row is claimed again when its lease runs out.
+            for task in self._sending:
+                task.cancel()
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def send_due(self) -> int:
+        """Send every email due now, then return how many were claimed (for tests and
+        one-shot use; `run` is the long-lived form)."""
+        total = 0
+        while claimed := await self._claim(self._concurrency):
+            total += len(claimed)
+            await asyncio.gather(*(self._send(email) for email in claimed))
+        return total
+
+    async def _wait_for_work(self) -> None:
+        woken = asyncio.ensure_future(self._woken.wait())
+        try:
+            await asyncio.wait(
+                [woken, *self._sending],
+                timeout=self._poll_interval.total_seconds(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            woken.cancel()
+
+    async def _claim(self, limit: int) -> list[QueuedEmail]:
+        now = self._clock()
+        return await _in_transaction(
+            self._sessions,
+            lambda session: outbox.claim_due(
+                session, now=now, lease_until=now + self._lease, limit=limit
+            ),
+        )
+
+    async def _send(self, email: QueuedEmail) -> None:
+        log = logging.LoggerAdapter(_log, {"account_id": email.request.get("account_id")})
+        kind = str(email.request.get("kind"))
+        try:
+            # A request this version cannot read (written by a newer one) is refused below.
+            request = SendEmailInput(**email.request)
+            async with asyncio.timeout(self._lease.total_seconds()):
+                outcome = await self._emails.deliver(request, log)
+        except Exception as err:
+            self._count(kind, _failure_outcome(err))
+            await self._after_failure(email, err, log)
+        else:
+            self._count(kind, outcome.status)
+
+    async def _after_failure(
+        self, email: QueuedEmail, err: Exception, log: logging.LoggerAdapter[Any]
+    ) -> None:
+        """Retry a transient failure with backoff until `give_up_after`; give up at once on a
+        refusal (Stripe refusing the customer read, a request that cannot be read; a render
+        failure has already ended its row)."""
+        now = self._clock()
+        retry = now + backoff(self._first_retry, email.attempts, self._max_retry)
+        error = f"{type(err).__name__}: {err}"
+        refused = isinstance(err, TypeError) or (
+            isinstance(err, ApplicationError) and err.non_retryable
+        )
+        try:
+            if refused or retry > email.created_at + self._give_up_after:
+                log.error("email %s given up: %s", email.key, error)
+                reason = error if refused else f"given up after {self._give_up_after}: {error}"
+                await _in_transaction(
+                    self._sessions, lambda session: outbox.give_up(session, email.key, reason)
+                )
+            else:
+                log.warning("email %s failed, tried again at %s: %s", email.key, retry, error)
+                await _in_transaction(
+                    self._sessions, lambda session: outbox.retry_at(session, email.key, retry)
+                )
+        except Exception:  # the database too: the email is claimed again when its lease ends
+            log.exception("cannot schedule the retry of email %s", email.key)

@@ -16,7 +16,7 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client, RetryConfig
-from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
+from temporalio.common import MetricMeter, SearchAttributeIndexedValueType, SearchAttributeKey
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -75,6 +75,12 @@ def make_runtime(metrics: PrometheusConfig | None = None) -> Runtime:
         forwarding=LogForwardingConfig(logger=SDK_CORE_LOGGER, append_target_to_name=False),
     )
     return Runtime(telemetry=TelemetryConfig(logging=core_logging, metrics=metrics))
+
+
+def client_metric_meter(client: Client) -> MetricMeter:
+    """The meter of the runtime `client` runs on: what it counts is served beside the SDK's
+    own metrics of a worker on that client (METRICS_PORT)."""
+    return (client.service_client.config.runtime or Runtime.default()).metric_meter
 
 
 @cache

@@ -180,12 +180,18 @@ class EmailDelivery(Base):
     kind: Mapped[str] = mapped_column(String(64))
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(Text)
-    # pending -> sent; attempts and the last error say what delivery went through.
+    # queued -> pending -> sent; attempts and the last error say what delivery went through.
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What to send (`SendEmailInput` as JSON), for the sender that claims the row; None in
+    # rows written by an email activity (runs recorded before the queue).
+    request: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    # When the sender may claim the row next (its first attempt, a retry, or the end of a
+    # claimed attempt's lease); None once the row is done.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class OperatorAction(Base):

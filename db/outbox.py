@@ -1,9 +1,11 @@
 """The email outbox: one row per email key, which is what keeps a retried or replayed email
 from going out again once it is `sent` (delivery is at least once: docs/reliability.md).
 
-Plain functions over a `Session`; the caller owns the transaction. A row moves
-`pending` → `sent`, or ends as `no_recipient` / `failed`; only `sent` is final; every other
-status is left again by the next attempt for the same key.
+Plain functions over a `Session`; the caller owns the transaction. A row is `queued` in the
+transaction that decided the email (`queue`), claimed by the sender when due (`claim_due`),
+moves `pending` → `sent`, or ends as `no_recipient` / `obsolete` / `failed`. While queued or
+pending it carries `next_attempt_at`: when the sender may claim it (again); a row that is done
+has none.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ MAX_ERROR_CHARS = 2000
 
 class DeliveryStatus(StrEnum):
     # Written as `.value`: psycopg would store an enum member by its name.
+    # Waiting for the sender (docs/reliability.md, "Email delivery").
+    QUEUED = "queued"
     # Claimed for sending (committed before the SMTP conversation starts); may have failed.
     PENDING = "pending"
     SENT = "sent"
     # The Stripe customer has no email address; nothing was sent.
     NO_RECIPIENT = "no_recipient"
-    # The email could not be rendered; retrying will not help.
+    # The email could not be rendered (retrying will not help), or SMTP refused it for three
+    # days (`give_up`).
     FAILED = "failed"
     # The account left the state the email was about before it could go out.
     OBSOLETE = "obsolete"
@@ -58,8 +63,105 @@ _BY_KEY = select(_TABLE).where(_TABLE.c.key == bindparam("sought_key"))
 _MARK_SENT = (
     update(_TABLE)
     .where(_TABLE.c.key == bindparam("sent_key"))
-    .values(status=DeliveryStatus.SENT.value, sent_at=bindparam("sent_at"))
+    .values(status=DeliveryStatus.SENT.value, sent_at=bindparam("sent_at"), next_attempt_at=None)
 )
+# Statuses the sender claims when due: queued, or pending (an attempt that failed, or whose
+# sender died mid-send and whose lease ran out).
+_CLAIMABLE = (DeliveryStatus.QUEUED.value, DeliveryStatus.PENDING.value)
+_RETRY_AT = (
+    update(_TABLE)
+    .where(_TABLE.c.key == bindparam("retry_key"), _TABLE.c.status.in_(_CLAIMABLE))
+    .values(next_attempt_at=bindparam("retry_at"))
+)
+
+
+@dataclass(frozen=True)
+class QueuedEmail:
+    """An email to send, as `queue` stored it; `attempts` made before this claim."""
+
+    key: str
+    request: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+def queue(session: Session, account_id: str, emails: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """Queue each (key, kind, request) for the sender, due now. A key already kept (queued,
+    sent, or ended) is left as it is: one row per email."""
+    if not emails:
+        return
+    now = utcnow()
+    session.execute(
+        _queue_insert(_dialect(session)),
+        [
+            {
+                "key": key,
+                "account_id": account_id,
+                "kind": kind,
+                "recipient": "",
+                "subject": "",
+                "status": DeliveryStatus.QUEUED.value,
+                "attempts": 0,
+                "created_at": now,
+                "request": request,
+                "next_attempt_at": now,
+            }
+            for key, kind, request in emails
+        ],
+    )
+
+
+@functools.cache
+def _queue_insert(dialect: str) -> Any:
+    return _dialect_insert(dialect, _TABLE).on_conflict_do_nothing(index_elements=[_TABLE.c.key])
+
+
+def claim_due(
+    session: Session, *, now: datetime, lease_until: datetime, limit: int
+) -> list[QueuedEmail]:
+    """Claim up to `limit` due emails, oldest due first, until `lease_until`: another sender
+    skips them (and rows another sender holds locked) until then, so a sender that dies
+    mid-send leaves its emails to be claimed again once the lease runs out."""
+    due = (
+        select(_TABLE.c.key)
+        .where(
+            _TABLE.c.next_attempt_at <= now,
+            _TABLE.c.status.in_(_CLAIMABLE),
+            _TABLE.c.request.is_not(None),
+        )
+        .order_by(_TABLE.c.next_attempt_at)
+        .limit(limit)
+    )
+    if _dialect(session) == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    rows = session.execute(
+        update(_TABLE)
+        .where(_TABLE.c.key.in_(due.scalar_subquery()))
+        .values(next_attempt_at=lease_until)
+        .returning(_TABLE.c.key, _TABLE.c.request, _TABLE.c.attempts, _TABLE.c.created_at)
+    ).all()
+    return [
+        QueuedEmail(key=r.key, request=r.request, attempts=r.attempts, created_at=r.created_at)
+        for r in rows
+    ]
+
+
+def retry_at(session: Session, key: str, when: datetime) -> None:
+    """The failed attempt's email is claimed again at `when` (unless it is done meanwhile)."""
+    session.execute(_RETRY_AT, {"retry_key": key, "retry_at": when})
+
+
+def give_up(session: Session, key: str, reason: str) -> None:
+    """The email is not sent, and not tried again: `failed`, with why."""
+    session.execute(
+        update(_TABLE)
+        .where(_TABLE.c.key == key, _TABLE.c.status.in_(_CLAIMABLE))
+        .values(
+            status=DeliveryStatus.FAILED.value,
+            next_attempt_at=None,
+            last_error=reason[:MAX_ERROR_CHARS],
+        )
+    )
 
 
 def get_delivery(session: Session, key: str) -> DeliveryRecord | None:
@@ -153,7 +255,8 @@ def _upsert_unsent(
     count_attempt: bool,
     error: str | None,
 ) -> DeliveryRecord | None:
-    """Insert the row or update it in one statement, never touching a `sent` row."""
+    """Insert the row or update it in one statement, never touching a `sent` row. An attempt
+    keeps the row's `next_attempt_at` (its lease); an unsent ending clears it."""
     values = {
         "key": key,
         "account_id": account_id,
@@ -179,9 +282,11 @@ def _unsent_upsert(dialect: str, keeps_error: bool) -> Any:
         "status": insert.excluded.status,
         "attempts": _TABLE.c.attempts + insert.excluded.attempts,
     }
-    # A new attempt keeps the previous error until it fails itself: it says what happened.
+    # A new attempt keeps the previous error until it fails itself (it says what happened),
+    # and its lease; an ending (with its reason) is done.
     if not keeps_error:
         changes["last_error"] = insert.excluded.last_error
+        changes["next_attempt_at"] = None
     return insert.on_conflict_do_update(
         index_elements=[_TABLE.c.key],
         set_=changes,

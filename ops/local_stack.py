@@ -31,7 +31,7 @@ from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from ops.mail_sink import MailSink
 from ops.schedules import ensure_schedules
 from ops.webhook_endpoint import ensure_webhook_endpoint
-from worker import build_worker, worker_connections
+from worker import build_email_sender, build_worker, sending_emails, worker_connections
 from workflows.account import SEARCH_ATTRIBUTES
 
 log = logging.getLogger("dataface_billing.local")
@@ -229,15 +229,26 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
         executor = stack.enter_context(
             ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities)
         )
+        sessions = make_session_factory(make_engine(settings.database_url))
+        catalog = default_catalog()
         async with worker_connections(settings) as connections:
+            email_sender = build_email_sender(
+                client,
+                settings,
+                stripe_client=connections.stripe,
+                sessions=sessions,
+                catalog=catalog,
+                mail=connections.mail,
+            )
             worker = build_worker(
                 client,
                 settings,
                 stripe_client=connections.stripe,
-                sessions=make_session_factory(make_engine(settings.database_url)),
-                catalog=default_catalog(),
+                sessions=sessions,
+                catalog=catalog,
                 executor=executor,
                 mail=connections.mail,
+                email_sender=email_sender,
             )
             await ensure_schedules(client, settings)
             log.info("reconciliation schedules set (Schedules tab of the Web UI)")
@@ -255,6 +266,7 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
                 ),
                 announcement=startup_summary(settings, ports, data_dir),
             )
-            async with worker:  # polls until the API stops (Ctrl-C)
+            # The worker polls until the API stops (Ctrl-C).
+            async with worker, sending_emails(email_sender):
                 with stop_signals_end_serving_only():
                     await api.serve()

@@ -17,11 +17,3 @@ PATIENT_RETRY = RetryPolicy(
 # One attempt; the caller decides what a failure means (an email retried on the account's
 # own timer, a local attempt retried as a regular activity).
 SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
-# A backoff stops doubling here (64× the first delay, past any maximum used), so 2**n never
-# overflows timedelta however many attempts failed.
-MAX_DOUBLINGS = 6
-
-
-def backoff(first: timedelta, failures_before: int, maximum: timedelta) -> timedelta:
-    """`first`, doubled for each earlier failure, at most `maximum`."""
-    return min(first * 2 ** min(failures_before, MAX_DOUBLINGS), maximum)

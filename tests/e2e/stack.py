@@ -38,7 +38,7 @@ from stripe_sim.server import SimulatorServer
 from stripe_sim.settings import SimulatorSettings
 from tests.conftest import wait_for
 from tests.smtp_server import SmtpRecorder
-from worker import build_worker, worker_connections
+from worker import build_email_sender, build_worker, sending_emails, worker_connections
 
 APP_TOKEN = "e2e-app-token"
 ADMIN_TOKEN = "e2e-admin-token"
@@ -235,6 +235,14 @@ async def running_stack(
                 with ThreadPoolExecutor(
                     max_workers=settings.worker_max_concurrent_activities
                 ) as executor:
+                    email_sender = build_email_sender(
+                        env.client,
+                        settings,
+                        stripe_client=stripe_client,
+                        sessions=sessions,
+                        catalog=catalog,
+                        mail=connections.mail,
+                    )
                     worker = build_worker(
                         env.client,
                         settings,
@@ -243,8 +251,13 @@ async def running_stack(
                         catalog=catalog,
                         executor=executor,
                         mail=connections.mail,
+                        email_sender=email_sender,
                     )
-                    async with worker, httpx.AsyncClient(base_url=api_server.url) as api:
+                    async with (
+                        worker,
+                        sending_emails(email_sender),
+                        httpx.AsyncClient(base_url=api_server.url) as api,
+                    ):
                         yield Stack(env, sim, stripe_client, settings, sessions, api, smtp)
             finally:
                 api_server.stop()

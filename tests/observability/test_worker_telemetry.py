@@ -132,7 +132,7 @@ async def test_the_worker_serves_sdk_and_email_metrics(
     ]
     assert sent and float(sent[0].rsplit(" ", 1)[1]) >= 1
     # The SDK's own worker metrics come from the same endpoint.
-    assert "temporal_activity_execution_latency" in text
+    assert "temporal_local_activity_execution_latency" in text
     assert "temporal_workflow_task_schedule_to_start_latency" in text
 
 

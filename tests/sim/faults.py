@@ -1,8 +1,9 @@
 """Fault-injecting wrappers around the worker's real activities, registered under the same
-names (as tests/workflows/harness.py swaps a fake in).
+names (as tests/workflows/harness.py swaps a fake in), and around the SMTP client the email
+sender uses (`FaultyMail`).
 
 Nothing here knows an activity's arguments: an activity is classified by the module its
-class lives in (Stripe, the database, email), so activities added later are covered too.
+class lives in (Stripe, the database), so activities added later are covered too.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.message import Message
 from typing import Any
 
 import stripe
 from sqlalchemy.exc import OperationalError
 from temporalio import activity
+
+from core.smtp import SmtpSender
+from notifications.message import KEY_HEADER
 
 STRIPE_MODULES = (
     "activities.stripe_sync",
@@ -28,7 +33,6 @@ STRIPE_MODULES = (
 )
 WRITE_MODULES = ("activities.stripe_changes",)
 DB_MODULES = ("activities.account_store",)
-EMAIL_MODULES = ("activities.notifications",)
 
 
 def _module_of(fn: Callable[..., Any]) -> str:
@@ -45,7 +49,7 @@ class Faults:
     # returns: delivers the webhooks the change caused first.
     deliver_first: Callable[[], Awaitable[None]] | None = None
     loop: asyncio.AbstractEventLoop | None = None
-    # Email keys whose next successful send is followed by a crash before it is recorded.
+    # The next email SMTP accepts is followed by a crash before it is recorded as sent.
     crash_next_email: bool = False
     crashed_after_accept: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
@@ -89,22 +93,14 @@ class Faults:
             raise stripe.APIConnectionError("simulated Stripe timeout on a write")
         if module in DB_MODULES and "db" in self.on:
             raise OperationalError("simulated", {}, ConnectionError("the database is down"))
-        if module in EMAIL_MODULES and "smtp" in self.on:
-            raise ConnectionRefusedError("simulated SMTP outage")
 
-    def after(self, name: str, module: str, args: tuple[Any, ...]) -> None:
+    def after(self, name: str, module: str) -> None:
         """Runs on the worker's thread for sync activities, on its loop for async ones."""
         if module in WRITE_MODULES:
             if "webhook_first" in self.on and self.deliver_first and self.loop:
                 self._run_on_loop(self.deliver_first())
             if "answer_lost" in self.on and activity.info().attempt == 1:
                 raise stripe.APIConnectionError("simulated: Stripe applied it, the answer was lost")
-        if module in EMAIL_MODULES and self.crash_next_email:
-            self.crash_next_email = False
-            key = getattr(args[0], "key", None) if args else None
-            if key is not None:
-                self.crashed_after_accept[key] += 1
-            raise RuntimeError("simulated crash between SMTP accept and commit")
 
     def _run_on_loop(self, coro: Awaitable[None]) -> None:
         assert self.loop is not None
@@ -121,6 +117,24 @@ class Faults:
 
 
 _background: set[asyncio.Future[None]] = set()
+
+
+@dataclass
+class FaultyMail:
+    """The SMTP client of the email sender, with the simulation's SMTP faults: down, or a
+    crash between SMTP accepting a message and the sender recording it as sent."""
+
+    mail: SmtpSender
+    faults: Faults
+
+    async def send_message(self, message: Message) -> None:
+        if "smtp" in self.faults.on:
+            raise ConnectionRefusedError("simulated SMTP outage")
+        await self.mail.send_message(message)
+        if self.faults.crash_next_email:
+            self.faults.crash_next_email = False
+            self.faults.crashed_after_accept[str(message[KEY_HEADER])] += 1
+            raise RuntimeError("simulated crash between SMTP accept and commit")
 
 
 class WorkerLost(Exception):
@@ -151,7 +165,7 @@ def _wrap(fn: Callable[..., Any], faults: Faults) -> Callable[..., Any]:
             try:
                 faults.before(name, module)
                 result = await fn(*args)
-                faults.after(name, module, args)
+                faults.after(name, module)
             except asyncio.CancelledError:
                 faults.end(token)  # cancelled: the server asked, and is told
                 raise
@@ -171,7 +185,7 @@ def _wrap(fn: Callable[..., Any], faults: Faults) -> Callable[..., Any]:
         try:
             faults.before(name, module)
             result = fn(*args)
-            faults.after(name, module, args)
+            faults.after(name, module)
         except Exception:
             if faults.end(token):
                 raise _lost() from None

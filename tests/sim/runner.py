@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
 import stripe
@@ -32,6 +32,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.notifications import NotificationActivities
+from core.smtp import SmtpSender
 from db import repository
 from db.models import StripeEvent, UnroutableEvent
 from domain.lifecycle import Purchase
@@ -45,7 +47,7 @@ from domain.plan_changes import (
 )
 from domain.stripe_events import is_handled, route_event, signal_for
 from notifications.message import message_id_for
-from tests.sim.faults import Faults, wrap_activities
+from tests.sim.faults import Faults, FaultyMail, wrap_activities
 from tests.sim.oracle import (
     CONVERGE_BOUND_HOURS,
     UPDATE_BOUND_HOURS,
@@ -56,7 +58,8 @@ from tests.sim.oracle import (
 )
 from tests.sim.schedule import RETIRED_LOOKUP_KEY, Schedule, Step
 from tests.sim.world import ADDON_LOOKUP_KEYS, World, time_skipping_server
-from worker import WORKFLOW_RUNNER, build_activities
+from tests.workflows.harness import quick_email_sender
+from worker import WORKFLOW_RUNNER, build_activities, sending_emails
 from workflows.account import (
     AccountBillingWorkflow,
     AccountWorkflowInput,
@@ -128,6 +131,7 @@ class SeedRun:
         self.other_customer: str | None = None
         self.worker: Worker | None = None
         self.worker_task: asyncio.Task[None] | None = None
+        self.email_sending = contextlib.AsyncExitStack()
         self.customer_id = ""
         self.clock_id = ""
 
@@ -145,13 +149,23 @@ class SeedRun:
 
     async def _start_worker(self) -> None:
         settings = self.world.settings.model_copy(update={"task_queue": self.task_queue})
+        mail = cast(SmtpSender, FaultyMail(self.world.mail, self.faults))
+        email_sender = quick_email_sender(
+            NotificationActivities(
+                self.world.sessions, self.stripe, self.world.catalog, settings, mail
+            ),
+            self.world.sessions,
+            self.env.client,
+        )
+        await self.email_sending.enter_async_context(sending_emails(email_sender))
         activities = build_activities(
             self.env.client,
             settings,
             stripe_client=self.stripe,
             sessions=self.world.sessions,
             catalog=self.world.catalog,
-            mail=self.world.mail,
+            mail=mail,
+            email_sender=email_sender,
         )
         # One worker for the whole life, with a workflow cache: without one, every workflow
         # task replays the whole history, quadratic in a run that retries for days (most of
@@ -175,6 +189,7 @@ class SeedRun:
             with contextlib.suppress(Exception):
                 await self.worker_task
         self.worker, self.worker_task = None, None
+        await self.email_sending.aclose()
 
     async def _now(self) -> datetime:
         return await self.env.get_current_time()

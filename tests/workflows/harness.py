@@ -28,16 +28,18 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.account_store import AccountStoreActivities, WriteEntitlementsInput
-from activities.notifications import NotificationActivities
+from activities.notifications import NotificationActivities, OutboxSender
 from activities.stripe_changes import CancellationInput, ChangeOutcome, ChangeSubscriptionInput
 from activities.stripe_sync import FetchSubscriptionInput, SubscriptionFetch
 from core.config import Settings
 from core.smtp import SmtpSender
+from core.temporal import client_metric_meter
 from db import outbox, repository
 from domain.catalog import default_catalog
 from domain.lifecycle import SubscriptionSnapshot
 from tests.conftest import wait_for
 from tests.smtp_server import SmtpRecorder
+from worker import sending_emails
 from workflows.account import (
     AccountBillingWorkflow,
     AccountState,
@@ -48,6 +50,8 @@ from workflows.account import (
 from workflows.starter import signal_stripe_event
 
 _event_ids = itertools.count(1)
+# How soon the harness's email sender tries a failed email again (and looks for due ones).
+EMAIL_RETRY = timedelta(milliseconds=50)
 
 
 def subscription(
@@ -304,13 +308,26 @@ class Harness:
         ]
 
 
+def quick_email_sender(
+    emails: NotificationActivities, sessions: sessionmaker[Session], client: Client
+) -> OutboxSender:
+    """The email sender for tests: its retries run in real time while the test server skips
+    the workflows' time, so they are kept short."""
+    return OutboxSender(
+        emails,
+        sessions,
+        client_metric_meter(client),
+        poll_interval=EMAIL_RETRY,
+        first_retry=EMAIL_RETRY,
+        max_retry=EMAIL_RETRY * 4,
+    )
+
+
 @asynccontextmanager
 async def running_harness(
     env: WorkflowEnvironment, sessions: sessionmaker[Session]
 ) -> AsyncIterator[Harness]:
     fake = FakeStripe()
-    store = AccountStoreActivities(sessions, default_catalog())
-    writes = EntitlementWrites(store)
     task_queue = f"billing-test-{uuid4()}"
     smtp = SmtpRecorder()
     settings = Settings(_env_file=None, smtp_port=smtp.port, task_queue=task_queue)
@@ -318,25 +335,32 @@ async def running_harness(
     emails = NotificationActivities(
         sessions, cast(stripe.StripeClient, fake), default_catalog(), settings, mail
     )
+    sender = quick_email_sender(emails, sessions, env.client)
+    store = AccountStoreActivities(sessions, default_catalog(), sender.wake)
+    writes = EntitlementWrites(store)
     with smtp, ThreadPoolExecutor(max_workers=8) as executor:
         # The default, strict sandbox (production runs without it, see worker.py): a
         # non-deterministic call in workflow code fails these tests before it ships.
-        async with Worker(
-            env.client,
-            task_queue=task_queue,
-            workflows=[AccountBillingWorkflow],
-            activities=[
-                fake.fetch_current_subscription,
-                fake.set_cancel_at_period_end,
-                fake.change_subscription,
-                store.load_account_state,
-                store.link_customer,
-                writes.write_entitlements,
-                store.record_stripe_events,
-                store.record_operator_action,
-                emails.send_email,
-            ],
-            activity_executor=executor,
+        async with (
+            Worker(
+                env.client,
+                task_queue=task_queue,
+                workflows=[AccountBillingWorkflow],
+                activities=[
+                    fake.fetch_current_subscription,
+                    fake.set_cancel_at_period_end,
+                    fake.change_subscription,
+                    store.load_account_state,
+                    store.link_customer,
+                    writes.write_entitlements,
+                    store.queue_emails,
+                    store.record_stripe_events,
+                    store.record_operator_action,
+                    emails.send_email,
+                ],
+                activity_executor=executor,
+            ),
+            sending_emails(sender),
         ):
             harness = Harness(
                 env=env,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from activities.notifications import SendEmailInput
 from db import outbox
 from domain.operator_actions import OperatorRequest
 from tests.conftest import wait_for
+from workflows.account import AccountState, UnsentEmail
 from workflows.starter import run_operator_action
 
 from .harness import Harness, subscription
@@ -145,9 +147,16 @@ async def test_a_dunning_email_held_up_by_smtp_is_dropped_once_the_customer_paid
     await harness.skip(timedelta(minutes=30))
 
     await emails(harness, account, ["subscription_started", "payment_recovered"])
-    with harness.sessions() as session:
-        statuses = {d.kind: d.status for d in outbox.deliveries_for_account(session, account)}
-    assert statuses["payment_failed"] == "obsolete"
+
+    def payment_failed_status() -> str | None:
+        # Its retry comes on the sender's own (real-time) backoff.
+        with harness.sessions() as session:
+            deliveries = outbox.deliveries_for_account(session, account)
+        status = next(d.status for d in deliveries if d.kind == "payment_failed")
+        return None if status == "pending" else status
+
+    assert await wait_for(payment_failed_status, what="the held-up email's outcome") == "obsolete"
+    assert harness.email_kinds(account) == ["subscription_started", "payment_recovered"]
 
 
 async def test_trial_ending_is_emailed_once_per_trial(harness: Harness) -> None:
@@ -183,3 +192,28 @@ async def test_payment_action_required_sends_the_invoice_link(harness: Harness) 
         what="the incomplete-payment emails",
     )
     assert all("https://pay.example/in_42" in m.text for m in harness.smtp.messages)
+
+
+async def test_emails_an_earlier_run_was_retrying_are_handed_to_the_outbox(
+    harness: Harness,
+) -> None:
+    """A run recorded before the outbox retried its failed emails itself, from its state;
+    the run it continues as carries them, and hands them to the sender."""
+    account, customer = harness.new_account()
+    request = SendEmailInput(
+        key=f"{account}:subscription_started:v1",
+        account_id=account,
+        customer_id=customer,
+        kind="subscription_started",
+        context={"plan": "pro", "interval": "month", "seats": "1"},
+    )
+    retrying = UnsentEmail(request, give_up_at=datetime.now(UTC) + timedelta(days=3), attempts=2)
+    await harness.start(
+        account, state=AccountState(customer_id=customer, emails_to_retry=[retrying])
+    )
+
+    await emails(harness, account, ["subscription_started"])
+    state = await harness.state(account)
+    assert (state.emails_to_retry, state.emails_to_queue) == ([], [])
+    assert len(harness.emails_to(customer)) == 1
+    assert "send_email" not in await harness.scheduled_activities(account)

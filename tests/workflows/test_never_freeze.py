@@ -100,11 +100,12 @@ async def test_continue_as_new_does_not_wait_for_an_email_smtp_cannot_take(
 
 async def _email_retrying(h: Harness, account: str) -> str:
     """The current run, once its email has failed an attempt and waits for the next: the
-    email continue-as-new used to wait for."""
+    email continue-as-new used to wait for (now the outbox's to retry)."""
 
     async def retrying() -> str | None:
-        state = await h.state_if_answered(account)
-        if state is None or not state.emails_to_retry:
+        with h.sessions() as session:
+            records = outbox.deliveries_for_account(session, account)
+        if not any(r.status == "pending" and r.last_error for r in records):
             return None
         return (await h.handle(account).describe()).run_id
 

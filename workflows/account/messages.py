@@ -47,8 +47,10 @@ class AccountState:
     sync_error_kind: str | None = None
     retry_at: datetime | None = None
     failed_attempts: int = 0
-    # Emails whose last attempt failed, waiting for their next one.
+    # Emails whose last attempt failed, waiting for their next one (runs without the outbox).
     emails_to_retry: list[UnsentEmail] = field(default_factory=list)
+    # Emails decided but not in the outbox yet (its write failed, or is still to come).
+    emails_to_queue: list[SendEmailInput] = field(default_factory=list)
 
     def summary(self) -> UpdatedAccount:
         return UpdatedAccount(

@@ -25,12 +25,20 @@ with workflow.unsafe.imports_passed_through():
         AccountStoreActivities,
         LinkCustomerInput,
         OperatorActionRecord,
+        QueueEmailsInput,
         ReceivedEvent,
         RecordEventsInput,
         StoredAccountState,
         WriteEntitlementsInput,
     )
-    from activities.notifications import NotificationActivities, SendEmailInput
+    from activities.notifications import (
+        EMAIL_FIRST_RETRY,
+        EMAIL_GIVE_UP_AFTER,
+        EMAIL_MAX_RETRY,
+        EMAIL_TIMEOUT,
+        NotificationActivities,
+        SendEmailInput,
+    )
     from activities.stripe_changes import (
         CancellationInput,
         ChangeSubscriptionInput,
@@ -74,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
         lifecycle_input_for,
     )
     from domain.plan_changes import ChangeKind, PlanChange
+    from domain.retry import backoff
 
 from workflows.account.messages import (
     AccountState,
@@ -88,7 +97,7 @@ from workflows.account.messages import (
     UpdatedAccount,
 )
 from workflows.account.visibility import publish_for_operators
-from workflows.retry import PATIENT_RETRY, SINGLE_ATTEMPT, backoff
+from workflows.retry import PATIENT_RETRY, SINGLE_ATTEMPT
 
 # An activity's argument and result, for the typed activity helpers (`_quick`, ...).
 ParamT = TypeVar("ParamT")
@@ -108,15 +117,6 @@ UPDATE_STRIPE_BUDGET = timedelta(minutes=2)
 # After a failed step, the account tries again after 1 minute, doubling up to an hour.
 RETRY_FIRST_DELAY = timedelta(minutes=1)
 RETRY_MAX_DELAY = timedelta(hours=1)
-# An email is one attempt at a time (an activity of one attempt, at most EMAIL_TIMEOUT); the
-# account retries a failed one on its own timer, 10 s after the first failure, doubling up to
-# 10 minutes, for up to three days (then it is given up and the outbox row shows the last
-# error). So SMTP being down never holds up the account, nor its continue-as-new for longer
-# than an attempt under way.
-EMAIL_TIMEOUT = timedelta(minutes=2)
-EMAIL_FIRST_RETRY = timedelta(seconds=10)
-EMAIL_MAX_RETRY = timedelta(minutes=10)
-EMAIL_GIVE_UP_AFTER = timedelta(days=3)
 # Emails that only make sense while the account is still unpaid when they go out.
 DUNNING_REMINDER_KINDS = frozenset(
     {str(Notice.PAYMENT_FAILED), str(Notice.ACCESS_RESTRICTED), PAYMENT_REMINDER, FINAL_REMINDER}
@@ -130,6 +130,11 @@ FAILED_STEP_WAITS_FOR_ITS_RETRY = "failed-step-waits-for-its-retry"
 # Marks runs that continue as new past HISTORY_EVENTS_PER_RUN; older histories replay
 # continuing only when the server suggests it.
 CONTINUES_PAST_HISTORY_LIMIT = "continues-past-history-limit"
+# Marks runs that queue their emails in the outbox, for the sender beside the worker
+# (activities/notifications.py): neither the account's task nor Temporal waits on SMTP.
+# Older histories replay sending each email as an activity of one attempt, retried on the
+# account's own timer (10 s, doubling up to 10 minutes, for three days).
+EMAILS_THROUGH_OUTBOX = "emails-through-outbox"
 # A run continues as new past this many history events, whatever the server suggests (the
 # time-skipping test server never does): a worker that lost the run from its cache replays
 # the whole history in one workflow task, which must fit well inside the task timeout. A long
@@ -154,6 +159,7 @@ class AccountBillingWorkflow:
         # `_backing_off`); events a failed step put back are not.
         self._event_arrived = bool(self._pending)
         self._failed_step_waits = False  # set by `run`
+        self._emails_through_outbox = False  # set by `run`
         self._history_limit: int | None = None  # set by `run`
         # False until a first run has rebuilt its state from the database: updates wait.
         self._ready = input.state is not None
@@ -166,7 +172,7 @@ class AccountBillingWorkflow:
         # would silently overwrite the other. Whoever holds it only awaits activities, never
         # the main loop or a handler, so waiting for it cannot close a cycle.
         self._lock = asyncio.Lock()
-        # Emails with an attempt under way, by key.
+        # Emails with an attempt under way, by key (runs without the outbox).
         self._emails_in_flight: dict[str, UnsentEmail] = {}
 
     @workflow.signal(name="stripe_event")
@@ -344,6 +350,11 @@ class AccountBillingWorkflow:
     @workflow.run
     async def run(self, input: AccountWorkflowInput) -> None:
         self._failed_step_waits = workflow.patched(FAILED_STEP_WAITS_FOR_ITS_RETRY)
+        self._emails_through_outbox = workflow.patched(EMAILS_THROUGH_OUTBOX)
+        if self._emails_through_outbox:
+            # Emails an earlier run was retrying itself: the sender takes them over.
+            self._state.emails_to_queue += [e.request for e in self._state.emails_to_retry]
+            self._state.emails_to_retry = []
         if workflow.patched(CONTINUES_PAST_HISTORY_LIMIT):
             self._history_limit = input.continue_as_new_past_history_length or (
                 HISTORY_EVENTS_PER_RUN
@@ -389,6 +400,8 @@ class AccountBillingWorkflow:
             self._event_arrived = False
             await self._take_steps()
         self._send_due_reminders()
+        if self._emails_to_queue_now():
+            await self._queue_emails()
         self._retry_due_emails()
 
     def _backing_off(self) -> bool:
@@ -469,6 +482,7 @@ class AccountBillingWorkflow:
                 lambda: (
                     self._event_arrived
                     or ((bool(self._pending) or self._resync_requested) and not self._backing_off())
+                    or self._emails_to_queue_now()
                     or self._ready_to_continue_as_new()
                     # An operator update moved the deadline: re-arm the timer.
                     or self._next_wake_up() != deadline
@@ -639,6 +653,13 @@ class AccountBillingWorkflow:
         if not result.changed:
             return False
         version = self._state.entitlement_version + 1
+
+        def notice_emails(version: int) -> list[Email]:
+            return [
+                notice_email(self._account_id, notice, result.before, result.after, version)
+                for notice in result.notices
+            ]
+
         while True:
             try:
                 await self._quick(
@@ -650,15 +671,24 @@ class AccountBillingWorkflow:
                         cause=cause,
                         notices=[str(n) for n in result.notices],
                         events=received or [],
+                        # Queued with the change that calls for them, in its transaction.
+                        emails=(
+                            [self._email_request(e) for e in notice_emails(version)]
+                            if self._emails_through_outbox
+                            else []
+                        ),
                     ),
                 )
                 break
             except ActivityError as err:
                 taken = _version_taken(err)
                 if taken is None:
-                    # The write may have landed before its answer was lost: the next write,
-                    # maybe of another lifecycle, takes a newer version.
-                    self._state.entitlement_version = version
+                    # The write may have landed before its answer was lost. With the outbox,
+                    # the next write tries the same version again: the same lifecycle is a
+                    # repeat whose emails (same keys) are queued once; another one is told the
+                    # version is taken. Earlier runs' next write takes a newer version.
+                    if not self._emails_through_outbox:
+                        self._state.entitlement_version = version
                     raise
                 # A write of this version landed from a workflow task that was then lost
                 # (a worker crash), and this one was redone from newer Stripe data.
@@ -669,8 +699,9 @@ class AccountBillingWorkflow:
         self._publish_for_operators()
         if result.after.grace_started_at != result.before.grace_started_at:
             self._state.ladder_sent = []
-        for notice in result.notices:
-            self._send(notice_email(self._account_id, notice, result.before, result.after, version))
+        if not self._emails_through_outbox:
+            for email in notice_emails(version):
+                self._send(email)
         return bool(received)
 
     def _note_sync_error(self, what: str, err: Exception) -> None:
@@ -703,9 +734,8 @@ class AccountBillingWorkflow:
             self._send(ladder_email(self._account_id, step, state.lifecycle))
             state.ladder_sent.append(step.step)
 
-    def _send(self, email: Email) -> None:
-        """Start sending without waiting: SMTP retries must never hold up the account."""
-        request = SendEmailInput(
+    def _email_request(self, email: Email) -> SendEmailInput:
+        return SendEmailInput(
             key=email.key,
             account_id=self._account_id,
             customer_id=self._state.customer_id,
@@ -713,9 +743,33 @@ class AccountBillingWorkflow:
             context=email.context,
             only_in_states=(sorted(UNPAID_STATES) if email.kind in DUNNING_REMINDER_KINDS else []),
         )
+
+    def _send(self, email: Email) -> None:
+        """Queue the email (the main loop writes it to the outbox), or, in runs without the
+        outbox, start sending without waiting: SMTP must never hold up the account."""
+        request = self._email_request(email)
+        if self._emails_through_outbox:
+            if all(e.key != request.key for e in self._state.emails_to_queue):
+                self._state.emails_to_queue.append(request)
+            return
         already = {e.request.key for e in self._state.emails_to_retry}
         if request.key not in already and request.key not in self._emails_in_flight:
             self._attempt_email(UnsentEmail(request, workflow.now() + EMAIL_GIVE_UP_AFTER))
+
+    def _emails_to_queue_now(self) -> bool:
+        return bool(self._state.emails_to_queue) and not self._backing_off()
+
+    async def _queue_emails(self) -> None:
+        """Write the emails waiting in the state to the outbox. Only the main loop calls this,
+        and a handler never waits on it; a failure keeps them for the account's retry."""
+        emails, self._state.emails_to_queue = self._state.emails_to_queue, []
+        try:
+            await self._quick(
+                AccountStoreActivities.queue_emails, QueueEmailsInput(self._account_id, emails)
+            )
+        except ActivityError as err:
+            self._state.emails_to_queue[:0] = emails
+            self._record_failure("cannot queue the account's emails", err)
 
     def _attempt_email(self, email: UnsentEmail) -> None:
         key = email.request.key
