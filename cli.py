@@ -46,6 +46,12 @@ def _run_worker(args: argparse.Namespace) -> None:
     asyncio.run(run_worker(get_settings()))
 
 
+def _run_email_sender(args: argparse.Namespace) -> None:
+    from worker import run_email_sender
+
+    asyncio.run(run_email_sender(get_settings()))
+
+
 def _migrate(args: argparse.Namespace) -> None:
     from db.engine import migrate
 
@@ -185,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(handler=_run_api)
 
     commands.add_parser("worker", help="run the Temporal worker").set_defaults(handler=_run_worker)
+    commands.add_parser(
+        "email-sender", help="send the queued customer emails (beside the workers)"
+    ).set_defaults(handler=_run_email_sender)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=_migrate)
     commands.add_parser(
         "setup-temporal",

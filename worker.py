@@ -10,16 +10,18 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.account_store import AccountStoreActivities
-from activities.notifications import NotificationActivities, OutboxSender
+from activities.notifications import EMAIL_POLL_INTERVAL, NotificationActivities, OutboxSender
 from activities.reconciliation import ReconciliationActivities
 from activities.stripe_changes import StripeChangeActivities
 from activities.stripe_sync import StripeSyncActivities
@@ -27,7 +29,7 @@ from core.config import Settings, get_settings
 from core.logging import configure_logging
 from core.smtp import SmtpSender
 from core.stripe_client import make_stripe_client
-from core.temporal import client_metric_meter, connect, make_runtime
+from core.temporal import connect, make_runtime
 from db.engine import make_engine, make_session_factory
 from domain.catalog import Catalog, default_catalog
 from workflows.account import AccountBillingWorkflow
@@ -57,26 +59,28 @@ def tune_garbage_collector() -> None:
 
 
 def build_email_sender(
-    client: Client,
     settings: Settings,
     *,
     stripe_client: stripe.StripeClient,
     sessions: sessionmaker[Session],
     catalog: Catalog,
     mail: SmtpSender,
+    meter: MetricMeter,
+    poll_interval: timedelta = EMAIL_POLL_INTERVAL,
 ) -> OutboxSender:
-    """The sender of the queued emails, counting its deliveries on the client's runtime (the
-    worker's metrics endpoint)."""
+    """The sender of the queued emails, counting its deliveries on `meter`."""
     return OutboxSender(
         NotificationActivities(sessions, stripe_client, catalog, settings, mail),
         sessions,
-        client_metric_meter(client),
+        meter,
+        poll_interval=poll_interval,
     )
 
 
 @asynccontextmanager
 async def sending_emails(sender: OutboxSender) -> AsyncIterator[None]:
-    """Run the email sender for the duration of the block (beside a worker)."""
+    """Run the email sender for the duration of the block (in the process of the one-command
+    local stack and of tests; deployed, it is a process of its own: `run_email_sender`)."""
     running = asyncio.create_task(sender.run())
     try:
         yield
@@ -94,13 +98,12 @@ def build_activities(
     sessions: sessionmaker[Session],
     catalog: Catalog,
     mail: SmtpSender,
-    email_sender: OutboxSender,
 ) -> list[Callable[..., Any]]:
     """Every activity the worker serves, built on the given connections (tests wrap them by
-    name, e.g. the seeded simulation's fault injection). Queued emails wake `email_sender`."""
+    name, e.g. the seeded simulation's fault injection)."""
     stripe_sync = StripeSyncActivities(stripe_client, catalog)
     stripe_changes = StripeChangeActivities(stripe_client)
-    store = AccountStoreActivities(sessions, catalog, email_sender.wake)
+    store = AccountStoreActivities(sessions, catalog)
     notifications = NotificationActivities(sessions, stripe_client, catalog, settings, mail)
     reconciliation = ReconciliationActivities(
         AccountWorkflowStarter(client, settings.task_queue), stripe_client, sessions, catalog
@@ -134,7 +137,6 @@ def build_worker(
     catalog: Catalog,
     executor: ThreadPoolExecutor,
     mail: SmtpSender,
-    email_sender: OutboxSender,
 ) -> Worker:
     activities = build_activities(
         client,
@@ -143,7 +145,6 @@ def build_worker(
         sessions=sessions,
         catalog=catalog,
         mail=mail,
-        email_sender=email_sender,
     )
     return Worker(
         client,
@@ -182,36 +183,45 @@ async def run_worker(settings: Settings) -> None:
     tune_garbage_collector()
     client = await connect(settings, runtime=metrics_runtime(settings))
     sessions = make_session_factory(make_engine(settings.database_url))
-    catalog = default_catalog()
     async with worker_connections(settings) as connections:
-        email_sender = build_email_sender(
-            client,
-            settings,
-            stripe_client=connections.stripe,
-            sessions=sessions,
-            catalog=catalog,
-            mail=connections.mail,
-        )
         with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
             worker = build_worker(
                 client,
                 settings,
                 stripe_client=connections.stripe,
                 sessions=sessions,
-                catalog=catalog,
+                catalog=default_catalog(),
                 executor=executor,
                 mail=connections.mail,
-                email_sender=email_sender,
             )
             logging.getLogger(__name__).info("worker polling task queue %s", settings.task_queue)
-            async with sending_emails(email_sender):
-                await worker.run()
+            await worker.run()
+
+
+async def run_email_sender(settings: Settings) -> None:
+    """An email sender process's whole life (`cli.py email-sender`): it sends what the
+    workers queued, beside them rather than in them, so that a worker's CPU goes to the
+    accounts' entitlements first (docs/benchmarks.md, session 15). Several may run: they
+    claim different emails."""
+    runtime = metrics_runtime(settings) or Runtime.default()
+    sessions = make_session_factory(make_engine(settings.database_url))
+    async with worker_connections(settings) as connections:
+        sender = build_email_sender(
+            settings,
+            stripe_client=connections.stripe,
+            sessions=sessions,
+            catalog=default_catalog(),
+            mail=connections.mail,
+            meter=runtime.metric_meter,
+        )
+        logging.getLogger(__name__).info("email sender polling the outbox")
+        await sender.run()
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
-    """A Temporal runtime serving Prometheus metrics on METRICS_HOST:METRICS_PORT: the SDK's
-    worker metrics (task slots, poll and schedule-to-start latencies, failures) and ours (email
-    deliveries, recorded through the runtime's metric meter); None: the process's shared
+    """A Temporal runtime serving Prometheus metrics on METRICS_HOST:METRICS_PORT: a worker's
+    SDK metrics (task slots, poll and schedule-to-start latencies, failures), an email
+    sender's deliveries (through the runtime's metric meter); None: the process's shared
     runtime, without metrics."""
     if settings.metrics_port is None:
         return None

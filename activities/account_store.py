@@ -6,7 +6,6 @@ is ignored, links and event records are insert-if-absent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydantic import TypeAdapter
@@ -84,16 +83,9 @@ class RecordEventsInput:
 
 
 class AccountStoreActivities:
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        catalog: Catalog,
-        emails_queued: Callable[[], None] = lambda: None,
-    ) -> None:
+    def __init__(self, sessions: sessionmaker[Session], catalog: Catalog) -> None:
         self._sessions = sessions
         self._catalog = catalog
-        # Told after a commit that queued emails (`OutboxSender.wake`).
-        self._emails_queued = emails_queued
 
     @activity.defn
     @classify_failures
@@ -157,8 +149,6 @@ class AccountStoreActivities:
                     session, request.account_id, _event_rows(request.events)
                 )
             outbox.queue(session, request.account_id, [e.as_row() for e in request.emails])
-        if request.emails:
-            self._emails_queued()
         if applied:
             # What happened to the account, one line per change (the ids are the logger's).
             activity.logger.info(
@@ -177,7 +167,6 @@ class AccountStoreActivities:
         """Queue emails no entitlement write carried (reminders, Stripe's own notices)."""
         with self._sessions.begin() as session:
             outbox.queue(session, request.account_id, [e.as_row() for e in request.emails])
-        self._emails_queued()
 
     @activity.defn
     @classify_failures

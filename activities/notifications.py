@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -66,6 +65,8 @@ EMAIL_TIMEOUT = timedelta(minutes=2)
 EMAIL_FIRST_RETRY = timedelta(seconds=10)
 EMAIL_MAX_RETRY = timedelta(minutes=10)
 EMAIL_GIVE_UP_AFTER = timedelta(days=3)
+# How often a sender looks for due emails: how late, at most, an email leaves once queued.
+EMAIL_POLL_INTERVAL = timedelta(seconds=1)
 
 _log = logging.getLogger(__name__)
 
@@ -289,12 +290,12 @@ def _left_states(session: Session, account_id: str, states: list[str]) -> str | 
 
 
 class OutboxSender:
-    """Sends the queued emails, beside the worker, until cancelled.
+    """Sends the queued emails until cancelled, in a process of its own (`cli.py
+    email-sender`) or beside a worker.
 
-    It claims due rows in batches (`db.outbox.claim_due`: `SKIP LOCKED` between senders), at
-    most `concurrency` emails at a time, and keeps each failed email's retry in its row. It
-    wakes when this process queued an email (`wake`, from any thread) and every
-    `poll_interval` for rows other processes queued and for retries coming due."""
+    Every `poll_interval` it claims the due rows in a batch (`db.outbox.claim_due`: `SKIP
+    LOCKED` between senders), sends at most `concurrency` emails at a time (claiming again as
+    they finish while more are due), and keeps each failed email's retry in its row."""
 
     def __init__(
         self,
@@ -303,7 +304,7 @@ class OutboxSender:
         meter: MetricMeter,
         *,
         concurrency: int = 16,
-        poll_interval: timedelta = timedelta(seconds=1),
+        poll_interval: timedelta = EMAIL_POLL_INTERVAL,
         first_retry: timedelta = EMAIL_FIRST_RETRY,
         max_retry: timedelta = EMAIL_MAX_RETRY,
         give_up_after: timedelta = EMAIL_GIVE_UP_AFTER,
@@ -321,23 +322,10 @@ class OutboxSender:
         self._lease = lease
         self._clock = clock
         self._sending: set[asyncio.Task[None]] = set()
-        self._woken = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_lock = threading.Lock()
-
-    def wake(self) -> None:
-        """An email was queued: look now rather than at the next poll. Safe from any thread."""
-        with self._loop_lock:
-            loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._woken.set)
 
     async def run(self) -> None:
-        with self._loop_lock:
-            self._loop = asyncio.get_running_loop()
         try:
             while True:
-                self._woken.clear()
                 free = self._concurrency - len(self._sending)
                 try:
                     claimed = await self._claim(free) if free else []
@@ -348,12 +336,11 @@ class OutboxSender:
                     task = asyncio.create_task(self._send(email))
                     self._sending.add(task)
                     task.add_done_callback(self._sending.discard)
-                if free and len(claimed) == free:
-                    continue  # more may be due: claim as slots free up
-                await self._wait_for_work()
+                if len(claimed) == free:  # more may be due: claim again as a slot frees up
+                    await asyncio.wait(self._sending, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    await asyncio.sleep(self._poll_interval.total_seconds())
         finally:
-            with self._loop_lock:
-                self._loop = None
             # Stopped mid-send: each claimed row is claimed again when its lease runs out.
             for task in self._sending:
                 task.cancel()
@@ -367,17 +354,6 @@ class OutboxSender:
             total += len(claimed)
             await asyncio.gather(*(self._send(email) for email in claimed))
         return total
-
-    async def _wait_for_work(self) -> None:
-        woken = asyncio.ensure_future(self._woken.wait())
-        try:
-            await asyncio.wait(
-                [woken, *self._sending],
-                timeout=self._poll_interval.total_seconds(),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            woken.cancel()
 
     async def _claim(self, limit: int) -> list[QueuedEmail]:
         now = self._clock()

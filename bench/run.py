@@ -150,6 +150,7 @@ def table(report: dict[str, Any]) -> str:
                     "freshness: CPU per first event of an account",
                     f"ours {sum(first_cpu[name] for name in OUR_EVENT_PATH):.1f} ms",
                     f"worker {first_cpu['worker']:.1f} ms, "
+                    f"email sender {first_cpu['email_sender']:.1f} ms, "
                     f"dev server {first_cpu['temporal_server']:.1f} ms",
                     "",
                 )
@@ -167,7 +168,7 @@ def table(report: dict[str, Any]) -> str:
             rows.append(
                 (
                     "freshness: CPU per event, the rest",
-                    f"API {cpu['api']:.1f} ms",
+                    f"email sender {cpu['email_sender']:.1f} ms, API {cpu['api']:.1f} ms",
                     f"simulator {cpu['stripe_simulator']:.1f} ms, "
                     f"load generator {cpu['load_generator']:.1f} ms",
                     f"harness (SMTP sink) {cpu['harness']:.1f} ms",

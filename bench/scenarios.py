@@ -401,7 +401,7 @@ def knee_rate(points: list[dict[str, Any]]) -> float | None:
 
 # What handles an event, Stripe's stand-in included, on each side (not the load generator,
 # which is the same on both, nor an idle process).
-OUR_EVENT_PATH = ("worker", "temporal_server", "api", "stripe_simulator")
+OUR_EVENT_PATH = ("worker", "email_sender", "temporal_server", "api", "stripe_simulator")
 PEER_EVENT_PATH = ("peer", "stripe_simulator")
 
 
@@ -445,6 +445,7 @@ def cpu_by_process(stack: Stack) -> dict[str, float]:
     process's."""
     running = {
         "worker": stack.worker,
+        "email_sender": stack.email_sender,
         "temporal_server": stack.temporal,
         "api": stack.api_process,
         "peer": stack.peer_process,

@@ -60,8 +60,9 @@ class Stack:
     processes: ExitStack
     temporal: subprocess.Popen[bytes]
     simulator: subprocess.Popen[bytes]
-    # The worker's process, once started (its peak RSS is a result).
+    # The worker's process, once started (its peak RSS is a result), and the email sender's.
     worker: subprocess.Popen[bytes] | None = None
+    email_sender: subprocess.Popen[bytes] | None = None
     # The API's process while `api()` runs.
     api_process: subprocess.Popen[bytes] | None = None
     # The peer's process while `peer()` runs.
@@ -151,9 +152,14 @@ class Stack:
             _stop(process)
 
     def start_worker(self, task_queue: str = "billing-bench") -> subprocess.Popen[bytes]:
-        """One worker process (`worker.py`, settings from the environment), running until the
-        stack closes."""
-        process = self._spawn("worker", [sys.executable, "worker.py"], self.environment(task_queue))
+        """One worker process (`worker.py`, settings from the environment) and the email
+        sender beside it (`cli.py email-sender`), running until the stack closes."""
+        environment = self.environment(task_queue)
+        sender_command = [sys.executable, "cli.py", "email-sender"]
+        sender = self._spawn("email-sender", sender_command, environment)
+        self.processes.callback(_stop, sender)
+        self.email_sender = sender
+        process = self._spawn("worker", [sys.executable, "worker.py"], environment)
         self.processes.callback(_stop, process)
         self.worker = process
         return process

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,7 @@ from api.main import create_app
 from api.routes.console import PREFIX as CONSOLE_PREFIX
 from core.config import Settings
 from core.stripe_client import make_stripe_client
-from core.temporal import connect, installed_binary
+from core.temporal import client_metric_meter, connect, installed_binary
 from db.engine import make_engine, make_session_factory, migrate
 from domain.catalog import default_catalog
 from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
@@ -37,6 +38,7 @@ from workflows.account import SEARCH_ATTRIBUTES
 log = logging.getLogger("dataface_billing.local")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+LOCAL_EMAIL_POLL_INTERVAL = timedelta(milliseconds=100)
 _SEARCH_ATTRIBUTE_TYPES = {"KEYWORD": "Keyword", "DATETIME": "Datetime"}
 
 
@@ -233,12 +235,15 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
         catalog = default_catalog()
         async with worker_connections(settings) as connections:
             email_sender = build_email_sender(
-                client,
                 settings,
                 stripe_client=connections.stripe,
                 sessions=sessions,
                 catalog=catalog,
                 mail=connections.mail,
+                meter=client_metric_meter(client),
+                # One process on a developer's machine: looking often costs next to nothing,
+                # and an email is in .data/mail a moment after the step that queued it.
+                poll_interval=LOCAL_EMAIL_POLL_INTERVAL,
             )
             worker = build_worker(
                 client,
@@ -248,7 +253,6 @@ async def run_local_stack(settings: Settings, data_dir: Path, ports: LocalPorts)
                 catalog=catalog,
                 executor=executor,
                 mail=connections.mail,
-                email_sender=email_sender,
             )
             await ensure_schedules(client, settings)
             log.info("reconciliation schedules set (Schedules tab of the Web UI)")

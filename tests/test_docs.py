@@ -377,7 +377,7 @@ def test_deploying_is_the_production_sequence_one_numbered_step_per_command() ->
         ["setup-temporal"],
         ["catalog apply"],
         ["webhook-endpoint ensure"],
-        ["api", "worker"],
+        ["api", "worker", "email-sender"],
     ]
     assert "STRIPE_WEBHOOK_SECRET" in bodies[3]
 

@@ -43,6 +43,7 @@ def test_the_smoke_profile_measures_every_figure(tmp_path: Path) -> None:
     assert results["freshness"]["first_event_per_account"]["settled_after_s"] >= 1
     assert set(results["freshness"]["steady"]["cpu_ms_per_event"]) == {
         "worker",
+        "email_sender",
         "temporal_server",
         "api",
         "stripe_simulator",

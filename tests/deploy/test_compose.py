@@ -22,7 +22,7 @@ from tests.production_shape.compose import INTERPOLATION, interpolate
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-BILLING_SERVICES = ("migrate", "setup-temporal", "api", "worker")
+BILLING_SERVICES = ("migrate", "setup-temporal", "api", "worker", "email-sender")
 ONE_SHOTS = {"temporal-schema", "temporal-namespace", "migrate", "setup-temporal"}
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 # What production must set explicitly: the defaults are for a developer's machine.
@@ -64,6 +64,7 @@ def test_the_stack_has_every_piece() -> None:
         "setup-temporal",
         "api",
         "worker",
+        "email-sender",
     }
 
 
@@ -115,6 +116,7 @@ def test_depends_on_waits_for_health_or_completion_in_start_order() -> None:
         "setup-temporal"
     )
     assert {"migrate", "setup-temporal", "mailpit"} <= needs("worker")
+    assert {"migrate", "mailpit"} <= needs("email-sender")
     assert {"postgres", "migrate"} <= needs("api")
     assert needs("temporal-ui") >= {"temporal"}
 
@@ -174,13 +176,14 @@ def test_ports_match_the_commands_and_settings() -> None:
     assert port in " ".join(api["healthcheck"]["test"])
     assert str(urlsplit(environment("temporal-ui")["TEMPORAL_CODEC_ENDPOINT"]).port) == port
 
-    worker = SERVICES["worker"]
-    metrics_port = environment("worker")["METRICS_PORT"]
-    assert metrics_port in worker["expose"]
-    # Prometheus scrapes from another container: loopback, the default, would shut it out.
-    assert environment("worker")["METRICS_HOST"] == "0.0.0.0"
-    assert f":{metrics_port}/metrics" in " ".join(worker["healthcheck"]["test"])
-    assert environment("worker")["SMTP_PORT"] == "1025"
+    for name in ("worker", "email-sender"):
+        service = SERVICES[name]
+        metrics_port = environment(name)["METRICS_PORT"]
+        assert metrics_port in service["expose"]
+        # Prometheus scrapes from another container: loopback, the default, would shut it out.
+        assert environment(name)["METRICS_HOST"] == "0.0.0.0"
+        assert f":{metrics_port}/metrics" in " ".join(service["healthcheck"]["test"])
+        assert environment(name)["SMTP_PORT"] == "1025"
 
 
 def test_every_variable_compose_reads_is_in_the_example_env_and_nothing_else_is() -> None:

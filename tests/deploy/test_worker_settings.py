@@ -8,7 +8,6 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -18,13 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from core.config import Settings
 from domain.catalog import default_catalog
 from tests.smtp_server import free_port
-from worker import (
-    YOUNG_GENERATION_THRESHOLD,
-    build_email_sender,
-    build_worker,
-    metrics_runtime,
-    worker_connections,
-)
+from worker import YOUNG_GENERATION_THRESHOLD, build_worker, metrics_runtime, worker_connections
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,19 +30,15 @@ async def test_the_worker_is_sized_by_the_settings(workflow_env: WorkflowEnviron
         worker_max_concurrent_workflow_tasks=5,
     )
     async with worker_connections(settings) as connections:
-        parts: dict[str, Any] = {
-            "stripe_client": connections.stripe,
-            "sessions": sessionmaker(),
-            "catalog": default_catalog(),
-            "mail": connections.mail,
-        }
         with ThreadPoolExecutor(max_workers=3) as executor:
             worker = build_worker(
                 workflow_env.client,
                 settings,
+                stripe_client=connections.stripe,
+                sessions=sessionmaker(),
+                catalog=default_catalog(),
                 executor=executor,
-                email_sender=build_email_sender(workflow_env.client, settings, **parts),
-                **parts,
+                mail=connections.mail,
             )
             config = worker.config()
 

@@ -32,6 +32,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from core.config import Settings
 from core.payloads import DATA_CONVERTER
+from core.temporal import client_metric_meter
 from domain.catalog import default_catalog
 from ops.catalog_sync import apply_catalog_changes, plan_catalog_changes
 from stripe_sim.server import SimulatorServer
@@ -236,12 +237,12 @@ async def running_stack(
                     max_workers=settings.worker_max_concurrent_activities
                 ) as executor:
                     email_sender = build_email_sender(
-                        env.client,
                         settings,
                         stripe_client=stripe_client,
                         sessions=sessions,
                         catalog=catalog,
                         mail=connections.mail,
+                        meter=client_metric_meter(env.client),
                     )
                     worker = build_worker(
                         env.client,
@@ -251,7 +252,6 @@ async def running_stack(
                         catalog=catalog,
                         executor=executor,
                         mail=connections.mail,
-                        email_sender=email_sender,
                     )
                     async with (
                         worker,

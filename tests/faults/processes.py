@@ -21,6 +21,7 @@ import httpx
 import stripe
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.testing import WorkflowEnvironment
 
 from core.config import Settings
@@ -38,6 +39,7 @@ from tests.e2e.stack import APP_TOKEN, ApiServer
 from tests.faults.checks import Accounts, assert_converged, wall_clock
 from tests.faults.tcp_proxy import TcpProxy
 from tests.smtp_server import SmtpRecorder, free_port
+from worker import build_email_sender, sending_emails, worker_connections
 from workflows.account import SEARCH_ATTRIBUTES
 
 WORKER_READY_LINE = "worker polling task queue"
@@ -223,6 +225,18 @@ async def running_processes(
         )
         await worker.start()
         stack.callback(worker.stop)
+        # The emails the worker queues: the sender's own process is not what these faults
+        # are about, so it runs here, beside the API.
+        connections = await stack.enter_async_context(worker_connections(settings))
+        sender = build_email_sender(
+            settings,
+            stripe_client=connections.stripe,
+            sessions=sessions,
+            catalog=catalog,
+            mail=connections.mail,
+            meter=MetricMeter.noop,
+        )
+        await stack.enter_async_context(sending_emails(sender))
         api = await stack.enter_async_context(httpx.AsyncClient(base_url=api_server.url))
         yield ProcessStack(
             temporal, worker, sim, stripe_proxy, stripe_client, smtp, api, settings, sessions

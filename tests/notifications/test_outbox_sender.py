@@ -362,33 +362,35 @@ async def test_send_due_sends_everything_due_a_few_at_a_time(
     assert {delivery(sessions, r.key).status for r in requests} == {DeliveryStatus.SENT}
 
 
-async def test_run_sends_an_email_queued_while_it_waits_when_woken(
+async def test_run_sends_what_is_queued_while_it_runs_and_stops_cleanly(
     sessions: sessionmaker[Session], smtp_server: SmtpRecorder, fake_stripe: FakeStripe
 ) -> None:
-    # Its first look is at a time before anything is due, and it would look again only in an
-    # hour: the wake alone can explain the email going out.
-    clock = ManualClock(now=utcnow() - timedelta(hours=1))
+    clock = ManualClock()
     sender = make_sender(
-        sessions, fake_stripe, smtp_server, clock=clock, poll_interval=timedelta(hours=1)
+        sessions,
+        fake_stripe,
+        smtp_server,
+        clock=clock,
+        concurrency=2,
+        poll_interval=timedelta(milliseconds=10),
     )
     running = asyncio.create_task(sender.run())
     try:
         await wait_for(lambda: clock.readings >= 1, what="the sender's first look")
-        request = request_for(fake_stripe.add_customer("ada@example.com"))
-        queue_emails(sessions, request)
+        customer = fake_stripe.add_customer("ada@example.com")
+        requests = [request_for(customer) for _ in range(5)]
+        queue_emails(sessions, *requests)
         clock.now = utcnow()
-        sender.wake()
 
+        # More than its concurrency: it claims again as sends finish.
         await wait_for(
-            lambda: delivery(sessions, request.key).status == DeliveryStatus.SENT,
-            what="the email sent after the wake",
+            lambda: len(smtp_server.messages) == len(requests), what="the queued emails sent"
         )
-        assert keys_received(smtp_server) == [request.key]
+        assert sorted(keys_received(smtp_server)) == sorted(r.key for r in requests)
     finally:
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
-    sender.wake()  # stopped: a late wake is harmless
 
 
 async def test_deliveries_are_counted_by_kind_and_outcome(

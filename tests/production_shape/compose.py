@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
 # The services that run the project image; everything else is infrastructure.
-BILLING_SERVICES = frozenset({"migrate", "setup-temporal", "api", "worker"})
+BILLING_SERVICES = frozenset({"migrate", "setup-temporal", "api", "worker", "email-sender"})
 # How each infrastructure service of the compose file is stood in for here.
 INFRASTRUCTURE: Mapping[str, str] = {
     "postgres": "the local PostgreSQL server (TEST_DATABASE_URL), a fresh database per run",

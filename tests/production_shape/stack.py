@@ -60,7 +60,7 @@ from tests.production_shape.compose import BillingService, StandIns, billing_ser
 from tests.smtp_server import SmtpRecorder, free_port
 
 # How many of each long-running billing service run (compose runs one of each).
-REPLICAS = {"api": 2, "worker": 2}
+REPLICAS = {"api": 2, "worker": 2, "email-sender": 2}
 APP_TOKEN = "production-shape-app-token"
 ADMIN_TOKEN = "production-shape-admin-token"
 # Stripe keeps retrying a refused delivery for days; here for about a minute.

@@ -37,8 +37,14 @@ ENV_FILE = {
 def test_billing_services_start_in_compose_order_with_the_stand_ins_addresses() -> None:
     services = billing_services(ENV_FILE, HERE)
 
-    assert [s.name for s in services] == ["migrate", "setup-temporal", "api", "worker"]
-    assert [s.one_shot for s in services] == [True, True, False, False]
+    assert [s.name for s in services] == [
+        "migrate",
+        "setup-temporal",
+        "api",
+        "email-sender",
+        "worker",
+    ]
+    assert [s.one_shot for s in services] == [True, True, False, False, False]
     for service in services:
         env = service.environment
         assert env["DATABASE_URL"] == HERE.database_url
@@ -52,13 +58,16 @@ def test_billing_services_start_in_compose_order_with_the_stand_ins_addresses() 
 
 
 def test_long_running_services_move_to_their_own_port_and_keep_the_healthcheck() -> None:
-    api, worker = billing_services(ENV_FILE, HERE)[2:]
+    api, email_sender, worker = billing_services(ENV_FILE, HERE)[2:]
 
     assert api.command_on(8101) == ["api", "--host", "127.0.0.1", "--port", "8101"]
     assert api.health_url(8101) == "http://127.0.0.1:8101/readyz"
     assert worker.command_on(9501) == ["worker"]
     assert worker.environment_on(9501)["METRICS_PORT"] == "9501"
     assert worker.health_url(9501) == "http://127.0.0.1:9501/metrics"
+    assert email_sender.command_on(9502) == ["email-sender"]
+    assert email_sender.environment_on(9502)["METRICS_PORT"] == "9502"
+    assert email_sender.health_url(9502) == "http://127.0.0.1:9502/metrics"
 
 
 @pytest.fixture
@@ -89,6 +98,7 @@ def test_a_mapped_service_gone_from_compose_fails_the_load(compose_with: Any) ->
     def drop_mailpit(definition: dict[str, Any]) -> dict[str, Any]:
         del definition["services"]["mailpit"]
         definition["services"]["worker"]["depends_on"].pop("mailpit")
+        definition["services"]["email-sender"]["depends_on"].pop("mailpit")
         return definition
 
     compose_with(drop_mailpit)

@@ -165,7 +165,6 @@ class SeedRun:
             sessions=self.world.sessions,
             catalog=self.world.catalog,
             mail=mail,
-            email_sender=email_sender,
         )
         # One worker for the whole life, with a workflow cache: without one, every workflow
         # task replays the whole history, quadratic in a run that retries for days (most of

@@ -336,7 +336,7 @@ async def running_harness(
         sessions, cast(stripe.StripeClient, fake), default_catalog(), settings, mail
     )
     sender = quick_email_sender(emails, sessions, env.client)
-    store = AccountStoreActivities(sessions, default_catalog(), sender.wake)
+    store = AccountStoreActivities(sessions, default_catalog())
     writes = EntitlementWrites(store)
     with smtp, ThreadPoolExecutor(max_workers=8) as executor:
         # The default, strict sandbox (production runs without it, see worker.py): a
