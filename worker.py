@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -41,6 +42,10 @@ from workflows.starter import AccountWorkflowStarter
 # a mistake is cheap: every workflow test runs the same code in the strict default sandbox
 # (tests/workflows/harness.py), and recorded histories must replay (tests/workflows/test_replay.py).
 WORKFLOW_RUNNER = UnsandboxedWorkflowRunner()
+
+# How much lower than the worker an email sender runs (`nice`): emails can wait a little,
+# entitlements should not.
+EMAIL_SENDER_NICENESS = 10
 
 # Young objects get this much room before a collection (CPython's default: 700), so that what
 # one event allocates mostly dies young instead of being promoted towards full collections.
@@ -203,6 +208,9 @@ async def run_email_sender(settings: Settings) -> None:
     workers queued, beside them rather than in them, so that a worker's CPU goes to the
     accounts' entitlements first (docs/benchmarks.md, session 15). Several may run: they
     claim different emails."""
+    # On a shared machine the accounts come first: the sender takes the CPU the worker and
+    # Temporal leave, and its emails wait while they are busy (docs/benchmarks.md).
+    os.nice(EMAIL_SENDER_NICENESS)
     runtime = metrics_runtime(settings) or Runtime.default()
     sessions = make_session_factory(make_engine(settings.database_url))
     async with worker_connections(settings) as connections:

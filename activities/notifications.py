@@ -2,8 +2,8 @@
 stable Message-ID.
 
 The account workflow queues an email as an outbox row, in the transaction that decided it
-(`db.outbox.queue`); the `OutboxSender`, running beside the worker, claims due rows in
-batches, sends them and schedules a failed one's retry in its row. Neither the account's
+(`db.outbox.queue`); the `OutboxSender`, a process of its own beside the workers, claims
+due rows in batches, sends them and schedules a failed one's retry in its row. Neither the account's
 workflow task nor Temporal waits on SMTP. Runs recorded before the queue send through the
 `send_email` activity instead, retried on the account's own timer.
 
