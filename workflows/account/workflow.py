@@ -130,8 +130,8 @@ FAILED_STEP_WAITS_FOR_ITS_RETRY = "failed-step-waits-for-its-retry"
 # Marks runs that continue as new past HISTORY_EVENTS_PER_RUN; older histories replay
 # continuing only when the server suggests it.
 CONTINUES_PAST_HISTORY_LIMIT = "continues-past-history-limit"
-# Marks runs that queue their emails in the outbox, for the sender beside the worker
-# (activities/notifications.py): neither the account's task nor Temporal waits on SMTP.
+# Marks runs that queue their emails in the outbox, for the email sender, a process of its
+# own (activities/notifications.py): neither the account's task nor Temporal waits on SMTP.
 # Older histories replay sending each email as an activity of one attempt, retried on the
 # account's own timer (10 s, doubling up to 10 minutes, for three days).
 EMAILS_THROUGH_OUTBOX = "emails-through-outbox"
