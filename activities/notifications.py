@@ -3,24 +3,25 @@ stable Message-ID.
 
 The account workflow queues an email as an outbox row, in the transaction that decided it
 (`db.outbox.queue`); the `OutboxSender`, a process of its own beside the workers, claims
-due rows in batches, sends them and schedules a failed one's retry in its row. Neither the account's
-workflow task nor Temporal waits on SMTP. Runs recorded before the queue send through the
-`send_email` activity instead, retried on the account's own timer.
+due rows in batches, sends them, and writes each attempt's end (sent, or its retry) with the
+ends of the others in one transaction. Neither the account's workflow task nor Temporal waits
+on SMTP. Runs recorded before the queue send through the `send_email` activity instead,
+retried on the account's own timer; it claims its key (`pending`, one more attempt) in a
+transaction of its own before the SMTP conversation and marks it `sent` after.
 
 The outbox row is the memory across attempts: a retry, a replayed event or a restarted
 worker asking for a key already `sent` gets `already_sent` and nothing goes out. A second
 send happens only when SMTP accepted the message and the attempt then ended before its row
 was marked `sent` (docs/reliability.md, "Email delivery").
-The row is claimed (`pending`, one more attempt) and committed before the SMTP conversation,
-so a failed attempt leaves its error for operators; only a successful send marks it `sent`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -36,12 +37,12 @@ from core.config import Settings
 from core.stripe_client import retrieve_customer
 from db import outbox, repository
 from db.models import utcnow
-from db.outbox import DeliveryRecord, DeliveryStatus, QueuedEmail
+from db.outbox import AttemptEnd, DeliveryRecord, DeliveryStatus, QueuedEmail
 from domain.catalog import Catalog
 from domain.retry import backoff
 from notifications.context import email_context
 from notifications.message import compose_message
-from notifications.render import EMAIL_KINDS, EmailRenderError, render_email
+from notifications.render import EMAIL_KINDS, EmailRenderError, RenderedEmail, render_email
 
 __all__ = [
     "EMAIL_KINDS",
@@ -131,16 +132,11 @@ class NotificationActivities:
     async def deliver(
         self, request: SendEmailInput, log: logging.Logger | logging.LoggerAdapter[Any]
     ) -> EmailOutcome:
-        """One attempt at the email: its outcome, or the attempt's failure raised (an
-        `EmailRenderError` is final, its row already `failed`)."""
+        """One attempt at the email for a run recorded before the queue: its outcome, or the
+        attempt's failure raised (an `EmailRenderError` is final, its row already `failed`)."""
         key = request.key
         try:
-            context = email_context(
-                request.context,
-                self._catalog,
-                billing_portal_url=self._settings.billing_portal_url,
-            )
-            email = render_email(request.kind, context)
+            email = self.render(request)
         except EmailRenderError as err:
             reason = str(err)
             recorded = await self._db(
@@ -157,7 +153,7 @@ class NotificationActivities:
                 return EmailOutcome(key=key, status=ALREADY_SENT)
             raise ApplicationError(reason, type="EmailRenderError", non_retryable=True) from err
 
-        recipient, why_none = await self._customer_email(request.customer_id)
+        recipient, why_none = await self.customer_email(request.customer_id)
         # One transaction decides: already sent, no longer true, nobody to send to, or
         # claimed for this attempt (committed before sending: if the attempt dies mid-send,
         # the row says so).
@@ -171,11 +167,8 @@ class NotificationActivities:
         claimed = decision
         assert recipient is not None  # claimed only with a recipient
 
-        message = compose_message(
-            key=key, sender=self._settings.email_sender, recipient=recipient, email=email
-        )
         try:
-            await self._mail.send_message(message)
+            await self.send(key, recipient, email)
         except Exception as err:
             # Any failure, not only SMTP's: the row shows operators why the email is late.
             error = f"{type(err).__name__}: {err}"
@@ -192,7 +185,21 @@ class NotificationActivities:
         )
         return EmailOutcome(key=key, status=SENT)
 
-    async def _customer_email(self, customer_id: str | None) -> tuple[str | None, str]:
+    def render(self, request: SendEmailInput) -> RenderedEmail:
+        """The email's subject and parts; `EmailRenderError` when it cannot be (final)."""
+        context = email_context(
+            request.context, self._catalog, billing_portal_url=self._settings.billing_portal_url
+        )
+        return render_email(request.kind, context)
+
+    async def send(self, key: str, recipient: str, email: RenderedEmail) -> None:
+        """The SMTP conversation, with the key's stable Message-ID."""
+        message = compose_message(
+            key=key, sender=self._settings.email_sender, recipient=recipient, email=email
+        )
+        await self._mail.send_message(message)
+
+    async def customer_email(self, customer_id: str | None) -> tuple[str | None, str]:
         """The Stripe customer's address, or None and why there is none. Read raw and
         asynchronously, like the subscription fetch (`activities/stripe_sync.py`)."""
         if not customer_id:
@@ -294,8 +301,10 @@ class OutboxSender:
     email-sender`) or beside a worker.
 
     Every `poll_interval` it claims the due rows in a batch (`db.outbox.claim_due`: `SKIP
-    LOCKED` between senders), sends at most `concurrency` emails at a time (claiming again as
-    they finish while more are due), and keeps each failed email's retry in its row."""
+    LOCKED` between senders) and sends at most `concurrency` emails at a time, claiming again
+    once half of them are done while more are due. Each email's end (sent, or its retry) is
+    written with those of the others that ended meanwhile, in one transaction: per email, the
+    database sees a share of a claim and of an end, not a transaction of its own."""
 
     def __init__(
         self,
@@ -322,22 +331,24 @@ class OutboxSender:
         self._lease = lease
         self._clock = clock
         self._sending: set[asyncio.Task[None]] = set()
+        self._ends = _GroupWriter(sessions)
 
     async def run(self) -> None:
         try:
             while True:
                 free = self._concurrency - len(self._sending)
                 try:
-                    claimed = await self._claim(free) if free else []
+                    due, claimed = await self._claim(free)
                 except Exception:  # the database is down: tried again at the next poll
                     _log.exception("cannot claim queued emails")
-                    claimed = []
-                for email in claimed:
+                    due, claimed = [], 0
+                for email in due:
                     task = asyncio.create_task(self._send(email))
                     self._sending.add(task)
                     task.add_done_callback(self._sending.discard)
-                if len(claimed) == free:  # more may be due: claim again as a slot frees up
-                    await asyncio.wait(self._sending, return_when=asyncio.FIRST_COMPLETED)
+                if claimed == free:  # more may be due: claim again once half are done
+                    while len(self._sending) > self._concurrency // 2:
+                        await asyncio.wait(self._sending, return_when=asyncio.FIRST_COMPLETED)
                 else:
                     await asyncio.sleep(self._poll_interval.total_seconds())
         finally:
@@ -345,24 +356,40 @@ class OutboxSender:
             for task in self._sending:
                 task.cancel()
             await asyncio.gather(*self._sending, return_exceptions=True)
+            # The ends already handed over are written: a sent email is not sent again.
+            await self._ends.written()
 
     async def send_due(self) -> int:
         """Send every email due now, then return how many were claimed (for tests and
         one-shot use; `run` is the long-lived form)."""
         total = 0
-        while claimed := await self._claim(self._concurrency):
-            total += len(claimed)
-            await asyncio.gather(*(self._send(email) for email in claimed))
-        return total
+        while True:
+            due, claimed = await self._claim(self._concurrency)
+            if not claimed:
+                return total
+            total += claimed
+            await asyncio.gather(*(self._send(email) for email in due))
 
-    async def _claim(self, limit: int) -> list[QueuedEmail]:
+    async def _claim(self, limit: int) -> tuple[list[QueuedEmail], int]:
+        """The due emails to send, and how many were claimed: a dunning email whose account
+        has left its states is claimed and ended `obsolete` in the same transaction."""
+        if limit <= 0:
+            return [], 0
         now = self._clock()
-        return await _in_transaction(
-            self._sessions,
-            lambda session: outbox.claim_due(
+
+        def claim(session: Session) -> tuple[list[QueuedEmail], list[QueuedEmail]]:
+            due: list[QueuedEmail] = []
+            obsolete: list[QueuedEmail] = []
+            for email in outbox.claim_due(
                 session, now=now, lease_until=now + self._lease, limit=limit
-            ),
-        )
+            ):
+                (obsolete if _end_if_obsolete(session, email) else due).append(email)
+            return due, obsolete
+
+        due, obsolete = await _in_transaction(self._sessions, claim)
+        for email in obsolete:
+            self._count(str(email.request.get("kind")), OBSOLETE)
+        return due, len(due) + len(obsolete)
 
     async def _send(self, email: QueuedEmail) -> None:
         log = logging.LoggerAdapter(_log, {"account_id": email.request.get("account_id")})
@@ -371,36 +398,137 @@ class OutboxSender:
             # A request this version cannot read (written by a newer one) is refused below.
             request = SendEmailInput(**email.request)
             async with asyncio.timeout(self._lease.total_seconds()):
-                outcome = await self._emails.deliver(request, log)
+                outcome, end = await self._attempt(email, request, log)
         except Exception as err:
-            self._count(kind, _failure_outcome(err))
-            await self._after_failure(email, err, log)
-        else:
-            self._count(kind, outcome.status)
+            outcome, end = "failed", self._failed(email, err, log)
+        self._count(kind, outcome)
+        try:
+            await self._ends.write(end)
+        except Exception:  # the database: the email is claimed again when its lease ends
+            log.exception("cannot record the end of email %s's attempt", email.key)
 
-    async def _after_failure(
+    async def _attempt(
+        self, email: QueuedEmail, request: SendEmailInput, log: logging.LoggerAdapter[Any]
+    ) -> tuple[str, AttemptEnd]:
+        """The outcome counted and the row's end; a failure before SMTP is raised."""
+        key = email.key
+        try:
+            rendered = self._emails.render(request)
+        except EmailRenderError as err:
+            log.error("email %s cannot be rendered: %s", key, err)
+            end = AttemptEnd(key, DeliveryStatus.FAILED, attempted=False, error=str(err))
+            return "render_failed", end
+        recipient, why_none = await self._emails.customer_email(request.customer_id)
+        if recipient is None:
+            log.warning("email %s not sent: %s", key, why_none)
+            end = AttemptEnd(
+                key,
+                DeliveryStatus.NO_RECIPIENT,
+                attempted=False,
+                recipient="",
+                subject=rendered.subject,
+                error=why_none,
+            )
+            return NO_RECIPIENT, end
+        try:
+            await self._emails.send(key, recipient, rendered)
+        except Exception as err:
+            failed = self._failed(email, err, log)
+            return "failed", replace(failed, recipient=recipient, subject=rendered.subject)
+        log.info(
+            "sent email %s (%s) for account %s, attempt %d",
+            key,
+            request.kind,
+            request.account_id,
+            email.attempts + 1,
+        )
+        end = AttemptEnd(
+            key, DeliveryStatus.SENT, attempted=True, recipient=recipient, subject=rendered.subject
+        )
+        return SENT, end
+
+    def _failed(
         self, email: QueuedEmail, err: Exception, log: logging.LoggerAdapter[Any]
-    ) -> None:
-        """Retry a transient failure with backoff until `give_up_after`; give up at once on a
-        refusal (Stripe refusing the customer read, a request that cannot be read; a render
-        failure has already ended its row)."""
+    ) -> AttemptEnd:
+        """A transient failure is tried again with backoff until `give_up_after`; a refusal
+        (Stripe refusing the customer read, a request that cannot be read) is given up at
+        once. The row shows why either way."""
         now = self._clock()
         retry = now + backoff(self._first_retry, email.attempts, self._max_retry)
         error = f"{type(err).__name__}: {err}"
         refused = isinstance(err, TypeError) or (
             isinstance(err, ApplicationError) and err.non_retryable
         )
+        if refused or retry > email.created_at + self._give_up_after:
+            log.error("email %s given up: %s", email.key, error)
+            reason = error if refused else f"given up after {self._give_up_after}: {error}"
+            return AttemptEnd(email.key, DeliveryStatus.FAILED, attempted=True, error=reason)
+        log.warning("email %s failed, tried again at %s: %s", email.key, retry, error)
+        return AttemptEnd(
+            email.key, DeliveryStatus.PENDING, attempted=True, error=error, retry_at=retry
+        )
+
+
+class _GroupWriter:
+    """Writes attempts' ends in group commits: an end waits for the transaction in progress,
+    then goes in the next one with every end that arrived meanwhile."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._waiting: list[tuple[AttemptEnd, asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def write(self, end: AttemptEnd) -> None:
+        """Return once `end` is committed; raise what its transaction raised. Cancelling the
+        wait does not take `end` back."""
+        committed = asyncio.get_running_loop().create_future()
+        self._waiting.append((end, committed))
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write_waiting())
+        await committed
+
+    async def written(self) -> None:
+        """Return once every end handed over is written (or failed to be)."""
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
+
+    async def _write_waiting(self) -> None:
         try:
-            if refused or retry > email.created_at + self._give_up_after:
-                log.error("email %s given up: %s", email.key, error)
-                reason = error if refused else f"given up after {self._give_up_after}: {error}"
-                await _in_transaction(
-                    self._sessions, lambda session: outbox.give_up(session, email.key, reason)
-                )
-            else:
-                log.warning("email %s failed, tried again at %s: %s", email.key, retry, error)
-                await _in_transaction(
-                    self._sessions, lambda session: outbox.retry_at(session, email.key, retry)
-                )
-        except Exception:  # the database too: the email is claimed again when its lease ends
-            log.exception("cannot schedule the retry of email %s", email.key)
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                ends = [end for end, _ in batch]
+                try:
+                    await _in_transaction(
+                        self._sessions, functools.partial(outbox.end_attempts, ends=ends)
+                    )
+                except Exception as err:
+                    _settle(batch, err)
+                else:
+                    _settle(batch, None)
+        finally:
+            self._writing = None
+
+
+def _settle(batch: list[tuple[AttemptEnd, asyncio.Future[None]]], error: Exception | None) -> None:
+    for _, committed in batch:
+        if committed.done():  # its writer stopped waiting
+            continue
+        if error is None:
+            committed.set_result(None)
+        else:
+            committed.set_exception(error)
+
+
+def _end_if_obsolete(session: Session, email: QueuedEmail) -> bool:
+    """End a claimed dunning email whose account has left the states it is about; True if so."""
+    states = email.request.get("only_in_states")
+    account_id = email.request.get("account_id")
+    if not states or not isinstance(states, list) or not isinstance(account_id, str):
+        return False
+    stale = _left_states(session, account_id, states)
+    if stale is None:
+        return False
+    outbox.end_attempts(
+        session, [AttemptEnd(email.key, DeliveryStatus.OBSOLETE, attempted=False, error=stale)]
+    )
+    return True

@@ -3,7 +3,9 @@ from going out again once it is `sent` (delivery is at least once: docs/reliabil
 
 Plain functions over a `Session`; the caller owns the transaction. A row is `queued` in the
 transaction that decided the email (`queue`), claimed by the sender when due (`claim_due`),
-moves `pending` → `sent`, or ends as `no_recipient` / `obsolete` / `failed`. While queued or
+and its attempt's end written (`end_attempts`): `sent`, `pending` until its retry, or ended as
+`no_recipient` / `obsolete` / `failed`. (Runs recorded before the queue claim a key with
+`begin_attempt` and end it with `mark_sent` / `mark_failed` / `mark_unsent`.) While queued or
 pending it carries `next_attempt_at`: when the sender may claim it (again); a row that is done
 has none.
 """
@@ -16,7 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, cast
 
-from sqlalchemy import Row, Table, bindparam, select, update
+from sqlalchemy import Row, String, Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import EmailDelivery, utcnow
@@ -30,7 +32,8 @@ class DeliveryStatus(StrEnum):
     # Written as `.value`: psycopg would store an enum member by its name.
     # Waiting for the sender (docs/reliability.md, "Email delivery").
     QUEUED = "queued"
-    # Claimed for sending (committed before the SMTP conversation starts); may have failed.
+    # Tried, failed, and waiting for its retry (`next_attempt_at`); in runs recorded before the
+    # queue, also claimed by an attempt in progress (committed before its SMTP conversation).
     PENDING = "pending"
     SENT = "sent"
     # The Stripe customer has no email address; nothing was sent.
@@ -68,10 +71,23 @@ _MARK_SENT = (
 # Statuses the sender claims when due: queued, or pending (an attempt that failed, or whose
 # sender died mid-send and whose lease ran out).
 _CLAIMABLE = (DeliveryStatus.QUEUED.value, DeliveryStatus.PENDING.value)
-_RETRY_AT = (
+# A claimed email's turn ends in one statement, run once per batch of ends (`end_attempts`).
+_END_ATTEMPT = (
     update(_TABLE)
-    .where(_TABLE.c.key == bindparam("retry_key"), _TABLE.c.status.in_(_CLAIMABLE))
-    .values(next_attempt_at=bindparam("retry_at"))
+    .where(
+        _TABLE.c.key == bindparam("ended_key"),
+        # Not `in_`: its expanding parameter cannot run as executemany.
+        or_(*(_TABLE.c.status == status for status in _CLAIMABLE)),
+    )
+    .values(
+        status=bindparam("end_status"),
+        attempts=_TABLE.c.attempts + bindparam("attempted"),
+        recipient=func.coalesce(bindparam("end_recipient", type_=String), _TABLE.c.recipient),
+        subject=func.coalesce(bindparam("end_subject", type_=String), _TABLE.c.subject),
+        last_error=func.coalesce(bindparam("end_error", type_=String), _TABLE.c.last_error),
+        next_attempt_at=bindparam("retry_at"),
+        sent_at=bindparam("end_sent_at"),
+    )
 )
 
 
@@ -146,21 +162,42 @@ def claim_due(
     ]
 
 
-def retry_at(session: Session, key: str, when: datetime) -> None:
-    """The failed attempt's email is claimed again at `when` (unless it is done meanwhile)."""
-    session.execute(_RETRY_AT, {"retry_key": key, "retry_at": when})
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How a claimed email's turn ended: `sent`, `pending` again (failed, claimed again at
+    `retry_at`), or an ending without sending. None keeps what the row says."""
+
+    key: str
+    status: DeliveryStatus
+    # An attempt was made (sent, or failed on the way): it counts in `attempts`.
+    attempted: bool
+    recipient: str | None = None
+    subject: str | None = None
+    error: str | None = None
+    retry_at: datetime | None = None
 
 
-def give_up(session: Session, key: str, reason: str) -> None:
-    """The email is not sent, and not tried again: `failed`, with why."""
+def end_attempts(session: Session, ends: list[AttemptEnd]) -> None:
+    """Write each claimed email's end, in one statement for the batch. A row that is done
+    meanwhile (sent by another attempt, or ended) is left as it is."""
+    if not ends:
+        return
+    now = utcnow()
     session.execute(
-        update(_TABLE)
-        .where(_TABLE.c.key == key, _TABLE.c.status.in_(_CLAIMABLE))
-        .values(
-            status=DeliveryStatus.FAILED.value,
-            next_attempt_at=None,
-            last_error=reason[:MAX_ERROR_CHARS],
-        )
+        _END_ATTEMPT,
+        [
+            {
+                "ended_key": end.key,
+                "end_status": end.status.value,
+                "attempted": int(end.attempted),
+                "end_recipient": end.recipient,
+                "end_subject": end.subject,
+                "end_error": None if end.error is None else end.error[:MAX_ERROR_CHARS],
+                "retry_at": end.retry_at,
+                "end_sent_at": now if end.status is DeliveryStatus.SENT else None,
+            }
+            for end in ends
+        ],
     )
 
 

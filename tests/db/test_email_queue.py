@@ -1,5 +1,6 @@
 """The outbox as a queue: `queue` keeps one row per key, `claim_due` hands out due rows once
-per lease, `retry_at` and `give_up` touch only rows still waiting to be sent.
+per lease, `end_attempts` writes a batch of attempts' ends and touches only rows still waiting
+to be sent.
 
 Each test has a database of its own: `claim_due` claims every due row, whoever queued it.
 """
@@ -298,31 +299,83 @@ def test_finished_rows_are_never_claimed(
     assert stored(sessions, key).status == status.value
 
 
-# --- retry_at and give_up ----------------------------------------------------------------------
+# --- end_attempts ------------------------------------------------------------------------------
 
 
-def test_retry_at_moves_a_claimed_row_to_its_retry(sessions: sessionmaker[Session]) -> None:
+def end(sessions: sessionmaker[Session], *ends: outbox.AttemptEnd) -> None:
+    with sessions.begin() as session:
+        outbox.end_attempts(session, list(ends))
+
+
+def test_a_failed_attempt_waits_for_its_retry_with_its_error(
+    sessions: sessionmaker[Session],
+) -> None:
     key = new_key()
     queue_email(sessions, key)
     now = utcnow()
     claim(sessions, now)
     retry = now + timedelta(seconds=10)
 
-    with sessions.begin() as session:
-        outbox.retry_at(session, key, retry)
+    end(
+        sessions,
+        outbox.AttemptEnd(
+            key,
+            DeliveryStatus.PENDING,
+            attempted=True,
+            recipient="ada@example.com",
+            subject="Payment failed",
+            error="SMTPConnectError: refused",
+            retry_at=retry,
+        ),
+    )
 
-    assert stored(sessions, key).next_attempt_at == retry
+    row = stored(sessions, key)
+    assert (row.status, row.attempts, row.recipient, row.last_error) == (
+        DeliveryStatus.PENDING.value,
+        1,
+        "ada@example.com",
+        "SMTPConnectError: refused",
+    )
+    assert row.next_attempt_at == retry
     assert claimed_keys(sessions, retry - timedelta(microseconds=1)) == set()
     assert claimed_keys(sessions, retry) == {key}
 
 
-def test_give_up_fails_the_row_for_good(sessions: sessionmaker[Session]) -> None:
+def test_a_sent_attempt_counts_and_keeps_the_last_error(sessions: sessionmaker[Session]) -> None:
+    key = new_key()
+    queue_email(sessions, key)
+    claim(sessions, utcnow())
+    end(sessions, outbox.AttemptEnd(key, DeliveryStatus.PENDING, attempted=True, error="busy"))
+
+    end(
+        sessions,
+        outbox.AttemptEnd(
+            key, DeliveryStatus.SENT, attempted=True, recipient="ada@example.com", subject="Hi"
+        ),
+    )
+
+    row = stored(sessions, key)
+    assert (row.status, row.attempts, row.last_error, row.next_attempt_at) == (
+        DeliveryStatus.SENT.value,
+        2,
+        "busy",
+        None,
+    )
+    assert (row.recipient, row.subject) == ("ada@example.com", "Hi")
+    assert row.sent_at is not None
+
+
+def test_a_given_up_email_fails_for_good(sessions: sessionmaker[Session]) -> None:
     key = new_key()
     queue_email(sessions, key)
     claim(sessions, utcnow())
 
-    with sessions.begin() as session:
-        outbox.give_up(session, key, "given up: " + "x" * 10_000)
+    end(
+        sessions,
+        outbox.AttemptEnd(
+            key, DeliveryStatus.FAILED, attempted=True, error="given up: " + "x" * 10_000
+        ),
+    )
 
     row = stored(sessions, key)
     assert (row.status, row.next_attempt_at) == (DeliveryStatus.FAILED.value, None)
@@ -330,10 +383,37 @@ def test_give_up_fails_the_row_for_good(sessions: sessionmaker[Session]) -> None
     assert claim(sessions, utcnow() + timedelta(days=30)) == []
 
 
+def test_one_call_ends_every_attempt_of_the_batch(sessions: sessionmaker[Session]) -> None:
+    sent, failed, nobody = new_key(), new_key(), new_key()
+    for key in (sent, failed, nobody):
+        queue_email(sessions, key)
+    now = utcnow()
+    claim(sessions, now)
+
+    end(
+        sessions,
+        outbox.AttemptEnd(sent, DeliveryStatus.SENT, attempted=True, recipient="a@example.com"),
+        outbox.AttemptEnd(
+            failed, DeliveryStatus.PENDING, attempted=True, error="down", retry_at=now
+        ),
+        outbox.AttemptEnd(
+            nobody, DeliveryStatus.NO_RECIPIENT, attempted=False, recipient="", error="no email"
+        ),
+    )
+
+    rows = {key: stored(sessions, key) for key in (sent, failed, nobody)}
+    assert {key: (row.status, row.attempts) for key, row in rows.items()} == {
+        sent: (DeliveryStatus.SENT.value, 1),
+        failed: (DeliveryStatus.PENDING.value, 1),
+        nobody: (DeliveryStatus.NO_RECIPIENT.value, 0),
+    }
+    assert claimed_keys(sessions, now) == {failed}
+
+
 @pytest.mark.parametrize(
     "status", [DeliveryStatus.SENT, DeliveryStatus.OBSOLETE, DeliveryStatus.NO_RECIPIENT]
 )
-def test_retry_at_and_give_up_leave_a_finished_row_alone(
+def test_an_attempts_end_leaves_a_finished_row_alone(
     sessions: sessionmaker[Session], status: DeliveryStatus
 ) -> None:
     key = new_key()
@@ -345,13 +425,18 @@ def test_retry_at_and_give_up_leave_a_finished_row_alone(
             end_without_sending(session, key, status)  # type: ignore[arg-type]
     before = stored(sessions, key)
 
-    with sessions.begin() as session:
-        outbox.retry_at(session, key, utcnow())
-        outbox.give_up(session, key, "too late")
+    end(
+        sessions,
+        outbox.AttemptEnd(
+            key, DeliveryStatus.PENDING, attempted=True, error="late", retry_at=utcnow()
+        ),
+    )
+    end(sessions, outbox.AttemptEnd(key, DeliveryStatus.FAILED, attempted=True, error="too late"))
 
     after = stored(sessions, key)
-    assert (after.status, after.next_attempt_at, after.last_error) == (
+    assert (after.status, after.attempts, after.next_attempt_at, after.last_error) == (
         status.value,
+        before.attempts,
         None,
         before.last_error,
     )

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import pytest
 import stripe
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.common import MetricMeter
 
@@ -434,3 +434,39 @@ async def test_two_senders_send_each_email_exactly_once(
     assert sorted(keys_received(smtp_server)) == sorted(r.key for r in requests)
     rows = [delivery(sessions, r.key) for r in requests]
     assert {(row.status, row.attempts) for row in rows} == {(DeliveryStatus.SENT, 1)}
+
+
+class HeldMail:
+    """An SmtpSender whose sends, once done, all return when released together."""
+
+    def __init__(self, mail: SmtpSender) -> None:
+        self._mail = mail
+        self.release = asyncio.Event()
+        self.sent = 0
+
+    async def send_message(self, message: Any) -> None:
+        await self._mail.send_message(message)
+        self.sent += 1
+        await self.release.wait()
+
+
+async def test_attempts_ending_together_are_written_in_one_transaction(
+    sessions: sessionmaker[Session], smtp_server: SmtpRecorder, fake_stripe: FakeStripe
+) -> None:
+    mail = HeldMail(SmtpSender(smtp_settings(smtp_server.port)))
+    sender = make_sender(sessions, fake_stripe, smtp_server, mail=mail, concurrency=8)
+    customer = fake_stripe.add_customer("ada@example.com")
+    requests = [request_for(customer) for _ in range(8)]
+    queue_emails(sessions, *requests)
+    commits = []
+    event.listen(sessions.kw["bind"], "commit", lambda connection: commits.append(connection))
+
+    sending = asyncio.create_task(sender.send_due())
+    await wait_for(lambda: mail.sent == 8, what="all eight emails sent")
+    claims = len(commits)
+    mail.release.set()
+    assert await sending == 8
+
+    # The claim; the eight ends in one transaction, not one each; the claim finding no more.
+    assert (claims, len(commits)) == (1, 3)
+    assert {delivery(sessions, r.key).status for r in requests} == {DeliveryStatus.SENT}
