@@ -58,6 +58,9 @@ SENT = "sent"
 ALREADY_SENT = "already_sent"
 NO_RECIPIENT = "no_recipient"
 OBSOLETE = "obsolete"
+# Outcomes of an attempt that failed, as counted in `billing_email_deliveries`.
+FAILED = "failed"
+RENDER_FAILED = "render_failed"
 
 # One attempt may take this long (the SMTP conversation included): a claimed row's lease.
 EMAIL_TIMEOUT = timedelta(minutes=2)
@@ -245,7 +248,7 @@ def _delivery_counter(meter: MetricMeter) -> Callable[[str, str], None]:
 
 def _failure_outcome(err: BaseException) -> str:
     unrenderable = isinstance(err, ApplicationError) and err.type == "EmailRenderError"
-    return "render_failed" if unrenderable else "failed"
+    return RENDER_FAILED if unrenderable else FAILED
 
 
 def _claim(
@@ -400,7 +403,7 @@ class OutboxSender:
             async with asyncio.timeout(self._lease.total_seconds()):
                 outcome, end = await self._attempt(email, request, log)
         except Exception as err:
-            outcome, end = "failed", self._failed(email, err, log)
+            outcome, end = FAILED, self._failed(email, err, log)
         self._count(kind, outcome)
         try:
             await self._ends.write(end)
@@ -417,7 +420,7 @@ class OutboxSender:
         except EmailRenderError as err:
             log.error("email %s cannot be rendered: %s", key, err)
             end = AttemptEnd(key, DeliveryStatus.FAILED, attempted=False, error=str(err))
-            return "render_failed", end
+            return RENDER_FAILED, end
         recipient, why_none = await self._emails.customer_email(request.customer_id)
         if recipient is None:
             log.warning("email %s not sent: %s", key, why_none)
@@ -434,7 +437,7 @@ class OutboxSender:
             await self._emails.send(key, recipient, rendered)
         except Exception as err:
             failed = self._failed(email, err, log)
-            return "failed", replace(failed, recipient=recipient, subject=rendered.subject)
+            return FAILED, replace(failed, recipient=recipient, subject=rendered.subject)
         log.info(
             "sent email %s (%s) for account %s, attempt %d",
             key,

@@ -126,6 +126,16 @@ def queue_emails(sessions: sessionmaker[Session], *requests: SendEmailInput) -> 
             outbox.queue(session, request.account_id, [request.as_row()])
 
 
+def queue_emails_to_one_customer(
+    sessions: sessionmaker[Session], fake_stripe: FakeStripe, count: int
+) -> list[SendEmailInput]:
+    """`count` emails queued for one customer with an address."""
+    customer = fake_stripe.add_customer("ada@example.com")
+    requests = [request_for(customer) for _ in range(count)]
+    queue_emails(sessions, *requests)
+    return requests
+
+
 def next_attempt(sessions: sessionmaker[Session], key: str) -> datetime | None:
     with sessions() as session:
         return session.scalar(select(EmailDelivery.next_attempt_at).where(EmailDelivery.key == key))
@@ -351,9 +361,7 @@ async def test_send_due_sends_everything_due_a_few_at_a_time(
 ) -> None:
     mail = MailInFlight(SmtpSender(smtp_settings(smtp_server.port)))
     sender = make_sender(sessions, fake_stripe, smtp_server, mail=mail, concurrency=2)
-    customer = fake_stripe.add_customer("ada@example.com")
-    requests = [request_for(customer) for _ in range(5)]
-    queue_emails(sessions, *requests)
+    requests = queue_emails_to_one_customer(sessions, fake_stripe, 5)
 
     assert await sender.send_due() == 5
 
@@ -377,9 +385,7 @@ async def test_run_sends_what_is_queued_while_it_runs_and_stops_cleanly(
     running = asyncio.create_task(sender.run())
     try:
         await wait_for(lambda: clock.readings >= 1, what="the sender's first look")
-        customer = fake_stripe.add_customer("ada@example.com")
-        requests = [request_for(customer) for _ in range(5)]
-        queue_emails(sessions, *requests)
+        requests = queue_emails_to_one_customer(sessions, fake_stripe, 5)
         clock.now = utcnow()
 
         # More than its concurrency: it claims again as sends finish.
@@ -424,9 +430,7 @@ async def test_two_senders_send_each_email_exactly_once(
 ) -> None:
     first = make_sender(sessions, fake_stripe, smtp_server, concurrency=4)
     second = make_sender(sessions, fake_stripe, smtp_server, concurrency=4)
-    customer = fake_stripe.add_customer("ada@example.com")
-    requests = [request_for(customer) for _ in range(20)]
-    queue_emails(sessions, *requests)
+    requests = queue_emails_to_one_customer(sessions, fake_stripe, 20)
 
     claimed = await asyncio.gather(first.send_due(), second.send_due())
 
@@ -455,9 +459,7 @@ async def test_attempts_ending_together_are_written_in_one_transaction(
 ) -> None:
     mail = HeldMail(SmtpSender(smtp_settings(smtp_server.port)))
     sender = make_sender(sessions, fake_stripe, smtp_server, mail=mail, concurrency=8)
-    customer = fake_stripe.add_customer("ada@example.com")
-    requests = [request_for(customer) for _ in range(8)]
-    queue_emails(sessions, *requests)
+    requests = queue_emails_to_one_customer(sessions, fake_stripe, 8)
     commits = []
     event.listen(sessions.kw["bind"], "commit", lambda connection: commits.append(connection))
 
